@@ -1,0 +1,94 @@
+/**
+ * The HarDNet variants as tables, exactly as the official PyTorch implementation defines them
+ * (../shared/reference/hardnet.md). Everything else — layer list, parameter names, shapes, MACs — is derived
+ * from these rows.
+ */
+
+export interface HarDNetVariant {
+  name: string;
+  /** channels of the two stem convolutions */
+  firstCh: [number, number];
+  /** kernel size of the second stem conv: 3 for 68/85, 1 for the depthwise-separable (ds) variants */
+  secondKernel: 1 | 3;
+  /** ds variants: CombConv layers in blocks and depthwise stride-2 convs instead of max-pooling */
+  depthwise: boolean;
+  /** growth multiplier m of the harmonic blocks */
+  grmul: number;
+  /** output channels of each block's 1x1 transition conv */
+  chList: number[];
+  /** growth rate k of each block */
+  gr: number[];
+  /** layers per block */
+  nLayers: number[];
+  /** 1 where a downsampling follows the block's transition conv */
+  downSamp: number[];
+  /** dropout before the classifier */
+  headDropout: number;
+  /** HarDNet85 only: dropout after its last block */
+  lastBlockDropout?: number;
+}
+
+const hardnet68 = {
+  firstCh: [32, 64] as [number, number],
+  grmul: 1.7,
+  chList: [128, 256, 320, 640, 1024],
+  gr: [14, 16, 20, 40, 160],
+  nLayers: [8, 16, 16, 16, 4],
+  downSamp: [1, 0, 1, 1, 0],
+};
+
+export const VARIANTS: Record<string, HarDNetVariant> = {
+  HarDNet39ds: {
+    name: 'HarDNet39ds',
+    firstCh: [24, 48],
+    secondKernel: 1,
+    depthwise: true,
+    grmul: 1.6,
+    chList: [96, 320, 640, 1024],
+    gr: [16, 20, 64, 160],
+    nLayers: [4, 16, 8, 4],
+    downSamp: [1, 1, 1, 0],
+    headDropout: 0.05,
+  },
+  HarDNet68: { name: 'HarDNet68', ...hardnet68, secondKernel: 3, depthwise: false, headDropout: 0.1 },
+  HarDNet68ds: { name: 'HarDNet68ds', ...hardnet68, secondKernel: 1, depthwise: true, headDropout: 0.05 },
+  HarDNet85: {
+    name: 'HarDNet85',
+    firstCh: [48, 96],
+    secondKernel: 3,
+    depthwise: false,
+    grmul: 1.7,
+    chList: [192, 256, 320, 480, 720, 1280],
+    gr: [24, 24, 28, 36, 48, 256],
+    nLayers: [8, 16, 16, 16, 16, 4],
+    downSamp: [1, 0, 1, 0, 1, 0],
+    headDropout: 0.2,
+    lastBlockDropout: 0.1,
+  },
+};
+
+/** PaddleClas spells the ds variants with an underscore. */
+const ALIASES: Record<string, string> = { HarDNet39_ds: 'HarDNet39ds', HarDNet68_ds: 'HarDNet68ds' };
+
+export const MODEL_NAMES = [...Object.keys(VARIANTS), ...Object.keys(ALIASES)];
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0][j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return d[a.length][b.length];
+}
+
+/** Resolve a model name (official or PaddleClas spelling); an unknown one lists the closest valid names. */
+export function resolveVariant(name: string): HarDNetVariant {
+  const v = VARIANTS[name] ?? VARIANTS[ALIASES[name] ?? ''];
+  if (v) return v;
+  const closest = [...MODEL_NAMES]
+    .sort((a, b) => editDistance(name.toLowerCase(), a.toLowerCase()) - editDistance(name.toLowerCase(), b.toLowerCase()))
+    .slice(0, 3);
+  throw new Error(`unknown architecture '${name}'; closest valid names: ${closest.join(', ')} (all: ${MODEL_NAMES.join(', ')})`);
+}
