@@ -1,0 +1,185 @@
+/**
+ * HarDNet in TensorFlow.js, NHWC, following the official PyTorch model op for op (../shared/reference/hardnet.md):
+ * explicit symmetric padding, ReLU6, BatchNorm with eps 1e-5 and PyTorch's running-statistics update, concat order
+ * as in the official HarDBlock.forward. One small function per building block; the layer plan (plan.ts) says what
+ * to build, this file says how each block computes.
+ *
+ * Weights live in tf.Variables keyed by their official state_dict names, in TensorFlow layouts (HWIO convs,
+ * [3,3,C,1] depthwise, [in,out] linear).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+// tfjs-core's Node bundle registers no gradient functions; the model trains, so it brings them (see register_gradients)
+import '../backend/register_gradients.js';
+import { resolveVariant, type HarDNetVariant } from './variants.js';
+import {
+  buildPlan, paramSpecs,
+  type ConvLayer, type DWConvLayer, type Entry, type HarDBlock, type Head, type ParamSpec,
+} from './plan.js';
+
+export const BN_EPSILON = 1e-5;
+/** PyTorch's BatchNorm momentum: running = (1 - m) * running + m * batch */
+export const BN_MOMENTUM = 0.1;
+
+/** Batch statistics of one BN layer from a training forward pass, to fold into the running statistics. */
+export interface BatchStats { prefix: string; mean: tf.Tensor1D; variance: tf.Tensor1D; count: number }
+
+export interface ForwardOptions {
+  /** BN uses batch statistics (and records them in `batchStats`) */
+  training: boolean;
+  /** dropout active; defaults to `training` */
+  dropout?: boolean;
+  /** collects each BN layer's batch mean and biased variance (kept tensors; pass to updateBatchNormStats) */
+  batchStats?: BatchStats[];
+  /** seed for dropout masks */
+  seed?: number;
+}
+
+export class HarDNet {
+  readonly variant: HarDNetVariant;
+  readonly classes: number;
+  readonly plan: Entry[];
+  readonly specs: ParamSpec[];
+  /** trainable parameters (conv/BN affine/fc), by official name */
+  readonly weights = new Map<string, tf.Variable>();
+  /** BN running mean/var, by official name */
+  readonly buffers = new Map<string, tf.Variable>();
+
+  constructor(name: string, classes = 1000, seed = 0) {
+    this.variant = resolveVariant(name);
+    this.classes = classes;
+    this.plan = buildPlan(this.variant, classes);
+    this.specs = paramSpecs(this.plan);
+    this.specs.forEach((s, i) => {
+      const init = tf.tidy(() => initialValue(s, seed * 100003 + i));
+      const v = tf.variable(init, s.trainable, `${s.name}#${seed}#${Math.random().toString(36).slice(2)}`);
+      init.dispose();
+      (s.trainable ? this.weights : this.buffers).set(s.name, v);
+    });
+  }
+
+  /** Trainable variables in state_dict order. */
+  trainableVariables(): tf.Variable[] {
+    return this.specs.filter((s) => s.trainable).map((s) => this.weights.get(s.name)!);
+  }
+
+  forward(x: tf.Tensor4D, opts: ForwardOptions): tf.Tensor2D {
+    let dropSeed = opts.seed ?? 0;
+    const ctx: Ctx = { model: this, opts, dropout: opts.dropout ?? opts.training, nextSeed: () => dropSeed++ };
+    return tf.tidy(() => {
+      let h: tf.Tensor4D = x;
+      let logits: tf.Tensor2D | undefined;
+      for (const e of this.plan) {
+        if (e.kind === 'head') logits = head(ctx, e, h);
+        else h = entry(ctx, e, h);
+      }
+      return logits!;
+    });
+  }
+
+  /** Fold batch statistics into the running statistics as PyTorch does (unbiased variance), and dispose them. */
+  updateBatchNormStats(stats: BatchStats[]): void {
+    for (const s of stats) {
+      tf.tidy(() => {
+        const mean = this.buffers.get(`${s.prefix}.norm.running_mean`)!;
+        const variance = this.buffers.get(`${s.prefix}.norm.running_var`)!;
+        const unbiased = tf.mul(s.variance, s.count / Math.max(s.count - 1, 1));
+        mean.assign(tf.add(tf.mul(mean, 1 - BN_MOMENTUM), tf.mul(s.mean, BN_MOMENTUM)));
+        variance.assign(tf.add(tf.mul(variance, 1 - BN_MOMENTUM), tf.mul(unbiased, BN_MOMENTUM)));
+      });
+      s.mean.dispose();
+      s.variance.dispose();
+    }
+  }
+
+  dispose(): void {
+    for (const v of [...this.weights.values(), ...this.buffers.values()]) v.dispose();
+    this.weights.clear();
+    this.buffers.clear();
+  }
+}
+
+interface Ctx { model: HarDNet; opts: ForwardOptions; dropout: boolean; nextSeed: () => number }
+
+/** Official initialisation: Xavier-normal convs, BN 1/0, running stats 0/1, PyTorch's default Linear. */
+function initialValue(s: ParamSpec, seed: number): tf.Tensor {
+  switch (s.kind) {
+    case 'conv':
+    case 'depthwise':
+      return tf.randomNormal(s.tfShape, 0, Math.sqrt(2 / (s.fanIn + s.fanOut)), 'float32', seed);
+    case 'fc_weight':
+    case 'fc_bias': {
+      const bound = 1 / Math.sqrt(s.fanIn);
+      return tf.randomUniform(s.tfShape, -bound, bound, 'float32', seed);
+    }
+    case 'bn_weight':
+    case 'bn_var':
+      return tf.ones(s.tfShape);
+    case 'bn_bias':
+    case 'bn_mean':
+      return tf.zeros(s.tfShape);
+  }
+}
+
+function batchNorm(ctx: Ctx, prefix: string, x: tf.Tensor4D): tf.Tensor4D {
+  const w = ctx.model.weights;
+  const gamma = w.get(`${prefix}.norm.weight`)! as tf.Tensor1D;
+  const beta = w.get(`${prefix}.norm.bias`)! as tf.Tensor1D;
+  if (!ctx.opts.training) {
+    const b = ctx.model.buffers;
+    const mean = b.get(`${prefix}.norm.running_mean`)! as tf.Tensor1D;
+    const variance = b.get(`${prefix}.norm.running_var`)! as tf.Tensor1D;
+    return tf.batchNorm4d(x, mean, variance, beta, gamma, BN_EPSILON);
+  }
+  // training normalises with the biased batch variance, as PyTorch does
+  const { mean, variance } = tf.moments(x, [0, 1, 2]);
+  if (ctx.opts.batchStats) {
+    const [n, hh, ww] = x.shape;
+    ctx.opts.batchStats.push({ prefix, mean: tf.keep(mean as tf.Tensor1D), variance: tf.keep(variance as tf.Tensor1D), count: n * hh * ww });
+  }
+  return tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, beta, gamma, BN_EPSILON);
+}
+
+/** ConvLayer: conv k x k (padding k//2 on every side, no bias) -> BN -> ReLU6 */
+function convLayer(ctx: Ctx, l: ConvLayer, x: tf.Tensor4D): tf.Tensor4D {
+  const w = ctx.model.weights.get(`${l.prefix}.conv.weight`)! as tf.Tensor4D;
+  const y = tf.conv2d(x, w, l.stride, Math.floor(l.k / 2) as number);
+  return tf.relu6(batchNorm(ctx, l.prefix, y));
+}
+
+/** DWConvLayer: depthwise 3x3 (padding 1, no bias) -> BN; no activation */
+function dwConvLayer(ctx: Ctx, l: DWConvLayer, x: tf.Tensor4D): tf.Tensor4D {
+  const w = ctx.model.weights.get(`${l.prefix}.dwconv.weight`)! as tf.Tensor4D;
+  return batchNorm(ctx, l.prefix, tf.depthwiseConv2d(x, w, l.stride, 1));
+}
+
+/** HarDBlock: layer L reads the concat of its links (most recent first); output = odd layers and the last. */
+function hardBlock(ctx: Ctx, b: HarDBlock, x: tf.Tensor4D): tf.Tensor4D {
+  const outs: tf.Tensor4D[] = [x];
+  b.layers.forEach((l, i) => {
+    const ins = b.links[i].map((j) => outs[j]);
+    const input = ins.length > 1 ? tf.concat4d(ins, 3) : ins[0];
+    outs.push(l.kind === 'comb' ? dwConvLayer(ctx, l.dw, convLayer(ctx, l.conv, input)) : convLayer(ctx, l, input));
+  });
+  return tf.concat4d(b.outputs.map((j) => outs[j]), 3);
+}
+
+function dropout<T extends tf.Tensor>(ctx: Ctx, x: T, rate: number): T {
+  return ctx.dropout && rate > 0 ? tf.dropout(x, rate, undefined, ctx.nextSeed()) as T : x;
+}
+
+function entry(ctx: Ctx, e: Exclude<Entry, Head>, x: tf.Tensor4D): tf.Tensor4D {
+  switch (e.kind) {
+    case 'conv': return convLayer(ctx, e, x);
+    case 'dwconv': return dwConvLayer(ctx, e, x);
+    case 'maxpool': return tf.maxPool(x, e.k, e.stride, e.pad);
+    case 'block': return hardBlock(ctx, e, x);
+    case 'dropout': return dropout(ctx, x, e.rate);
+  }
+}
+
+/** global average pool -> flatten -> dropout -> linear (the network's only bias) */
+function head(ctx: Ctx, e: Head, x: tf.Tensor4D): tf.Tensor2D {
+  const pooled = dropout(ctx, tf.mean(x, [1, 2]) as tf.Tensor2D, e.dropout);
+  const w = ctx.model.weights;
+  return tf.add(tf.matMul(pooled, w.get(`${e.prefix}.3.weight`)! as tf.Tensor2D), w.get(`${e.prefix}.3.bias`)!);
+}
