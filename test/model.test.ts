@@ -1,0 +1,102 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import { HarDNet } from '../worker/model/hardnet.js';
+import { VARIANTS, resolveVariant } from '../worker/model/variants.js';
+import { buildPlan, countModel } from '../worker/model/plan.js';
+import { loadTorchWeights } from '../worker/model/weights.js';
+import { readPth } from '../worker/checkpoint/pth.js';
+import { computeGradients } from '../worker/train/step.js';
+import { fixture, maxAbsDiff, relL2 } from './helpers/hardnet_fixture.js';
+import { useBackend } from './helpers/backend.js';
+
+before(async () => { await useBackend('wasm'); });
+
+test('parameter, BN-buffer and MAC counts match the official model exactly', () => {
+  const expected: Record<string, [number, number, number]> = {
+    HarDNet39ds: [3_488_228, 16_816, 429_471_474],
+    HarDNet68: [17_565_348, 12_612, 4_246_114_304],
+    HarDNet68ds: [4_180_602, 22_600, 775_281_526],
+    HarDNet85: [36_670_212, 20_092, 9_074_081_584],
+  };
+  for (const [name, [params, bn, macs]] of Object.entries(expected)) {
+    assert.deepEqual(countModel(buildPlan(VARIANTS[name], 1000), 224), { params, bnBuffers: bn, macs }, name);
+  }
+  // other sizes (reference table: 36.0 M / 347.6 M MACs at 64, 9.77 M at 32) and class counts
+  assert.equal(Math.round(countModel(buildPlan(VARIANTS.HarDNet39ds, 1000), 64).macs / 1e5) / 10, 36.0);
+  assert.equal(Math.round(countModel(buildPlan(VARIANTS.HarDNet68, 1000), 64).macs / 1e5) / 10, 347.6);
+  assert.equal(Math.round(countModel(buildPlan(VARIANTS.HarDNet39ds, 1000), 32).macs / 1e4) / 100, 9.77);
+  const ten = countModel(buildPlan(VARIANTS.HarDNet39ds, 10), 224);
+  assert.equal(ten.params, 3_488_228 - 990 * 1024 - 990);
+});
+
+test('PaddleClas spellings resolve; an unknown name lists the closest ones', () => {
+  assert.equal(resolveVariant('HarDNet39_ds').name, 'HarDNet39ds');
+  assert.equal(resolveVariant('HarDNet68_ds').name, 'HarDNet68ds');
+  assert.throws(() => resolveVariant('HardNet86'), /unknown architecture 'HardNet86'; closest valid names: HarDNet85/);
+});
+
+/** our gradient (tf layout) -> PyTorch layout, for comparison with the fixture */
+function toTorchLayout(kind: string, g: tf.Tensor): tf.Tensor {
+  if (kind === 'conv') return tf.transpose(g, [3, 2, 0, 1]);
+  if (kind === 'depthwise') return tf.transpose(g, [2, 3, 0, 1]);
+  if (kind === 'fc_weight') return tf.transpose(g, [1, 0]);
+  return g;
+}
+
+for (const name of ['HarDNet39ds', 'HarDNet68ds']) {
+  test(`${name}: official weights give the fixture's eval logits, loss, gradients and BN statistics (wasm)`, async () => {
+    const fx = fixture(name);
+    const model = new HarDNet(name, 1000);
+    await loadTorchWeights(model, fx.pth);
+    const input = fx.io.get('input_nhwc');
+    const x = tf.tensor4d(input.data, input.shape as [number, number, number, number]);
+
+    const logits = model.forward(x, { training: false });
+    const evalDiff = maxAbsDiff(await logits.data(), fx.io.get('logits').data);
+    assert.ok(evalDiff < 5e-4, `eval logits differ by ${evalDiff}`);
+    logits.dispose();
+
+    const labels = tf.tensor1d(fx.meta.train.labels, 'int32');
+    const r = computeGradients(model, x, labels, { dropout: false });
+    const loss = (await r.loss.data())[0];
+    assert.ok(Math.abs(loss - fx.grad.get('loss').data[0]) < 1e-4, `loss ${loss} vs ${fx.grad.get('loss').data[0]}`);
+    for (const gname of fx.grad.names().filter((n) => n.startsWith('grad.'))) {
+      const pname = gname.slice('grad.'.length);
+      const spec = model.specs.find((s) => s.name === pname)!;
+      const ours = tf.tidy(() => toTorchLayout(spec.kind, r.grads.get(pname)!));
+      const err = relL2(await ours.data(), fx.grad.get(gname).data);
+      ours.dispose();
+      assert.ok(err < 1e-3, `${pname}: gradient relative L2 error ${err}`);
+    }
+    model.updateBatchNormStats(r.batchStats);
+    for (const stat of ['running_mean', 'running_var']) {
+      const ours = await model.buffers.get(`base.0.norm.${stat}`)!.data();
+      const d = maxAbsDiff(ours, fx.grad.get(`bn_after.base.0.norm.${stat}`).data);
+      assert.ok(d < 1e-5, `${stat} after the step differs by ${d}`);
+    }
+    tf.dispose([x, labels, r.loss, r.logits, ...r.grads.values()]);
+    model.dispose();
+  });
+}
+
+test('weights of another variant are refused with the mismatches listed, and the model is left unchanged', async () => {
+  const model = new HarDNet('HarDNet68ds', 1000);
+  const before = await model.weights.get('base.0.conv.weight')!.data();
+  const file = fixture('HarDNet39ds').pth;
+  await assert.rejects(loadTorchWeights(model, file), (e: Error) => {
+    assert.match(e.message, /HarDNet39ds\/state_dict\.pth/);
+    assert.match(e.message, /missing from the file \(\d+\):\n  base\.15\./);
+    assert.match(e.message, /mis-shaped \(\d+\):\n  base\.0\.conv\.weight: file \[24,3,3,3\], model \[32,3,3,3\]/);
+    return true;
+  });
+  assert.deepEqual(await model.weights.get('base.0.conv.weight')!.data(), before);
+  // a state_dict missing one entry names it
+  const sd = await readPth(fixture('HarDNet39ds').pth);
+  sd.delete('base.3.layers.2.layer2.norm.running_var');
+  const m39 = new HarDNet('HarDNet39ds', 1000);
+  const { assignTorchStateDict } = await import('../worker/model/weights.js');
+  assert.throws(() => assignTorchStateDict(m39, sd, 'x.pth'), /1 missing, 0 unexpected, 0 mis-shaped\nmissing from the file \(1\):\n  base\.3\.layers\.2\.layer2\.norm\.running_var/);
+  model.dispose();
+  m39.dispose();
+});

@@ -1,0 +1,47 @@
+/**
+ * One forward+backward pass of a HarDNet: the loss, the gradient of every trainable parameter (by official name)
+ * and the BN batch statistics, which the caller folds into the running statistics after the step (so that a
+ * data-parallel job can decide what to do with them; PaddleClas keeps BN statistics per worker).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { BatchStats, HarDNet } from '../model/hardnet.js';
+
+export interface GradientOptions {
+  /** label smoothing epsilon (PaddleClas ls_epsilon) */
+  labelSmoothing?: number;
+  /** dropout active (default true: this is training) */
+  dropout?: boolean;
+  seed?: number;
+}
+
+export interface GradientResult {
+  loss: tf.Scalar;
+  logits: tf.Tensor2D;
+  grads: Map<string, tf.Tensor>;
+  batchStats: BatchStats[];
+}
+
+/** Mean softmax cross-entropy against integer labels, with optional label smoothing. */
+export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, labelSmoothing = 0): tf.Scalar {
+  return tf.tidy(() => {
+    const onehot = tf.oneHot(tf.cast(labels, 'int32'), logits.shape[1]);
+    return tf.losses.softmaxCrossEntropy(onehot, logits, undefined, labelSmoothing, tf.Reduction.MEAN) as tf.Scalar;
+  });
+}
+
+export function computeGradients(model: HarDNet, images: tf.Tensor4D, labels: tf.Tensor1D, opts: GradientOptions = {}): GradientResult {
+  const batchStats: BatchStats[] = [];
+  const vars = model.trainableVariables();
+  let logits: tf.Tensor2D | undefined;
+  const { value, grads } = tf.variableGrads(() => {
+    const out = model.forward(images, { training: true, dropout: opts.dropout ?? true, batchStats, seed: opts.seed });
+    logits = tf.keep(out);
+    return crossEntropy(out, labels, opts.labelSmoothing ?? 0);
+  }, vars);
+  // variableGrads keys gradients by the variables' unique tf names; re-key them by parameter name
+  const byName = new Map<string, tf.Tensor>();
+  for (const s of model.specs) {
+    if (s.trainable) byName.set(s.name, grads[model.weights.get(s.name)!.name]);
+  }
+  return { loss: value, logits: logits!, grads: byName, batchStats };
+}
