@@ -265,7 +265,7 @@ function collectStateDict(obj: unknown, bytesOf: (ref: StorageRef) => Uint8Array
     dict = dict.get(nestedKey) as Map<unknown, unknown>;
   }
   // Count the tensors per storage: a storage used once, whole and in order, can be handed over without a copy.
-  const uses = new Map<StorageRef | string, number>();
+  const uses = new Map<string, number>();
   for (const v of dict.values()) {
     if (v instanceof TensorRef) uses.set(v.storage.key, (uses.get(v.storage.key) ?? 0) + 1);
   }
@@ -397,7 +397,7 @@ function describe(v: unknown): string {
   if (v === null || v === undefined) return 'None';
   if (v instanceof TensorRef) return 'a tensor';
   if (v instanceof Map) return 'a dict';
-  if (Array.isArray(v)) return `(${v.map(describe).join(', ')})`;
+  if (Array.isArray(v)) return `a list/tuple (${v.map(describe).join(', ')})`;
   if (typeof v === 'object' || typeof v === 'function') {
     const p = v as { __module__?: string; __name__?: string };
     if (p.__module__ !== undefined) return `${p.__module__}.${p.__name__}`;
