@@ -1,0 +1,61 @@
+/* Register-blocked SIMD GEMM micro-kernel shared by the convolution gradients.
+ * Why hand-written: tfjs-backend-wasm's matMul is fast only without transposes, and the
+ * gradients need transposed products; packing operands here into the micro-kernel's layout
+ * makes every product "non-transposed" without a separate (slow) Transpose pass. */
+#ifndef KERNELS_GEMM_H
+#define KERNELS_GEMM_H
+#include <wasm_simd128.h>
+
+#define MR 4 /* rows of C per micro-kernel call: 4x8 keeps 8 accumulators + 3 operands in the 16 xmm registers V8 has */
+#define NR 8
+
+/* c[mr x nr] (+)= sum_p a[p][0..MR) (x) b[p][0..NR), a and b packed, zero-padded to MR / NR. */
+static inline void ukernel_4x8(int kc, const float *restrict a, const float *restrict b,
+                               float *restrict c, int ldc, int mr, int nr, int accumulate) {
+  v128_t c00 = wasm_f32x4_splat(0.f), c01 = c00, c10 = c00, c11 = c00;
+  v128_t c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  for (int p = 0; p < kc; p++) {
+    const v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
+    v128_t a0 = wasm_v128_load32_splat(a);
+    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a0, b0));
+    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a0, b1));
+    v128_t a1 = wasm_v128_load32_splat(a + 1);
+    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a1, b0));
+    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a1, b1));
+    v128_t a2 = wasm_v128_load32_splat(a + 2);
+    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a2, b0));
+    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a2, b1));
+    v128_t a3 = wasm_v128_load32_splat(a + 3);
+    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a3, b0));
+    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a3, b1));
+    a += MR;
+    b += NR;
+  }
+  if (mr == MR && nr == NR) {
+    float *c0 = c, *c1 = c + ldc, *c2 = c + 2 * ldc, *c3 = c + 3 * ldc;
+    if (accumulate) {
+      c00 = wasm_f32x4_add(c00, wasm_v128_load(c0)); c01 = wasm_f32x4_add(c01, wasm_v128_load(c0 + 4));
+      c10 = wasm_f32x4_add(c10, wasm_v128_load(c1)); c11 = wasm_f32x4_add(c11, wasm_v128_load(c1 + 4));
+      c20 = wasm_f32x4_add(c20, wasm_v128_load(c2)); c21 = wasm_f32x4_add(c21, wasm_v128_load(c2 + 4));
+      c30 = wasm_f32x4_add(c30, wasm_v128_load(c3)); c31 = wasm_f32x4_add(c31, wasm_v128_load(c3 + 4));
+    }
+    wasm_v128_store(c0, c00); wasm_v128_store(c0 + 4, c01);
+    wasm_v128_store(c1, c10); wasm_v128_store(c1 + 4, c11);
+    wasm_v128_store(c2, c20); wasm_v128_store(c2 + 4, c21);
+    wasm_v128_store(c3, c30); wasm_v128_store(c3 + 4, c31);
+    return;
+  }
+  /* Edge tile: spill to a buffer and copy the valid part only. */
+  float t[MR * NR];
+  wasm_v128_store(t, c00); wasm_v128_store(t + 4, c01);
+  wasm_v128_store(t + 8, c10); wasm_v128_store(t + 12, c11);
+  wasm_v128_store(t + 16, c20); wasm_v128_store(t + 20, c21);
+  wasm_v128_store(t + 24, c30); wasm_v128_store(t + 28, c31);
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + t[i * NR + j];
+}
+
+static inline int min_i(int a, int b) { return a < b ? a : b; }
+static inline int max_i(int a, int b) { return a > b ? a : b; }
+static inline int round_up(int a, int m) { return (a + m - 1) / m * m; }
+#endif

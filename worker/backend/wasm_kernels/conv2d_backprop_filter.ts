@@ -1,0 +1,38 @@
+// Conv2DBackpropFilter for tfjs-backend-wasm (which has none): dW = im2col(x)^T * dy, run as a
+// packed SIMD GEMM in native/kernels/conv_grad.c.
+import { backend_util, Conv2DBackpropFilter, type Conv2DBackpropFilterAttrs, type KernelConfig,
+  type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { copyIn, copyOut, kernelModule, layoutRegions } from './module.js';
+import { checkConvInfo, checkShape, heapFloats, requireInput } from './tensors.js';
+
+function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
+  const backend = args.backend as BackendWasm;
+  const x = requireInput(args.inputs, 'x', Conv2DBackpropFilter);
+  const dy = requireInput(args.inputs, 'dy', Conv2DBackpropFilter);
+  const { strides, pad, dataFormat, dimRoundingMode, filterShape } = args.attrs as unknown as Conv2DBackpropFilterAttrs;
+  const info = backend_util.computeConv2DInfo(x.shape as [number, number, number, number], filterShape, strides, 1, pad,
+    dimRoundingMode, false, backend_util.convertConv2DDataFormat(dataFormat));
+  checkConvInfo(info, Conv2DBackpropFilter);
+  checkShape(dy.shape, info.outShape, Conv2DBackpropFilter, 'dy');
+  const k = kernelModule();
+  const xSize = x.shape.reduce((a, b) => a * b, 1);
+  const dySize = dy.shape.reduce((a, b) => a * b, 1);
+  const dwSize = filterShape.reduce((a, b) => a * b, 1);
+  const [xOff, dyOff, dwOff, scratch] = layoutRegions(
+    [xSize * 4, dySize * 4, dwSize * 4, k.conv_backprop_filter_scratch_bytes(info.outChannels)]);
+  copyIn(xOff, heapFloats(backend, x, Conv2DBackpropFilter, 'x'));
+  copyIn(dyOff, heapFloats(backend, dy, Conv2DBackpropFilter, 'dy'));
+  k.conv_backprop_filter(xOff, dyOff, dwOff, info.batchSize, info.inHeight, info.inWidth, info.inChannels,
+    info.outHeight, info.outWidth, info.outChannels, info.filterHeight, info.filterWidth,
+    info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left, scratch);
+  const out = backend.makeOutput(filterShape, 'float32');
+  copyOut(dwOff, backend.typedArrayFromHeap(out) as Float32Array);
+  return out;
+}
+
+export const conv2DBackpropFilterConfig: KernelConfig = {
+  kernelName: Conv2DBackpropFilter,
+  backendName: 'wasm',
+  kernelFunc: conv2DBackpropFilter as KernelConfig['kernelFunc'],
+};

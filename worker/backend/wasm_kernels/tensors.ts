@@ -1,0 +1,29 @@
+// Shared plumbing for the kernels: reading tfjs-backend-wasm tensors and checking attributes.
+import { backend_util, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+
+/** Float32 view of a tensor inside tfjs-backend-wasm's heap (no copy). */
+export function heapFloats(backend: BackendWasm, t: TensorInfo, kernel: string, name: string): Float32Array {
+  if (t.dtype !== 'float32') throw new Error(`${kernel}: input '${name}' must be float32, got ${t.dtype}`);
+  return backend.typedArrayFromHeap(t) as Float32Array;
+}
+
+/** These kernels are written for NHWC and dilation 1 (all HarDNet uses); anything else is refused loudly. */
+export function checkConvInfo(info: backend_util.Conv2DInfo, kernel: string): void {
+  if (info.dataFormat !== 'channelsLast')
+    throw new Error(`${kernel}: only NHWC (dataFormat 'NHWC') is implemented, got ${info.dataFormat}`);
+  if (info.dilationHeight !== 1 || info.dilationWidth !== 1)
+    throw new Error(`${kernel}: dilations must be 1, got [${info.dilationHeight}, ${info.dilationWidth}]`);
+}
+
+export function checkShape(actual: number[], expected: number[], kernel: string, name: string): void {
+  if (actual.length !== expected.length || actual.some((d, i) => d !== expected[i]))
+    throw new Error(`${kernel}: '${name}' has shape [${actual}], expected [${expected}] from the conv attributes`);
+}
+
+/** A named kernel input; a missing one is a wiring bug worth a clear message. */
+export function requireInput(inputs: NamedTensorInfoMap, name: string, kernel: string): TensorInfo {
+  const t = inputs[name];
+  if (!t) throw new Error(`${kernel}: missing input '${name}'`);
+  return t;
+}
