@@ -116,6 +116,8 @@ test('views: transposed, storage offset, strided slice and permuted 4-d tensors 
 
 test('legacy (pre-1.6, non-zip) format reads the same tensors', async () => {
   assertAll(await readPth(fixture('legacy_views.pth')), expected['views.pth']);
+  // Its storages sit at arbitrary byte offsets: float64/int64 must still come out right.
+  assertAll(await readPth(fixture('legacy_dtypes.pth')), expected['dtypes.pth']);
 });
 
 test('checkpoint dicts: tensors under state_dict, or under model as nn.Parameter', async () => {

@@ -159,8 +159,9 @@ function parseLegacy(buf: Uint8Array): StateDict {
     const numel = Number(view.getBigInt64(pos, true));
     const end = pos + 8 + numel * ELEMENT_SIZE[root.dtype];
     if (end > buf.length) throw new PthError(`truncated: storage ${root.key} needs ${end} bytes, file has ${buf.length}`);
-    // slice() copies into a fresh, aligned buffer: typed-array views need offsets that are multiples of 8.
-    rootBytes.set(root.key, buf.slice(pos + 8, end));
+    // Copy into a fresh buffer: typed-array views need aligned offsets, and storages sit at any byte offset
+    // here. (Buffer#slice would not copy, hence the Uint8Array constructor.)
+    rootBytes.set(root.key, new Uint8Array(buf.subarray(pos + 8, end)));
     pos = end;
   }
   return collectStateDict(obj, (ref) => {
@@ -318,7 +319,9 @@ function contiguousStride(shape: number[], dim: number): number {
 
 function rawView(dtype: TorchDtype, bytes: Uint8Array): Contiguous {
   const n = Math.floor(bytes.byteLength / ELEMENT_SIZE[dtype]);
-  // Storage buffers come from fflate / slice() with byteOffset 0, so these views are aligned.
+  // Storages are fresh copies (fflate, or the legacy reader) starting at byteOffset 0, so views are aligned;
+  // copy anyway if a caller's buffer ever breaks that, rather than fail with a RangeError.
+  if (bytes.byteOffset % ELEMENT_SIZE[dtype] !== 0) bytes = new Uint8Array(bytes);
   switch (dtype) {
     case 'float32': return new Float32Array(bytes.buffer, bytes.byteOffset, n);
     case 'float64': return new Float64Array(bytes.buffer, bytes.byteOffset, n);

@@ -1,0 +1,128 @@
+/**
+ * Training checkpoints: `<model_save_dir>/<name>/<epoch>/` (and `best_model/`) holding
+ *   weights.json + weights.bin     every parameter and BN buffer by official name, in TensorFlow.js's
+ *                                  weightsManifest format (tf.io.decodeWeights reads it)
+ *   optimizer.json + optimizer.bin the Momentum velocities, same format
+ *   state.json                     epoch, iteration (LR position), best accuracy, sampler and RNG state
+ *
+ * Written atomically: everything goes into a temporary sibling directory that is renamed into place only when
+ * complete, so a crash mid-save leaves the previous checkpoint intact and a directory that exists is complete.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type { HarDNet } from '../model/hardnet.js';
+import type { Momentum } from '../optim/momentum.js';
+
+export const CHECKPOINT_FORMAT = 'hardnet-launch-checkpoint';
+
+export interface TrainState {
+  /** last completed epoch */
+  epoch: number;
+  /** iterations completed (the LR schedule's position) */
+  iteration: number;
+  bestTop1: number;
+  bestEpoch: number;
+  model: string;
+  classesNum: number;
+  /** anything else the loop needs back bit for bit: sampler position, RNG states */
+  extra?: Record<string, unknown>;
+}
+
+interface Manifest { format: string; version: 1; weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] }
+
+async function writeTensors(dir: string, base: string, tensors: Map<string, tf.Tensor>): Promise<void> {
+  const named = [...tensors].map(([name, tensor]) => ({ name, tensor }));
+  const { data, specs } = await tf.io.encodeWeights(named);
+  const manifest: Manifest = { format: CHECKPOINT_FORMAT, version: 1, weightsManifest: [{ paths: [`${base}.bin`], weights: specs }] };
+  writeFileSynced(path.join(dir, `${base}.bin`), new Uint8Array(data));
+  writeFileSynced(path.join(dir, `${base}.json`), JSON.stringify(manifest));
+}
+
+function readTensors(dir: string, base: string): Map<string, tf.Tensor> {
+  const file = path.join(dir, `${base}.json`);
+  const manifest = JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest;
+  if (manifest.format !== CHECKPOINT_FORMAT) throw new Error(`${file}: not a checkpoint of this tool (format ${JSON.stringify(manifest.format)})`);
+  const group = manifest.weightsManifest[0];
+  const bin = fs.readFileSync(path.join(dir, group.paths[0]));
+  const decoded = tf.io.decodeWeights(bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength), group.weights);
+  return new Map(Object.entries(decoded));
+}
+
+function writeFileSynced(file: string, data: string | Uint8Array): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Save model, optimizer and state into `dir`, replacing an older checkpoint there only once the new one is whole. */
+export async function saveCheckpoint(dir: string, model: HarDNet, opt: Momentum | undefined, state: TrainState): Promise<void> {
+  const parent = path.dirname(dir);
+  fs.mkdirSync(parent, { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-`));
+  try {
+    await writeTensors(tmp, 'weights', new Map([...model.weights, ...model.buffers]));
+    if (opt) await writeTensors(tmp, 'optimizer', opt.velocities);
+    writeFileSynced(path.join(tmp, 'state.json'), JSON.stringify(state, null, 1));
+    const old = `${dir}.old-${process.pid}`;
+    if (fs.existsSync(dir)) fs.renameSync(dir, old);
+    fs.renameSync(tmp, dir);
+    fs.rmSync(old, { recursive: true, force: true });
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw new Error(`saving checkpoint ${dir} failed: ${(e as Error).message}`);
+  }
+}
+
+export function isCheckpoint(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'state.json')) && fs.existsSync(path.join(dir, 'weights.json'));
+}
+
+/** Load weights (and the optimizer's velocities when given) and return the saved state. */
+export function loadCheckpoint(dir: string, model: HarDNet, opt?: Momentum): TrainState {
+  if (!isCheckpoint(dir)) throw new Error(`checkpoint '${dir}' does not exist or is incomplete (no state.json/weights.json)`);
+  const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as TrainState;
+  loadCheckpointWeights(dir, model);
+  if (opt && fs.existsSync(path.join(dir, 'optimizer.json'))) {
+    const velocities = readTensors(dir, 'optimizer');
+    for (const [name, t] of velocities) {
+      const old = opt.velocities.get(name);
+      if (old) { old.assign(t); t.dispose(); } else { opt.velocities.set(name, tf.variable(t, false)); t.dispose(); }
+    }
+  }
+  return state;
+}
+
+/** Assign a checkpoint's weights to the model, checking every name and shape first. */
+export function loadCheckpointWeights(dir: string, model: HarDNet): void {
+  const tensors = readTensors(dir, 'weights');
+  try {
+    const missing = model.specs.filter((s) => !tensors.has(s.name)).map((s) => s.name);
+    const known = new Set(model.specs.map((s) => s.name));
+    const unexpected = [...tensors.keys()].filter((n) => !known.has(n));
+    const misShaped = model.specs
+      .filter((s) => tensors.has(s.name) && tensors.get(s.name)!.shape.join(',') !== s.tfShape.join(','))
+      .map((s) => `${s.name}: file [${tensors.get(s.name)!.shape}], model [${s.tfShape}]`);
+    if (missing.length + unexpected.length + misShaped.length > 0) {
+      throw new Error(`${dir}: checkpoint does not match ${model.variant.name} with ${model.classes} classes: ` +
+        `missing ${JSON.stringify(missing.slice(0, 10))}, unexpected ${JSON.stringify(unexpected.slice(0, 10))}, mis-shaped ${JSON.stringify(misShaped.slice(0, 10))}`);
+    }
+    for (const s of model.specs) (s.trainable ? model.weights : model.buffers).get(s.name)!.assign(tensors.get(s.name)!);
+  } finally {
+    tf.dispose([...tensors.values()]);
+  }
+}
+
+/** The complete checkpoint with the highest epoch number under `<root>` (`--resume auto`), if any. */
+export function latestCheckpoint(root: string): string | undefined {
+  if (!fs.existsSync(root)) return undefined;
+  const epochs = fs.readdirSync(root)
+    .filter((n) => /^\d+$/.test(n) && isCheckpoint(path.join(root, n)))
+    .map(Number)
+    .sort((a, b) => b - a);
+  return epochs.length ? path.join(root, String(epochs[0])) : undefined;
+}
