@@ -1,0 +1,133 @@
+/**
+ * The agent loop (torchrun's elastic agent, without elasticity): start all local workers, wait for the first
+ * failure or for all to finish, stop the rest, report the root cause, restart up to --max_restarts times, and
+ * turn signals sent to the launcher into a clean stop or an escalation.
+ */
+import * as fs from 'node:fs';
+import type winston from 'winston';
+import { exitCodeOf, formatRootCause, oomEvidence, readOomKillCount, describeEnd, type WorkerExit } from './failure.js';
+import { WorkerOutput, tailLines, writeEndpointsLog, type LogDir } from './logs.js';
+import { workerProcessEnv, type Plan } from './plan.js';
+import { Attempt } from './supervise.js';
+import * as os from 'node:os';
+
+export interface JobOptions {
+  plan: Plan;
+  program: string;
+  /** the worker's arguments for an attempt (a restart may add --resume) */
+  args: (restartCount: number) => string[];
+  maxRestarts: number;
+  graceMs: number;
+  logs: LogDir;
+  logger: winston.Logger;
+  /** the job secret as one JSON line, or undefined where there is none */
+  secretLine?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The fd on which every worker reads the secret (see HARDNET_SECRET_FD in shared/env.ts). */
+const SECRET_FD = 3;
+const TAIL_LINES = 40;
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n');
+}
+
+/** Run the job to its end; resolves with the launcher's exit code. */
+export async function runJob(o: JobOptions): Promise<number> {
+  const { plan, logger } = o;
+  const env = o.env ?? process.env;
+  writeEndpointsLog(o.logs.dir, plan.jobId, plan.endpoints);
+  if (plan.ipcDir) fs.mkdirSync(plan.ipcDir, { recursive: true, mode: 0o700 });
+  const outputs = plan.workers.map((w) => new WorkerOutput(o.logs.workerLogPath(w.localRank), w.rank));
+  logger.info(
+    `job ${plan.jobId}: node ${plan.nodeRank} of ${plan.hosts.length} (${plan.hosts.join(',')}), ` +
+      `${plan.nprocPerNode} worker(s) here, world size ${plan.worldSize}, ` +
+      (plan.endpoints.length === 0 ? 'a single worker without sockets' : `endpoints in ${o.logs.dir}/endpoints.log`),
+  );
+  if (o.logs.movedAsideTo) logger.info(`the earlier run's logs were moved to ${o.logs.movedAsideTo}`);
+
+  let attempt: Attempt | undefined;
+  let stopSignal: NodeJS.Signals | undefined;
+  let stopRequests = 0;
+  // Ctrl-C once: ask the workers to stop cleanly (they get SIGINT); twice: SIGTERM; three times: SIGKILL.
+  // SIGTERM and SIGHUP to the launcher count like a Ctrl-C.
+  const onSignal = (sig: NodeJS.Signals) => {
+    stopRequests++;
+    stopSignal ??= sig;
+    const forward: NodeJS.Signals = stopRequests === 1 ? 'SIGINT' : stopRequests === 2 ? 'SIGTERM' : 'SIGKILL';
+    logger.warn(
+      `${sig} received (${stopRequests}): sending ${forward} to every worker` +
+        (stopRequests === 1 ? ' to stop cleanly; signal again to SIGTERM, a third time to SIGKILL' : ''),
+    );
+    attempt?.signalAll(forward);
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.on(s, onSignal);
+
+  try {
+    for (let restart = 0; ; restart++) {
+      const note = restart === 0 ? 'attempt 1' : `attempt ${restart + 1}: restart ${restart} of ${o.maxRestarts}`;
+      for (const out of outputs) out.mark(`${note}, ${new Date().toISOString()}`);
+      if (restart > 0) logger.warn(`restarting all workers (${note}, HARDNET_RESTART_COUNT=${restart})`);
+      const oomBefore = readOomKillCount();
+      const args = o.args(restart);
+      attempt = new Attempt(
+        plan.workers.map((slot, i) => ({
+          rank: slot.rank,
+          localRank: slot.localRank,
+          program: o.program,
+          args,
+          env: workerProcessEnv(slot, env, restart, o.secretLine === undefined ? undefined : SECRET_FD),
+          secretLine: o.secretLine,
+          output: outputs[i],
+        })),
+      );
+      const pids = await Promise.all(attempt.workers.map((w) => w.pid));
+      logger.info(
+        '\n' +
+          table([
+            ['rank', 'local_rank', 'device', 'pid', 'log'],
+            ...plan.workers.map((w, i) => [String(w.rank), String(w.localRank), w.device, String(pids[i] ?? '-'), outputs[i].logPath]),
+          ]),
+      );
+      if (stopRequests > 0) attempt.signalAll('SIGINT'); // a signal that arrived while the workers were starting
+
+      const first = await attempt.firstFailure;
+      if (stopSignal !== undefined) {
+        const ends = await attempt.allExited;
+        for (const e of ends) outputs[plan.workers.findIndex((w) => w.rank === e.rank)].mark(`stopped: ${describeEnd(e)}`);
+        logger.warn(`stopped on ${stopSignal}: ${ends.map((e) => `rank ${e.rank} ${describeEnd(e)}`).join(', ')}`);
+        return 128 + (os.constants.signals[stopSignal] ?? 0);
+      }
+      if (first === null) {
+        for (const out of outputs) out.mark('exit code 0');
+        logger.info(`all ${plan.workers.length} worker(s) exited 0`);
+        return 0;
+      }
+      logger.error(`rank ${first.rank} (pid ${first.pid ?? '-'}) failed: ${describeEnd(first)}; stopping the other workers (SIGTERM, SIGKILL after ${o.graceMs / 1000} s)`);
+      const ends: WorkerExit[] = await attempt.terminate(o.graceMs);
+      for (const e of ends) outputs[plan.workers.findIndex((w) => w.rank === e.rank)].mark(`${e === first ? 'FAILED FIRST: ' : ''}${describeEnd(e)}`);
+      logger.error(
+        '\n' +
+          formatRootCause({
+            first,
+            worldSize: plan.worldSize,
+            oom: oomEvidence(first, oomBefore),
+            tail: tailLines(first.logPath, TAIL_LINES),
+            attempt: restart,
+            maxRestarts: o.maxRestarts,
+          }),
+      );
+      if (restart >= o.maxRestarts || stopSignal !== undefined) {
+        if (o.maxRestarts > 0) logger.error(`no restarts left (--max_restarts ${o.maxRestarts})`);
+        return exitCodeOf(first);
+      }
+    }
+  } finally {
+    for (const s of signals) process.off(s, onSignal);
+    for (const out of outputs) out.close();
+    if (plan.ipcDir) fs.rmSync(plan.ipcDir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,206 @@
+#!/usr/bin/env node
+/**
+ * The `launch` command: `launch [launch options] <command> [command options]`, like
+ * `python -m paddle.distributed.launch [options] tools/train.py -c config.yaml`.
+ * train and eval start one worker per device under supervision; infer, summary and prepare run here, in this
+ * process; `run -- <program> [args]` supervises any program with the same environment (torchrun --no-python).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { COMMANDS, applySpec } from '../shared/commands.js';
+import { runJob } from './agent.js';
+import { closeLogger, createLaunchLogger, openLogDir } from './logs.js';
+import {
+  LaunchError,
+  buildPlan,
+  chooseDevices,
+  chooseJobId,
+  chooseNodes,
+  listGpusWithNvidiaSmi,
+  localAddresses,
+} from './plan.js';
+
+const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url));
+/** paddle's default start port */
+const DEFAULT_START_PORT = 6170;
+
+export interface LaunchFlags {
+  gpus?: string;
+  selected_gpus?: string;
+  nproc_per_node?: number;
+  ips?: string;
+  node_rank?: number;
+  master_port?: number;
+  started_port?: number;
+  log_dir: string;
+  max_restarts: number;
+  grace: number;
+  job_id?: string;
+}
+
+function intArg(what: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value.trim()) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected ${what} (an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}), got ${JSON.stringify(value)}`);
+    }
+    return n;
+  };
+}
+
+function secondsArg(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a number of seconds >= 0, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** A free TCP port for MASTER_PORT on one node (torchrun --standalone does the same). */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The secret module is another engineer's (worker/collectives/secret.ts); it is imported by URL so the launcher
+ * builds and runs before it exists.
+ * TODO: import it statically once worker/collectives/secret.ts has landed.
+ */
+async function makeSecretLine(jobId: string): Promise<string | undefined> {
+  try {
+    const mod = (await import(new URL('../worker/collectives/secret.js', import.meta.url).href)) as {
+      makeJobSecret?: (jobId: string) => unknown;
+    };
+    if (typeof mod.makeJobSecret !== 'function') return undefined;
+    return JSON.stringify(mod.makeJobSecret(jobId)) + '\n';
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return undefined;
+    throw e;
+  }
+}
+
+/** Plan, run and log one supervised job; resolves with the launcher's exit code. */
+export async function launchDistributed(flags: LaunchFlags, program: string, args: (restart: number) => string[], argvForId: string[]): Promise<number> {
+  if (flags.gpus !== undefined && flags.selected_gpus !== undefined) throw new LaunchError('give --gpus or --selected_gpus, not both (they are the same option)');
+  if (flags.master_port !== undefined && flags.started_port !== undefined) throw new LaunchError('give --master_port or --started_port, not both (they are the same option)');
+  const devices = chooseDevices({
+    gpus: flags.gpus ?? flags.selected_gpus,
+    gpusFlag: flags.gpus !== undefined ? '--gpus' : '--selected_gpus',
+    nprocPerNode: flags.nproc_per_node,
+    env: process.env,
+    detectGpus: listGpusWithNvidiaSmi,
+  });
+  const nodes = chooseNodes({ ips: flags.ips, nodeRank: flags.node_rank, env: process.env, localAddresses: localAddresses() });
+  let basePort = flags.master_port ?? flags.started_port;
+  if (basePort === undefined && process.env.FLAGS_START_PORT) basePort = intArg('FLAGS_START_PORT', 1, 65535)(process.env.FLAGS_START_PORT);
+  if (basePort === undefined) basePort = nodes.hosts.length > 1 ? DEFAULT_START_PORT : await freePort();
+  const jobId = chooseJobId({ jobId: flags.job_id, env: process.env, hosts: nodes.hosts, basePort, argv: argvForId });
+  const logDir = path.resolve(flags.log_dir);
+  const plan = buildPlan({ devices, nodes, jobId, basePort, logDir });
+  const logs = openLogDir(logDir);
+  const logger = createLaunchLogger(logDir);
+  try {
+    return await runJob({
+      plan,
+      program,
+      args,
+      maxRestarts: flags.max_restarts,
+      graceMs: flags.grace * 1000,
+      logs,
+      logger,
+      secretLine: await makeSecretLine(jobId),
+    });
+  } finally {
+    await closeLogger(logger);
+    logs.release();
+  }
+}
+
+/** Arguments of a training restart: resume from the last complete checkpoint unless the user chose --resume. */
+export function trainArgs(args: string[], restart: number): string[] {
+  if (restart === 0 || args.some((a) => a === '--resume' || a.startsWith('--resume='))) return args;
+  return [...args, '--resume', 'auto'];
+}
+
+export function buildProgram(run: (job: Promise<number>) => void): Command {
+  const program = new Command('launch')
+    .description('Data-parallel HarDNet training on TensorFlow.js, launched like paddle.distributed.launch')
+    .enablePositionalOptions()
+    .showHelpAfterError('(add --help for usage)')
+    .option('--gpus <ids>', 'physical GPU ids, one worker each, e.g. 0,1,2,3 (default: every visible GPU)')
+    .option('--selected_gpus <ids>', 'the same as --gpus (paddle spelling)')
+    .option('--nproc_per_node <n>', 'workers per node (CPU workers when no GPU is used; default 1 or one per GPU)', intArg('a worker count', 1))
+    .option('--ips <list>', 'comma-separated node addresses; the same command runs on each node (default: this node only)')
+    .option('--node_rank <r>', "this node's index in --ips (default: found from this machine's addresses)", intArg('a node index', 0))
+    .option('--master_port <port>', 'rank 0 port; with --ips, local rank l listens on port + l (default: $FLAGS_START_PORT, else 6170 across nodes, a free port on one)', intArg('a TCP port', 1, 65535))
+    .option('--started_port <port>', 'the same as --master_port (paddle spelling)', intArg('a TCP port', 1, 65535))
+    .option('--log_dir <dir>', 'where workerlog.N, endpoints.log and launch.log go', 'log')
+    .option('--max_restarts <k>', 'restart all workers after a failure up to k times, resuming from the last checkpoint', intArg('a restart count', 0), 0)
+    .addOption(new Option('--grace <seconds>', 'after a failure, how long the other workers get between SIGTERM and SIGKILL').argParser(secondsArg).default(10))
+    .option('--job_id <id>', 'job id (default: random on one node; derived from --ips, port and command across nodes)');
+
+  /** The arguments the user typed after the command name, untouched, as commander itself splits them. */
+  const rawArgsAfter = (name: string): string[] => {
+    const { operands, unknown } = program.parseOptions(process.argv.slice(2));
+    if (operands[0] !== name) throw new LaunchError(`cannot find the command ${name} on the command line`);
+    return unknown;
+  };
+
+  for (const spec of COMMANDS) {
+    const cmd = applySpec(program.command(spec.name), spec);
+    cmd.action(async () => {
+      const rest = rawArgsAfter(spec.name);
+      if (spec.distributed) {
+        const flags = program.opts<LaunchFlags>();
+        run(launchDistributed(flags, process.execPath, (r) => [WORKER_MAIN, spec.name, ...(spec.name === 'train' ? trainArgs(rest, r) : rest)], [spec.name, ...rest]));
+      } else {
+        run(
+          (async () => {
+            const { runCommand } = (await import(new URL('../worker/main.js', import.meta.url).href)) as {
+              runCommand: (name: string, args: string[]) => Promise<number>;
+            };
+            return runCommand(spec.name, rest);
+          })(),
+        );
+      }
+    });
+  }
+
+  program
+    .command('run')
+    .description('run any program under the launcher, with the same environment, logs and supervision (like torchrun --no-python)')
+    .argument('<program>', 'the program to run, e.g. node, python3, a script')
+    .argument('[args...]', 'its arguments (put -- before the program so its options are not read as launch options)')
+    .passThroughOptions()
+    .action((prog: string, args: string[]) => {
+      run(launchDistributed(program.opts<LaunchFlags>(), prog, () => args, ['run', prog, ...args]));
+    });
+  return program;
+}
+
+async function main(): Promise<void> {
+  let job: Promise<number> | undefined;
+  const program = buildProgram((j) => (job = j));
+  try {
+    await program.parseAsync(process.argv);
+    if (job) process.exitCode = await job;
+  } catch (e) {
+    if (e instanceof LaunchError) {
+      process.stderr.write(`launch: ${e.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    throw e;
+  }
+}
+
+// Run only as the program (also through npm's bin symlink), not when a test imports buildProgram.
+if (process.argv[1] && fileURLToPath(import.meta.url) === fs.realpathSync(process.argv[1])) await main();
