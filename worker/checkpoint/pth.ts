@@ -10,6 +10,8 @@
 // this module registers the few torch/collections globals a state_dict uses and turns each tensor into a
 // C-contiguous typed array, honouring storage offset and strides. No code from the file is ever executed:
 // only the globals registered below do anything, every other global becomes an inert placeholder.
+// Known pickleparser limits, harmless for state_dicts: LONG1 integers are read unsigned and at most 8 bytes
+// (torch pickles shapes, strides and offsets as BININT*), hence the byte comparison of the legacy magic number.
 import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { unzipSync } from 'fflate';
