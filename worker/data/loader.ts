@@ -1,0 +1,237 @@
+/**
+ * The training data loader: sampler -> transforms -> NHWC float32 batches, prefetched.
+ *
+ * Decoding and resampling run on libuv's thread pool (sharp), so while the model computes a step the next
+ * `prefetch` batches are already being decoded; `readerCost` is only the time the consumer actually waited.
+ * Images are processed with bounded concurrency (a few more than the pool has threads, so the pool never
+ * idles while JS normalizes a finished image).
+ *
+ * Bad samples (missing, truncated, corrupt, wrong format) are logged with path and list line, replaced by a
+ * random other sample as PaddleClas does, and counted; the count is reported when the epoch ends.
+ * With strictData they are an error instead.
+ */
+import * as os from 'node:os';
+import { Mulberry32, mixSeed } from '../../shared/rng.js';
+import type { Sample } from './dataset.js';
+import { loadFileList, shuffleLines } from './dataset.js';
+import { DistributedBatchSampler } from './sampler.js';
+import { buildTransforms, type PaddleTransformOp, type TransformFn, type TransformOutput } from './transforms.js';
+
+export interface Batch {
+  /** NHWC float32 */
+  images: Float32Array;
+  labels: Int32Array;
+  shape: [number, number, number, number];
+  /** seconds the consumer waited for this batch */
+  readerCost: number;
+  /** sample indices of this batch (after replacement of bad samples) */
+  indices: number[];
+}
+
+export interface DataLoaderOptions {
+  samples: Sample[];
+  /** a config's transforms list (built with channelsLast) or an already-built function */
+  transforms: PaddleTransformOp[] | TransformFn;
+  /** per-worker batch size */
+  batchSize: number;
+  worldSize?: number;
+  rank?: number;
+  shuffle?: boolean;
+  dropLast?: boolean;
+  /** batches decoded ahead of the consumer (default 2) */
+  prefetch?: number;
+  /** images in flight at once (default: libuv pool size + 2) */
+  concurrency?: number;
+  /** augmentation seed (combined with epoch and sample index) */
+  seed?: number;
+  /** a bad sample is an error instead of being replaced */
+  strictData?: boolean;
+  /** where warnings go (default console.warn) */
+  log?: (message: string) => void;
+}
+
+export class DataError extends Error {}
+
+/** How many consecutive replacement attempts before concluding the data set is unusable. */
+const MAX_REPLACEMENTS = 50;
+
+/** A counting semaphore: bounds the images in flight across all prefetched batches. */
+class Slots {
+  private waiting: Array<() => void> = [];
+  constructor(private free: number) {}
+  async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve));
+  }
+  release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
+export class DataLoader implements AsyncIterable<Batch> {
+  readonly sampler: DistributedBatchSampler;
+  readonly samples: Sample[];
+  private readonly transform: TransformFn;
+  private readonly prefetch: number;
+  private readonly slots: Slots;
+  private readonly seed: number;
+  private readonly strict: boolean;
+  private readonly log: (m: string) => void;
+  /** bad samples replaced during the current / last epoch */
+  badSamples = 0;
+  /** bad samples replaced since the loader was created */
+  badSamplesTotal = 0;
+
+  constructor(o: DataLoaderOptions) {
+    if (!o.samples.length) throw new DataError('DataLoader: no samples');
+    this.samples = o.samples;
+    this.transform = typeof o.transforms === 'function' ? o.transforms : buildTransforms(o.transforms, { seed: o.seed, channelsLast: true });
+    this.sampler = new DistributedBatchSampler({
+      datasetSize: o.samples.length,
+      batchSize: o.batchSize,
+      worldSize: o.worldSize,
+      rank: o.rank,
+      shuffle: o.shuffle,
+      dropLast: o.dropLast,
+    });
+    this.prefetch = Math.max(1, o.prefetch ?? 2);
+    const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    this.slots = new Slots(Math.max(1, o.concurrency ?? Math.min(pool + 2, os.availableParallelism() * 4)));
+    this.seed = o.seed ?? 0;
+    this.strict = o.strictData ?? false;
+    this.log = o.log ?? ((m) => console.warn(m));
+  }
+
+  /** batches per epoch for this worker */
+  get length(): number {
+    return this.sampler.length;
+  }
+
+  setEpoch(epoch: number): void {
+    this.sampler.setEpoch(epoch);
+  }
+
+  private async loadOne(index: number, epoch: number, position: number): Promise<{ out: TransformOutput; index: number }> {
+    let idx = index;
+    const rng = new Mulberry32(mixSeed(this.seed, epoch, position, 0x5eed));
+    for (let attempt = 0; ; attempt++) {
+      const s = this.samples[idx];
+      await this.slots.acquire();
+      try {
+        const out = await this.transform({ path: s.path }, mixSeed(epoch, position, attempt));
+        return { out, index: idx };
+      } catch (e) {
+        const where = s.line ? `line ${s.line}` : 'folder tree';
+        const msg = `bad sample ${s.path} (${where}): ${(e as Error).message}`;
+        if (this.strict) throw new DataError(`${msg} (strict_data is set)`);
+        this.badSamples++;
+        this.badSamplesTotal++;
+        if (attempt + 1 >= MAX_REPLACEMENTS) {
+          throw new DataError(`${MAX_REPLACEMENTS} bad samples in a row (last: ${msg}); is the data set readable?`);
+        }
+        idx = rng.randint(0, this.samples.length - 1);
+        this.log(`WARNING: ${msg}; replaced by sample ${idx}`);
+      } finally {
+        this.slots.release();
+      }
+    }
+  }
+
+  private async loadBatch(indices: number[], epoch: number, firstPosition: number): Promise<Omit<Batch, 'readerCost'>> {
+    const loaded = await Promise.all(indices.map((idx, k) => this.loadOne(idx, epoch, firstPosition + k)));
+    const first = loaded[0].out;
+    const [h, w, c] = first.layout === 'HWC' ? first.shape : [first.shape[1], first.shape[2], first.shape[0]];
+    const per = h * w * c;
+    const images = new Float32Array(per * loaded.length);
+    const labels = new Int32Array(loaded.length);
+    loaded.forEach(({ out, index }, k) => {
+      if (out.data.length !== per) {
+        throw new DataError(`${this.samples[index].path}: transformed to ${out.shape.join('x')}, but the batch is ${h}x${w}x${c}; add a crop/resize to the transforms`);
+      }
+      if (out.layout === 'HWC') images.set(out.data, k * per);
+      else {
+        const plane = h * w;
+        const base = k * per;
+        for (let p = 0; p < plane; p++) for (let ch = 0; ch < c; ch++) images[base + p * c + ch] = out.data[ch * plane + p];
+      }
+      labels[k] = this.samples[index].label;
+    });
+    return { images, labels, shape: [loaded.length, h, w, c], indices: loaded.map((l) => l.index) };
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Batch> {
+    const epoch = this.sampler.epoch;
+    const batches = [...this.sampler]; // advances a shuffling sampler's epoch, like paddle
+    this.badSamples = 0;
+    const positions: number[] = [];
+    batches.reduce((p, b) => (positions.push(p), p + b.length), 0);
+    const pending: Array<Promise<Omit<Batch, 'readerCost'>>> = [];
+    let next = 0;
+    const fill = () => {
+      while (next < batches.length && pending.length < this.prefetch) {
+        const p = this.loadBatch(batches[next], epoch, positions[next]);
+        p.catch(() => {}); // surfaced when the consumer reaches it; never an unhandled rejection
+        pending.push(p);
+        next++;
+      }
+    };
+    fill();
+    while (pending.length) {
+      const t0 = performance.now();
+      const batch = await pending.shift()!;
+      const readerCost = (performance.now() - t0) / 1000;
+      fill();
+      yield { ...batch, readerCost };
+    }
+    if (this.badSamples > 0) {
+      this.log(`WARNING: epoch ${epoch}: ${this.badSamples} bad sample(s) were replaced (set strict_data: true to fail instead)`);
+    }
+  }
+}
+
+/** The TRAIN / VALID section of a PaddleClas config, as far as the loader needs it. */
+export interface DataSectionConfig {
+  batch_size: number;
+  file_list: string;
+  data_dir: string;
+  delimiter?: string;
+  shuffle_seed?: number;
+  transforms: PaddleTransformOp[];
+}
+
+/**
+ * Build a worker's loader from a config section: batch_size is global (each of W workers takes
+ * batch_size // W); train shuffles the list once with shuffle_seed, shuffles per epoch and drops the last
+ * short batch; valid does neither.
+ */
+export function loaderFromConfig(
+  section: DataSectionConfig,
+  o: { mode: 'train' | 'valid'; classesNum?: number; rank?: number; worldSize?: number; strictData?: boolean; seed?: number; prefetch?: number; log?: (m: string) => void },
+): DataLoader {
+  const worldSize = o.worldSize ?? 1;
+  const perWorker = Math.floor(section.batch_size / worldSize);
+  if (!Number.isInteger(section.batch_size) || perWorker < 1) {
+    throw new DataError(`batch_size ${section.batch_size} is global and must be at least the world size ${worldSize}`);
+  }
+  let samples = loadFileList({ fileList: section.file_list, dataDir: section.data_dir, delimiter: section.delimiter, classesNum: o.classesNum });
+  const train = o.mode === 'train';
+  if (train && section.shuffle_seed !== undefined && section.shuffle_seed !== null) samples = shuffleLines(samples, section.shuffle_seed);
+  return new DataLoader({
+    samples,
+    transforms: section.transforms,
+    batchSize: perWorker,
+    worldSize,
+    rank: o.rank,
+    shuffle: train,
+    dropLast: train,
+    seed: o.seed ?? section.shuffle_seed ?? 0,
+    strictData: o.strictData,
+    prefetch: o.prefetch,
+    log: o.log,
+  });
+}
