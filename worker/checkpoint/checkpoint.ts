@@ -52,7 +52,8 @@ function readTensors(dir: string, base: string): Map<string, tf.Tensor> {
 function writeFileSynced(file: string, data: string | Uint8Array): void {
   const fd = fs.openSync(file, 'w');
   try {
-    fs.writeSync(fd, data);
+    if (typeof data === 'string') fs.writeSync(fd, data);
+    else fs.writeSync(fd, data);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
