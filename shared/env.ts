@@ -130,3 +130,17 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
     secretFd,
   };
 }
+
+/**
+ * ipc:// endpoints for the ranks of one job on one host: a per-job directory under the system temp dir
+ * (created with mode 0700 by the rank that binds the socket, removed at close). Unix socket paths are limited to
+ * about 107 bytes, so the job id is kept short by the caller.
+ */
+export function ipcJobDir(jobId: string, tmpDir: string = process.env.TMPDIR || '/tmp'): string {
+  return `${tmpDir.replace(/\/+$/, '')}/hardnet-${jobId}`;
+}
+
+export function ipcEndpoints(jobId: string, worldSize: number, tmpDir?: string): string[] {
+  const dir = ipcJobDir(jobId, tmpDir);
+  return Array.from({ length: worldSize }, (_, rank) => `ipc://${dir}/rank${rank}.sock`);
+}

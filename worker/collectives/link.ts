@@ -1,0 +1,304 @@
+/**
+ * The ring link of one rank: a CURVE-server PULL socket bound on its own endpoint (fed by the predecessor) and a
+ * CURVE-client PUSH socket connected to the successor's endpoint. Each process binds the socket it uses, so
+ * there is no find-a-free-port-then-bind race.
+ *
+ * Nothing may hang: every receive and send polls with a short socket timeout so that the collective's deadline,
+ * the 60 s warning and a peer's disconnect (process death closes its sockets; a stopped process misses ZMTP
+ * heartbeats) are noticed while waiting. A rank that fails sends an `abort` message around the ring naming the
+ * rank to blame, so every rank reports the same culprit instead of blaming its own neighbour.
+ */
+import * as zmq from 'zeromq';
+import type { JobSecret } from '../../shared/env.js';
+import { assertIpcPathFree, EndpointError, ipcPath, prepareIpcDir, removeIpcPath } from './endpoint.js';
+import { decodeHeader, describe, encodeHeader, Op, OP_NAMES, WireDtype, type Header } from './wire.js';
+
+export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
+
+export class CollectiveError extends Error {
+  constructor(message: string, readonly culprit?: number, readonly seq?: number) {
+    super(message);
+    this.name = 'CollectiveError';
+  }
+}
+
+export interface LinkOptions {
+  rank: number;
+  worldSize: number;
+  endpoints: string[];
+  jobId: string;
+  secret: JobSecret;
+  timeoutMs: number;
+  warnAfterMs: number;
+  heartbeatMs: number;
+  log: LogFn;
+}
+
+/** What the rank is doing right now, for warnings and errors. */
+export interface OpContext {
+  name: string;
+  seq: number;
+  started: number;
+  deadline: number;
+  warned: boolean;
+  /** ranks whose data this rank has not yet seen in this collective */
+  missing(): number[];
+}
+
+/** Poll granularity while waiting: bounds how late a deadline, warning or disconnect is noticed. */
+const POLL_MS = 200;
+/** After a peer disconnects, messages it sent before dying may still be queued: give them this long to drain. */
+const DRAIN_GRACE_MS = 300;
+
+export class RingLink {
+  readonly prev: number;
+  readonly next: number;
+  private readonly jobBytes: Buffer;
+  private prevGoneAt: number | undefined;
+  private nextGoneAt: number | undefined;
+  private failure: CollectiveError | undefined;
+  private closed = false;
+  private recvTimeoutSet = -2;
+  private sendTimeoutSet = -2;
+  private readonly ownIpcPath: string | undefined;
+
+  private constructor(
+    private readonly o: LinkOptions,
+    private readonly pull: zmq.Pull,
+    private readonly push: zmq.Push,
+    ipcSocketPath: string | undefined,
+  ) {
+    this.prev = (o.rank + o.worldSize - 1) % o.worldSize;
+    this.next = (o.rank + 1) % o.worldSize;
+    this.jobBytes = Buffer.from(o.jobId, 'utf8');
+    this.ownIpcPath = ipcSocketPath;
+    this.watchPull();
+    this.watchPush();
+  }
+
+  static async open(o: LinkOptions): Promise<RingLink> {
+    const own = o.endpoints[o.rank];
+    const nextRank = (o.rank + 1) % o.worldSize;
+    const heartbeat = {
+      heartbeatInterval: o.heartbeatMs,
+      heartbeatTimeout: o.heartbeatMs * 3,
+      heartbeatTimeToLive: o.heartbeatMs * 3,
+    };
+    const pull = new zmq.Pull({
+      curveServer: true,
+      curveSecretKey: o.secret.curve.serverSecretKey,
+      linger: 0,
+      ...heartbeat,
+    });
+    const push = new zmq.Push({
+      curveServerKey: o.secret.curve.serverPublicKey,
+      curvePublicKey: o.secret.curve.clientPublicKey,
+      curveSecretKey: o.secret.curve.clientSecretKey,
+      linger: 0,
+      // ring neighbours must not be dropped: queue rather than fail while the successor is still starting
+      reconnectInterval: 50,
+      ...heartbeat,
+    });
+    const sockPath = ipcPath(own);
+    try {
+      if (sockPath !== undefined) {
+        prepareIpcDir(sockPath);
+        await assertIpcPathFree(sockPath, own);
+      }
+      await pull.bind(own);
+    } catch (err) {
+      pull.close();
+      push.close();
+      if (err instanceof EndpointError) throw new CollectiveError(`rank ${o.rank}: ${err.message}`, o.rank);
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'EADDRINUSE' ? 'the address is already in use (another job or a stale process holds it)' : (err as Error).message;
+      throw new CollectiveError(`rank ${o.rank} cannot bind its endpoint ${own}: ${why}`, o.rank);
+    }
+    push.connect(o.endpoints[nextRank]);
+    return new RingLink(o, pull, push, sockPath);
+  }
+
+  /**
+   * Failed CURVE handshakes (strangers) also end in a 'disconnect' event on the bound socket; count them so that
+   * only the authenticated predecessor's disconnect is taken as "the predecessor is gone".
+   */
+  private watchPull(): void {
+    let strangerDisconnectsDue = 0;
+    let preAuth = 0;
+    let authed = 0;
+    void (async () => {
+      try {
+        for await (const ev of this.pull.events) {
+          if (ev.type === 'accept') preAuth++;
+          else if (ev.type === 'handshake') { preAuth = Math.max(0, preAuth - 1); authed++; this.prevGoneAt = undefined; }
+          else if (ev.type.startsWith('handshake:error')) {
+            preAuth = Math.max(0, preAuth - 1);
+            strangerDisconnectsDue++;
+            this.o.log('warn', `rank ${this.o.rank}: rejected a connection to ${ev.type === 'unknown' ? '' : (ev as { address?: string }).address ?? ''} that does not hold the job secret (${ev.type})`);
+          } else if (ev.type === 'disconnect') {
+            if (strangerDisconnectsDue > 0) strangerDisconnectsDue--;
+            else if (authed > 0) { authed--; if (authed === 0) this.prevGoneAt = Date.now(); }
+            else if (preAuth > 0) preAuth--;
+          }
+        }
+      } catch { /* observer ends when the socket closes */ }
+    })();
+  }
+
+  private watchPush(): void {
+    void (async () => {
+      try {
+        for await (const ev of this.push.events) {
+          if (ev.type === 'handshake') this.nextGoneAt = undefined;
+          else if (ev.type === 'disconnect') this.nextGoneAt = Date.now();
+          else if (ev.type === 'handshake:error:auth' || ev.type === 'handshake:error:protocol') {
+            this.fail(new CollectiveError(`rank ${this.o.rank}: the CURVE handshake with rank ${this.next} at ${this.o.endpoints[this.next]} failed (${ev.type}): is it running with another job's secret?`, this.next));
+          }
+        }
+      } catch { /* observer ends when the socket closes */ }
+    })();
+  }
+
+  private fail(err: CollectiveError): void {
+    if (this.failure === undefined) this.failure = err;
+  }
+
+  get failed(): CollectiveError | undefined {
+    return this.failure;
+  }
+
+  header(op: number, dtype: number, seq: number, chunk: number, bytes: number): Buffer {
+    return encodeHeader(this.jobBytes, { op, dtype, from: this.o.rank, seq, chunk, bytes });
+  }
+
+  /** Check the deadline, warning and neighbours while waiting; throws when the collective cannot complete. */
+  private checkWhileWaiting(ctx: OpContext, waitingOn: 'receive' | 'send'): void {
+    if (this.failure) throw this.failure;
+    const now = Date.now();
+    const where = `${ctx.name} #${ctx.seq}`;
+    if (this.prevGoneAt !== undefined && now - this.prevGoneAt > DRAIN_GRACE_MS && waitingOn === 'receive') {
+      throw new CollectiveError(`rank ${this.o.rank}: rank ${this.prev} disconnected (died, was stopped or closed its group) during ${where}`, this.prev, ctx.seq);
+    }
+    if (this.nextGoneAt !== undefined && now - this.nextGoneAt > DRAIN_GRACE_MS) {
+      throw new CollectiveError(`rank ${this.o.rank}: rank ${this.next} disconnected (died, was stopped or closed its group) during ${where}`, this.next, ctx.seq);
+    }
+    if (!ctx.warned && now - ctx.started >= this.o.warnAfterMs) {
+      ctx.warned = true;
+      const missing = ctx.missing();
+      this.o.log('warn', `rank ${this.o.rank}: ${where} has waited ${Math.round((now - ctx.started) / 1000)} s; still missing data from rank(s) ${missing.join(', ')} (waiting to ${waitingOn} via rank ${waitingOn === 'receive' ? this.prev : this.next}); the limit is ${Math.round(this.o.timeoutMs / 1000)} s`);
+    }
+    if (now >= ctx.deadline) {
+      const missing = ctx.missing();
+      throw new CollectiveError(`rank ${this.o.rank}: ${where} timed out after ${Math.round((now - ctx.started) / 1000)} s waiting for rank(s) ${missing.join(', ')}`, missing[0] ?? this.prev, ctx.seq);
+    }
+  }
+
+  private setTimeout(which: 'receive' | 'send', ctx: OpContext): void {
+    const ms = Math.max(1, Math.min(POLL_MS, ctx.deadline - Date.now()));
+    if (which === 'receive') { if (ms !== this.recvTimeoutSet) { this.pull.receiveTimeout = ms; this.recvTimeoutSet = ms; } }
+    else if (ms !== this.sendTimeoutSet) { this.push.sendTimeout = ms; this.sendTimeoutSet = ms; }
+  }
+
+  async send(frames: [Buffer, Buffer | Uint8Array], ctx: OpContext): Promise<void> {
+    if (this.failure) throw this.failure;
+    for (;;) {
+      this.setTimeout('send', ctx);
+      try {
+        await this.push.send(frames);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw this.wrap(err, ctx, 'send to', this.next);
+        this.checkWhileWaiting(ctx, 'send');
+      }
+    }
+  }
+
+  /** The next message from the predecessor: its decoded header (job id and sender checked) and its payload. */
+  async recv(ctx: OpContext): Promise<[Header, Buffer]> {
+    if (this.failure) throw this.failure;
+    for (;;) {
+      this.setTimeout('receive', ctx);
+      let frames: Buffer[];
+      try {
+        frames = await this.pull.receive();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw this.wrap(err, ctx, 'receive from', this.prev);
+        this.checkWhileWaiting(ctx, 'receive');
+        continue;
+      }
+      const h = frames.length === 2 ? decodeHeader(frames[0]) : undefined;
+      const where = `rank ${this.o.rank} in ${ctx.name} #${ctx.seq}`;
+      if (h === undefined) throw this.protocol(`${where}: received a message that is not a collective message (${frames.length} frames)`, ctx);
+      if (h.jobId !== this.o.jobId) throw this.protocol(`${where}: received ${describe(h)}, but this is job ${JSON.stringify(this.o.jobId)}`, ctx);
+      if (h.op === Op.abort) throw this.onAbort(h, frames[1], ctx);
+      if (h.from !== this.prev) throw this.protocol(`${where}: received ${describe(h)}, but only rank ${this.prev} sends to this rank`, ctx);
+      if (h.bytes !== frames[1].length) throw this.protocol(`${where}: ${describe(h)} carries ${frames[1].length} payload bytes`, ctx);
+      return [h, frames[1]];
+    }
+  }
+
+  /** A mismatching header or payload: never summed, the collective fails. */
+  expect(h: Header, op: number, dtype: number, seq: number, chunk: number, bytes: number, ctx: OpContext): void {
+    if (h.op === op && h.dtype === dtype && h.seq === seq && h.chunk === chunk && h.bytes === bytes) return;
+    const dt = (d: number) => Object.entries(WireDtype).find(([, v]) => v === d)?.[0] ?? `dtype ${d}`;
+    throw this.protocol(
+      `rank ${this.o.rank}: expected ${OP_NAMES[op]} #${seq} chunk ${chunk} (${bytes} bytes, ${dt(dtype)}) from rank ${this.prev}, ` +
+        `received ${describe(h)} in ${dt(h.dtype)} (do all ranks run the same collectives with the same sizes and wire dtype?)`,
+      ctx,
+    );
+  }
+
+  private protocol(msg: string, ctx: OpContext): CollectiveError {
+    const e = new CollectiveError(msg, this.prev, ctx.seq);
+    this.fail(e);
+    return e;
+  }
+
+  private wrap(err: unknown, ctx: OpContext, verb: string, peer: number): CollectiveError {
+    if (err instanceof CollectiveError) return err;
+    const e = new CollectiveError(`rank ${this.o.rank}: cannot ${verb} rank ${peer} in ${ctx.name} #${ctx.seq}: ${(err as Error).message}`, peer, ctx.seq);
+    this.fail(e);
+    return e;
+  }
+
+  private onAbort(h: Header, payload: Buffer, ctx: OpContext): CollectiveError {
+    let info: { culprit?: number; origin?: number; reason?: string } = {};
+    try { info = JSON.parse(payload.toString('utf8')); } catch { /* keep the defaults */ }
+    const culprit = typeof info.culprit === 'number' ? info.culprit : h.from;
+    const origin = typeof info.origin === 'number' ? info.origin : h.from;
+    const e = new CollectiveError(`rank ${this.o.rank}: ${ctx.name} #${ctx.seq} aborted: ${info.reason ?? 'a peer failed'} (reported by rank ${origin})`, culprit, ctx.seq);
+    this.fail(e);
+    if (this.next !== origin && this.next !== culprit) this.sendAbortRaw(payload, h.seq);
+    return e;
+  }
+
+  /** Tell the rest of the ring (best effort, never waits): the successor forwards it until it has gone round. */
+  abort(err: CollectiveError, seq: number): void {
+    this.fail(err);
+    if (err.culprit === this.next) return;
+    const payload = Buffer.from(JSON.stringify({ culprit: err.culprit, origin: this.o.rank, reason: err.message }), 'utf8');
+    this.sendAbortRaw(payload, seq);
+  }
+
+  private sendAbortRaw(payload: Buffer, seq: number): void {
+    if (this.closed) return;
+    try {
+      this.push.sendTimeout = 0;
+      this.sendTimeoutSet = 0;
+      this.push.send([this.header(Op.abort, WireDtype.bytes, seq, 0, payload.length), payload]).catch(() => { /* successor gone too */ });
+    } catch { /* a send already in flight: the successor will time out on its own */ }
+  }
+
+  /**
+   * Close without blocking. A clean close lingers briefly so the last messages still reach the successor
+   * (they are queued, not yet written, when send() resolves); after a failure nothing lingers.
+   */
+  close(lingerMs: number): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.push.linger = lingerMs;
+    this.push.close();
+    this.pull.close();
+    if (this.ownIpcPath !== undefined) removeIpcPath(this.ownIpcPath);
+  }
+}

@@ -1,0 +1,254 @@
+/**
+ * Collectives over the ring link: allReduce as a chunked, pipelined ring reduce-scatter + all-gather; broadcast
+ * as a chunk pipeline along the ring; allGather of small values and barrier as N-1 ring steps.
+ *
+ * allReduce data flow (why it is byte-identical on every rank): segment j of the buffer is summed in one fixed
+ * order, starting at rank j and going round the ring; the rank that adds last (j-1) owns the final bytes and
+ * everyone else copies them during the all-gather. Every partial sum is computed in the RECEIVED buffer
+ * (zeromq hands it over without a copy) and that same buffer is forwarded, so the user's array is only read
+ * during reduce-scatter and written once per element at the end. The first sends are zero-copy views of the
+ * user's array; that is safe because the same region is only overwritten after its final value has come back
+ * round the ring, which implies the successor received it.
+ */
+import type { WorkerEnv } from '../../shared/env.js';
+import { addHalfInto, decodeHalf, encodeHalf } from './float16.js';
+import { CollectiveError, RingLink, type LogFn, type OpContext } from './link.js';
+import { addInto, divideBy } from './sum.js';
+import { Op, WireDtype } from './wire.js';
+
+export type WireDtypeName = 'float32' | 'float16';
+
+export interface ProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** in place; every rank must pass the same length */
+  allReduce(buf: Float32Array, op: 'sum' | 'mean'): Promise<void>;
+  /** in place: every rank ends with root's bytes */
+  broadcast(buf: Float32Array, root?: number): Promise<void>;
+  barrier(): Promise<void>;
+  /** small values (metrics); result[r] is rank r's array */
+  allGather(values: number[]): Promise<number[][]>;
+  close(): Promise<void>;
+}
+
+export interface GroupTuning {
+  timeoutMs: number;
+  warnAfterMs: number;
+  wireDtype: WireDtypeName;
+  chunkBytes: number;
+  log: LogFn;
+}
+
+/** worldSize 1: every collective is the identity and no socket is opened. */
+export class SoloGroup implements ProcessGroup {
+  readonly rank = 0;
+  readonly worldSize = 1;
+  async allReduce(): Promise<void> { /* sum or mean of one rank is the buffer itself */ }
+  async broadcast(_buf: Float32Array, root = 0): Promise<void> {
+    if (root !== 0) throw new RangeError(`broadcast root ${root} is not a rank of a group of size 1`);
+  }
+  async barrier(): Promise<void> {}
+  async allGather(values: number[]): Promise<number[][]> { return [values.slice()]; }
+  async close(): Promise<void> {}
+}
+
+/** Float32Array over a received buffer; zeromq's buffers are normally 4-byte aligned, copy if one is not. */
+function f32View(b: Buffer): Float32Array {
+  if (b.byteOffset % 4 !== 0) return new Float32Array(new Uint8Array(b).buffer); // fresh, offset 0
+  return new Float32Array(b.buffer, b.byteOffset, b.length >>> 2);
+}
+function u16View(b: Buffer): Uint16Array {
+  if (b.byteOffset % 2 !== 0) return new Uint16Array(new Uint8Array(b).buffer);
+  return new Uint16Array(b.buffer, b.byteOffset, b.length >>> 1);
+}
+
+export class RingGroup implements ProcessGroup {
+  readonly rank: number;
+  readonly worldSize: number;
+  private seq = 0;
+  private closed = false;
+  private busy = false;
+
+  constructor(private readonly link: RingLink, env: WorkerEnv, private readonly t: GroupTuning) {
+    this.rank = env.rank;
+    this.worldSize = env.worldSize;
+  }
+
+  private ctx(name: string, missing: () => number[]): OpContext {
+    const started = Date.now();
+    return { name, seq: ++this.seq, started, deadline: started + this.t.timeoutMs, warned: false, missing };
+  }
+
+  /** Run one collective; a failure poisons the group and is passed round the ring. */
+  private async run<T>(ctx: OpContext, body: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new CollectiveError(`rank ${this.rank}: ${ctx.name} #${ctx.seq} on a closed process group`);
+    if (this.busy) throw new CollectiveError(`rank ${this.rank}: ${ctx.name} #${ctx.seq} started while another collective is still running (await each collective)`);
+    const failed = this.link.failed;
+    if (failed) throw failed;
+    this.busy = true;
+    try {
+      return await body();
+    } catch (err) {
+      const e = err instanceof CollectiveError ? err : new CollectiveError(`rank ${this.rank}: ${ctx.name} #${ctx.seq} failed: ${(err as Error).message}`, undefined, ctx.seq);
+      this.link.abort(e, ctx.seq);
+      throw e;
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private segment(n: number, j: number): [number, number] {
+    const N = this.worldSize;
+    return [Math.floor((j * n) / N), Math.floor(((j + 1) * n) / N)];
+  }
+
+  async allReduce(buf: Float32Array, op: 'sum' | 'mean'): Promise<void> {
+    if (op !== 'sum' && op !== 'mean') throw new RangeError(`allReduce op must be 'sum' or 'mean', not ${JSON.stringify(op)}`);
+    const N = this.worldSize;
+    const r = this.rank;
+    const n = buf.length;
+    const half = this.t.wireDtype === 'float16';
+    const dtype = half ? WireDtype.float16 : WireDtype.float32;
+    const elemBytes = half ? 2 : 4;
+    const chunkElems = Math.max(1, Math.floor(this.t.chunkBytes / 4));
+    let heardFrom = 0; // ring steps completed: ranks r-1 .. r-heardFrom have contributed
+    const ctx = this.ctx('allReduce', () => Array.from({ length: N - 1 - Math.min(heardFrom, N - 1) }, (_, k) => (r + N - 1 - heardFrom - k) % N));
+    await this.run(ctx, async () => {
+      const mod = (x: number) => ((x % N) + N) % N;
+      let msg = 0; // running message index within this collective, checked on receipt
+      // reduce-scatter step 0: our own segment r, as it is
+      {
+        const [s0, s1] = this.segment(n, r);
+        for (let c = s0; c < s1; c += chunkElems) {
+          const mine = buf.subarray(c, Math.min(s1, c + chunkElems));
+          let payload: Uint8Array;
+          if (half) { const h = new Uint16Array(mine.length); encodeHalf(mine, h); payload = new Uint8Array(h.buffer); }
+          else payload = new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength);
+          await this.link.send([this.link.header(Op.reduceScatter, dtype, ctx.seq, msg++, payload.length), payload], ctx);
+        }
+      }
+      let rx = 0;
+      let agTx = 0; // all-gather messages sent: our owned segment first, then forwards
+      // reduce-scatter steps 1..N-1: add our part to the predecessor's partial sum; the last step owns the result
+      for (let step = 1; step < N; step++) {
+        const last = step === N - 1;
+        const [s0, s1] = this.segment(n, mod(r - step));
+        for (let c = s0; c < s1; c += chunkElems) {
+          const mine = buf.subarray(c, Math.min(s1, c + chunkElems));
+          const [h, payload] = await this.link.recv(ctx);
+          this.link.expect(h, Op.reduceScatter, dtype, ctx.seq, rx++, mine.length * elemBytes, ctx);
+          let out: Float32Array | Uint16Array; // the view we computed in, whose bytes go on (a copy if payload was misaligned)
+          if (half) {
+            const wire = u16View(payload);
+            out = wire;
+            if (last && op === 'mean') {
+              // finish in float32 and round to half once
+              const acc = this.scratch(wire.length);
+              decodeHalf(wire, acc);
+              addInto(acc, mine);
+              divideBy(acc, N);
+              encodeHalf(acc, wire);
+            } else addHalfInto(wire, mine);
+            // the owner keeps exactly the (half-rounded) values that the others will receive
+            if (last) decodeHalf(wire, mine);
+          } else {
+            const acc = f32View(payload);
+            out = acc;
+            addInto(acc, mine);
+            if (last) {
+              if (op === 'mean') divideBy(acc, N);
+              mine.set(acc);
+            }
+          }
+          const next = last ? [Op.allGatherChunks, agTx++] : [Op.reduceScatter, msg++];
+          await this.link.send([this.link.header(next[0], dtype, ctx.seq, next[1], payload.length), new Uint8Array(out.buffer, out.byteOffset, out.byteLength)], ctx);
+        }
+        heardFrom = step;
+      }
+      heardFrom = 0;
+      // all-gather: copy each final segment, pass it on until it reaches the rank that owns it
+      let agRx = 0;
+      for (let step = 1; step < N; step++) {
+        const [s0, s1] = this.segment(n, mod(r + 1 - step));
+        for (let c = s0; c < s1; c += chunkElems) {
+          const mine = buf.subarray(c, Math.min(s1, c + chunkElems));
+          const [h, payload] = await this.link.recv(ctx);
+          this.link.expect(h, Op.allGatherChunks, dtype, ctx.seq, agRx++, mine.length * elemBytes, ctx);
+          if (half) decodeHalf(u16View(payload), mine);
+          else mine.set(f32View(payload));
+          if (step < N - 1) await this.link.send([this.link.header(Op.allGatherChunks, dtype, ctx.seq, agTx++, payload.length), payload], ctx);
+        }
+        heardFrom = step;
+      }
+    });
+  }
+
+  private scratchBuf = new Float32Array(0);
+  private scratch(len: number): Float32Array {
+    if (this.scratchBuf.length < len) this.scratchBuf = new Float32Array(len);
+    return this.scratchBuf.subarray(0, len);
+  }
+
+  async broadcast(buf: Float32Array, root = 0): Promise<void> {
+    const N = this.worldSize;
+    if (!Number.isInteger(root) || root < 0 || root >= N) throw new RangeError(`broadcast root ${root} is not a rank of a group of size ${N}`);
+    const ctx = this.ctx('broadcast', () => [root]);
+    const chunkElems = Math.max(1, Math.floor(this.t.chunkBytes / 4));
+    const forward = this.link.next !== root;
+    await this.run(ctx, async () => {
+      let k = 0;
+      for (let c = 0; c < buf.length; c += chunkElems, k++) {
+        const part = buf.subarray(c, Math.min(buf.length, c + chunkElems));
+        if (this.rank === root) {
+          // a copy: the root returns as soon as its sends are queued and may then change its weights
+          const payload = Buffer.from(new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
+          await this.link.send([this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload], ctx);
+        } else {
+          const [h, payload] = await this.link.recv(ctx);
+          this.link.expect(h, Op.broadcast, WireDtype.float32, ctx.seq, k, part.byteLength, ctx);
+          part.set(f32View(payload));
+          if (forward) await this.link.send([this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload], ctx);
+        }
+      }
+    });
+  }
+
+  async allGather(values: number[]): Promise<number[][]> {
+    return this.ringGather('allGather', Op.allGather, values);
+  }
+
+  async barrier(): Promise<void> {
+    await this.ringGather('barrier', Op.barrier, []);
+  }
+
+  private async ringGather(name: string, op: number, values: number[]): Promise<number[][]> {
+    const N = this.worldSize;
+    const r = this.rank;
+    const out: number[][] = new Array(N);
+    out[r] = values.slice();
+    const ctx = this.ctx(name, () => Array.from({ length: N }, (_, k) => k).filter((k) => out[k] === undefined));
+    await this.run(ctx, async () => {
+      // chunk field = the rank whose values the message carries; they travel N-1 hops
+      let carry: Buffer = Buffer.from(new Float64Array(values).buffer);
+      let origin = r;
+      for (let step = 1; step < N; step++) {
+        await this.link.send([this.link.header(op, WireDtype.bytes, ctx.seq, origin, carry.length), carry], ctx);
+        const [h, payload] = await this.link.recv(ctx);
+        const expectOrigin = (r - step + N) % N;
+        this.link.expect(h, op, WireDtype.bytes, ctx.seq, expectOrigin, payload.length, ctx);
+        if (payload.length % 8 !== 0) throw new CollectiveError(`rank ${r}: ${name} #${ctx.seq}: rank ${expectOrigin}'s values are ${payload.length} bytes, not a whole number of float64`, this.link.prev, ctx.seq);
+        out[expectOrigin] = Array.from(new Float64Array(payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.length)));
+        carry = payload;
+        origin = expectOrigin;
+      }
+    });
+    return out;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // after a failure nothing is worth delivering: close at once so a failing worker exits promptly
+    this.link.close(this.link.failed ? 0 : 2000);
+  }
+}
