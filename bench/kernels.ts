@@ -1,0 +1,83 @@
+// Speed of the convolution kernels a HarDNet training step runs on the wasm backend: forward
+// conv (tfjs-backend-wasm / XNNPACK), and the project's backprop-input / backprop-filter kernels
+// (worker/backend/wasm_kernels), at HarDNet68 shapes @224 batch 8 and @32 batch 64.
+// Prints median ms and GFLOP/s per kernel, and the stock Conv2DBackpropInput for comparison.
+// Usage: npm run bench:kernels [-- --reps 5] [-- --no-stock]
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-wasm';
+import { selectBackend } from '../worker/backend/select.js';
+
+const args = process.argv.slice(2);
+const reps = Number(args[args.indexOf('--reps') + 1] ?? 5) || 5;
+const withStock = !args.includes('--no-stock');
+
+// Captured before selectBackend replaces it, to show what the replacement buys.
+const stockBackpropInput = tf.getKernel('Conv2DBackpropInput', 'wasm');
+await selectBackend('wasm', { gpuAssigned: false, log: (m) => console.log(m) });
+const backend = tf.backend();
+// Its setup (binding the C function) ran only if it was registered when the backend started.
+stockBackpropInput?.setupFunc?.(backend);
+
+interface Case { label: string; n: number; h: number; ci: number; co: number; k: number; s: number; depthwise?: boolean }
+const cases: Case[] = [
+  { label: 'H68@224 stem conv1 3x3 s2', n: 8, h: 224, ci: 3, co: 32, k: 3, s: 2 },
+  { label: 'H68@224 stem conv2 3x3', n: 8, h: 112, ci: 32, co: 64, k: 3, s: 1 },
+  { label: 'H68@224 block 3x3 56x56', n: 8, h: 56, ci: 64, co: 64, k: 3, s: 1 },
+  { label: 'H68@224 block 3x3 56x56 narrow', n: 8, h: 56, ci: 102, co: 24, k: 3, s: 1 },
+  { label: 'H68@224 block 3x3 28x28', n: 8, h: 28, ci: 128, co: 64, k: 3, s: 1 },
+  { label: 'H68@224 transition 1x1 56x56', n: 8, h: 56, ci: 190, co: 128, k: 1, s: 1 },
+  { label: 'H68@224 transition 1x1 14x14', n: 8, h: 14, ci: 720, co: 640, k: 1, s: 1 },
+  { label: 'dw 3x3 s2 56x56 (ds)', n: 8, h: 56, ci: 64, co: 64, k: 3, s: 2, depthwise: true },
+  { label: 'H68@32 stem conv1 3x3 s2', n: 64, h: 32, ci: 3, co: 32, k: 3, s: 2 },
+  { label: 'H68@32 stem conv2 3x3', n: 64, h: 16, ci: 32, co: 64, k: 3, s: 1 },
+  { label: 'H68@32 block 3x3 8x8', n: 64, h: 8, ci: 64, co: 64, k: 3, s: 1 },
+  { label: 'H68@32 block 3x3 4x4', n: 64, h: 4, ci: 128, co: 64, k: 3, s: 1 },
+  { label: 'H68@32 transition 1x1 8x8', n: 64, h: 8, ci: 190, co: 128, k: 1, s: 1 },
+];
+
+function medianMs(fn: () => tf.TensorInfo, times: number): number {
+  tf.dispose(fn() as tf.Tensor); // warm-up: compiles, grows memory
+  const ms: number[] = [];
+  for (let i = 0; i < times; i++) {
+    const t0 = performance.now();
+    const out = fn();
+    ms.push(performance.now() - t0); // wasm kernels are synchronous: the data is ready on return
+    backend.disposeData(out.dataId);
+  }
+  ms.sort((a, b) => a - b);
+  return ms[ms.length >> 1]!;
+}
+
+const fmt = (ms: number, flops: number) => `${ms.toFixed(1).padStart(7)} ms ${(flops / ms / 1e6).toFixed(1).padStart(5)} GF/s`;
+console.log(`median of ${reps}; GF/s = 2*MACs/time; one thread`);
+for (const c of cases) {
+  const p = c.k >> 1;
+  const pad: [[number, number], [number, number], [number, number], [number, number]] = [[0, 0], [p, p], [p, p], [0, 0]];
+  const strides: [number, number] = [c.s, c.s];
+  const x = tf.randomNormal([c.n, c.h, c.h, c.ci]) as tf.Tensor4D;
+  const w = tf.randomNormal(c.depthwise ? [c.k, c.k, c.ci, 1] : [c.k, c.k, c.ci, c.co]) as tf.Tensor4D;
+  const y = c.depthwise ? tf.depthwiseConv2d(x, w, c.s, pad) : tf.conv2d(x, w, c.s, pad);
+  const dy = tf.randomNormal(y.shape);
+  const flops = 2 * y.size * (c.depthwise ? 1 : c.ci) * c.k * c.k;
+  const run = (name: string, inputs: tf.NamedTensorMap, attrs: object) =>
+    () => tf.engine().runKernel(name, inputs, attrs as tf.NamedAttrMap) as tf.TensorInfo;
+  let line: string;
+  if (c.depthwise) {
+    const fwd = medianMs(() => tf.depthwiseConv2d(x, w, c.s, pad), reps);
+    const bi = medianMs(run('DepthwiseConv2dNativeBackpropInput', { dy, filter: w }, { strides, pad, dilations: 1, inputShape: x.shape }), reps);
+    const bf = medianMs(run('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { strides, pad, dilations: 1, filterShape: w.shape }), reps);
+    line = `fwd ${fmt(fwd, flops)} | bpInput ${fmt(bi, flops)} | bpFilter ${fmt(bf, flops)}`;
+  } else {
+    const fwd = medianMs(() => tf.conv2d(x, w, c.s, pad), reps);
+    const bi = medianMs(run('Conv2DBackpropInput', { dy, filter: w }, { strides, pad, dataFormat: 'NHWC', inputShape: x.shape }), reps);
+    const bf = medianMs(run('Conv2DBackpropFilter', { x, dy }, { strides, pad, dataFormat: 'NHWC', filterShape: w.shape }), reps);
+    line = `fwd ${fmt(fwd, flops)} | bpInput ${fmt(bi, flops)} | bpFilter ${fmt(bf, flops)}`;
+    if (withStock && stockBackpropInput && c.ci > 3) {
+      const stock = medianMs(() => stockBackpropInput.kernelFunc({ inputs: { dy, filter: w }, backend,
+        attrs: { strides, pad, dataFormat: 'NHWC', inputShape: x.shape } }) as tf.TensorInfo, 1);
+      line += ` | stock bpInput ${fmt(stock, flops)}`;
+    }
+  }
+  console.log(`${c.label.padEnd(32)} ${line}`);
+  tf.dispose([x, w, y, dy]);
+}

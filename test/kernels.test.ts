@@ -1,0 +1,126 @@
+// The project's wasm training kernels (worker/backend/wasm_kernels) against tfjs-backend-cpu's
+// reference implementations: same op, same inputs, both backends, compared within float tolerance.
+import { before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { selectBackend } from '../worker/backend/select.js';
+import { WASM_TRAINING_KERNELS } from '../worker/backend/wasm_kernels/index.js';
+
+type Pad = [[number, number], [number, number], [number, number], [number, number]];
+const symmetric = (p: number): Pad => [[0, 0], [p, p], [p, p], [0, 0]];
+
+before(async () => {
+  await selectBackend('wasm', { gpuAssigned: false, log: () => {} });
+});
+
+/** Runs fn on wasm and on cpu (same input values) and returns both results' values. */
+function onBoth(fn: () => tf.Tensor | tf.Tensor[]): Float32Array[][] {
+  const results: Float32Array[][] = [];
+  for (const name of ['wasm', 'cpu']) {
+    tf.setBackend(name);
+    const out = tf.tidy(fn);
+    const list = Array.isArray(out) ? out : [out];
+    results.push(list.map((t) => t.dataSync() as Float32Array)); // outside tidy: dataSync in tidy is slow on wasm
+    tf.dispose(list);
+  }
+  tf.setBackend('wasm');
+  return results;
+}
+
+function assertClose(actual: Float32Array, expected: Float32Array, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  let maxDiff = 0, scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(actual[i]! - expected[i]!));
+    scale = Math.max(scale, Math.abs(expected[i]!));
+  }
+  assert.ok(scale > 0, `${what}: reference is all zeros, the case tests nothing`);
+  assert.ok(maxDiff <= 1e-5 * scale + 1e-6, `${what}: max |wasm - cpu| = ${maxDiff} (max |cpu| = ${scale})`);
+}
+
+/** Deterministic inputs: the same values must reach both backends. */
+const input = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed);
+
+interface ConvCase { n: number; h: number; w: number; ci: number; co: number; k: number; s: number; pad: Pad | 'same' | 'valid' }
+const convCases: ConvCase[] = [
+  { n: 2, h: 15, w: 15, ci: 72, co: 70, k: 3, s: 1, pad: symmetric(1) },  // >64 channels, odd size
+  { n: 3, h: 15, w: 15, ci: 68, co: 66, k: 3, s: 2, pad: symmetric(1) },  // stride 2, odd size
+  { n: 2, h: 7, w: 7, ci: 3, co: 32, k: 3, s: 2, pad: symmetric(1) },     // stem: 3 channels straddle taps
+  { n: 2, h: 8, w: 8, ci: 96, co: 72, k: 1, s: 1, pad: symmetric(0) },    // 1x1 transition (direct path)
+  { n: 2, h: 7, w: 9, ci: 13, co: 5, k: 1, s: 2, pad: symmetric(0) },     // 1x1 strided, ragged tiles
+  { n: 2, h: 8, w: 8, ci: 16, co: 12, k: 3, s: 2, pad: 'same' },          // tf's asymmetric 'same' padding
+  { n: 1, h: 9, w: 9, ci: 8, co: 9, k: 3, s: 1, pad: 'valid' },
+];
+const label = (c: ConvCase) => `${c.n}x${c.h}x${c.w}x${c.ci}->${c.co} k${c.k} s${c.s} pad ${JSON.stringify(c.pad)}`;
+
+describe('Conv2D gradients: wasm kernels vs cpu', () => {
+  for (const c of convCases) {
+    test(`backprop filter and input, ${label(c)}`, () => {
+      const x = input([c.n, c.h, c.w, c.ci], 1), w = input([c.k, c.k, c.ci, c.co], 2);
+      const yShape = tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.s, c.pad).shape;
+      const dy = input(yShape, 3);
+      const attrs = { strides: [c.s, c.s], pad: c.pad, dataFormat: 'NHWC' };
+      const [wasm, cpu] = onBoth(() => [
+        tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: w.shape }) as tf.Tensor,
+        tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: x.shape }) as tf.Tensor,
+      ]);
+      assertClose(wasm![0]!, cpu![0]!, 'Conv2DBackpropFilter');
+      assertClose(wasm![1]!, cpu![1]!, 'Conv2DBackpropInput');
+      tf.dispose([x, w, dy]);
+    });
+  }
+
+  test('full tf.grads of conv2d with explicit pads, stride 2 (what training calls)', () => {
+    const x = input([2, 15, 15, 66], 4), w = input([3, 3, 66, 70], 5), r = input([2, 8, 8, 70], 6);
+    const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, symmetric(1)), r));
+    const [wasm, cpu] = onBoth(() => tf.grads(f)([x, w]));
+    assertClose(wasm![0]!, cpu![0]!, 'd/dx');
+    assertClose(wasm![1]!, cpu![1]!, 'd/dw');
+  });
+});
+
+describe('Depthwise gradients: wasm kernels vs cpu', () => {
+  for (const [n, h, c, s] of [[2, 15, 70, 1], [3, 15, 72, 2], [2, 7, 5, 2], [2, 8, 64, 2]] as const) {
+    test(`backprop filter and input, ${n}x${h}x${h}x${c} 3x3 s${s} pad 1`, () => {
+      const x = input([n, h, h, c], 7), w = input([3, 3, c, 1], 8);
+      const dy = input(tf.depthwiseConv2d(x as tf.Tensor4D, w as tf.Tensor4D, s, symmetric(1)).shape, 9);
+      const attrs = { strides: [s, s], pad: symmetric(1), dilations: 1 };
+      const [wasm, cpu] = onBoth(() => [
+        tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { ...attrs, filterShape: w.shape }) as tf.Tensor,
+        tf.engine().runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: w }, { ...attrs, inputShape: x.shape }) as tf.Tensor,
+      ]);
+      assertClose(wasm![0]!, cpu![0]!, 'DepthwiseConv2dNativeBackpropFilter');
+      assertClose(wasm![1]!, cpu![1]!, 'DepthwiseConv2dNativeBackpropInput');
+      tf.dispose([x, w, dy]);
+    });
+  }
+
+  test('full tf.grads of depthwiseConv2d with explicit pads, stride 2', () => {
+    const x = input([2, 15, 15, 68], 10), w = input([3, 3, 68, 1], 11), r = input([2, 8, 8, 68], 12);
+    const f = (a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, symmetric(1)), r));
+    const [wasm, cpu] = onBoth(() => tf.grads(f)([x, w]));
+    assertClose(wasm![0]!, cpu![0]!, 'd/dx');
+    assertClose(wasm![1]!, cpu![1]!, 'd/dw');
+  });
+
+  test('a channel multiplier other than 1 is refused with a message naming it', () => {
+    const x = input([1, 5, 5, 4], 13), dy = input([1, 5, 5, 8], 14);
+    assert.throws(() => tf.engine().runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy },
+      { strides: 1, pad: symmetric(1), dilations: 1, filterShape: [3, 3, 4, 2] }), /channel multiplier 1.*\[3,3,4,2\]/);
+    tf.dispose([x, dy]);
+  });
+});
+
+test('the project kernels are the ones registered for wasm, replacing the stock Conv2DBackpropInput', () => {
+  for (const config of WASM_TRAINING_KERNELS)
+    assert.equal(tf.getKernel(config.kernelName, 'wasm')?.kernelFunc, config.kernelFunc, config.kernelName);
+});
+
+test('NCHW input is refused with a message naming the kernel', () => {
+  const x = input([1, 4, 5, 5], 15), dy = input([1, 2, 5, 5], 16);
+  assert.throws(() => tf.engine().runKernel('Conv2DBackpropFilter', { x, dy },
+    { strides: 1, pad: 'same', dataFormat: 'NCHW', filterShape: [3, 3, 4, 2] }), /Conv2DBackpropFilter: only NHWC/);
+  tf.dispose([x, dy]);
+});
