@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core's Node bundle registers no gradient functions; the model trains, so it brings them (see register_gradients)
 import '../backend/register_gradients.js';
 import { resolveVariant, type HarDNetVariant } from './variants.js';
+import { batchNormTrain, linear } from './batchnorm.js';
 import {
   buildPlan, paramSpecs,
   type ConvLayer, type DWConvLayer, type Entry, type HarDBlock, type Head, type ParamSpec,
@@ -131,12 +132,9 @@ function batchNorm(ctx: Ctx, prefix: string, x: tf.Tensor4D): tf.Tensor4D {
     return tf.batchNorm4d(x, mean, variance, beta, gamma, BN_EPSILON);
   }
   // training normalises with the biased batch variance, as PyTorch does
-  const { mean, variance } = tf.moments(x, [0, 1, 2]);
-  if (ctx.opts.batchStats) {
-    const [n, hh, ww] = x.shape;
-    ctx.opts.batchStats.push({ prefix, mean: tf.keep(mean as tf.Tensor1D), variance: tf.keep(variance as tf.Tensor1D), count: n * hh * ww });
-  }
-  return tf.batchNorm4d(x, mean as tf.Tensor1D, variance as tf.Tensor1D, beta, gamma, BN_EPSILON);
+  const stats = ctx.opts.batchStats;
+  const [n, hh, ww] = x.shape;
+  return batchNormTrain(x, gamma, beta, BN_EPSILON, stats && ((m) => stats.push({ prefix, ...m, count: n * hh * ww })));
 }
 
 /** ConvLayer: conv k x k (padding k//2 on every side, no bias) -> BN -> ReLU6 */
@@ -181,5 +179,5 @@ function entry(ctx: Ctx, e: Exclude<Entry, Head>, x: tf.Tensor4D): tf.Tensor4D {
 function head(ctx: Ctx, e: Head, x: tf.Tensor4D): tf.Tensor2D {
   const pooled = dropout(ctx, tf.mean(x, [1, 2]) as tf.Tensor2D, e.dropout);
   const w = ctx.model.weights;
-  return tf.add(tf.matMul(pooled, w.get(`${e.prefix}.3.weight`)! as tf.Tensor2D), w.get(`${e.prefix}.3.bias`)!);
+  return linear(pooled, w.get(`${e.prefix}.3.weight`)! as tf.Tensor2D, w.get(`${e.prefix}.3.bias`)! as tf.Tensor1D);
 }

@@ -1,0 +1,87 @@
+/**
+ * Training-mode BatchNorm with a hand-written gradient.
+ *
+ * tf.moments + tf.batchNorm differentiate correctly, but their generic gradients tile the per-channel statistics
+ * to the full activation size and reduce over NHW with Sum/Mean, which the wasm backend does by transposing the
+ * whole tensor first; in a HarDNet training step on wasm that made BatchNorm's backward pass the largest cost.
+ * Here every per-channel reduction over the M = N*H*W rows of an [M, C] view is a product with a ones row
+ * (XNNPACK's fast GEMM, no transpose), and broadcasting does the rest:
+ *   xhat = (x - mean) * invStd,  y = gamma * xhat + beta            (biased variance, as PyTorch normalises)
+ *   dbeta = sum(dy),  dgamma = sum(dy * xhat)
+ *   dx = gamma * invStd * (dy - dbeta / M - xhat * dgamma / M)
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/** ones(1, M) / scale, cached per (M, scale): reductions over rows as a GEMM */
+const onesRows = new Map<string, tf.Tensor2D>();
+function onesRow(m: number, scale = 1): tf.Tensor2D {
+  const key = `${m}/${scale}`;
+  let t = onesRows.get(key);
+  if (!t) {
+    t = tf.keep(tf.fill([1, m], 1 / scale) as tf.Tensor2D);
+    onesRows.set(key, t);
+  }
+  return t;
+}
+
+/** Sum over the rows of an [M, C] matrix, as [1, C]. */
+function sumRows(x: tf.Tensor2D, scale = 1): tf.Tensor2D {
+  return tf.matMul(onesRow(x.shape[0], scale), x);
+}
+
+export interface BatchMoments { mean: tf.Tensor1D; variance: tf.Tensor1D }
+
+/**
+ * y = BN(x) with batch statistics. `onMoments` receives the batch mean and biased variance (kept tensors, the
+ * caller disposes them) for the running-statistics update.
+ */
+export function batchNormTrain(
+  x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, onMoments?: (m: BatchMoments) => void,
+): tf.Tensor4D {
+  const [n, h, w, c] = x.shape;
+  const m = n * h * w;
+  const f = tf.customGrad(((xIn: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+    const x2 = tf.reshape(xIn, [m, c]) as tf.Tensor2D;
+    const mean = sumRows(x2, m);
+    const centered = tf.sub(x2, mean) as tf.Tensor2D;
+    const variance = sumRows(tf.square(centered) as tf.Tensor2D, m);
+    const invStd = tf.rsqrt(tf.add(variance, epsilon));
+    const xhat = tf.mul(centered, invStd) as tf.Tensor2D;
+    const y = tf.reshape(tf.add(tf.mul(xhat, g), b), [n, h, w, c]);
+    if (onMoments) onMoments({ mean: tf.keep(tf.reshape(mean, [c])), variance: tf.keep(tf.reshape(variance, [c])) });
+    save([xhat, invStd, g]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [sxhat, sinvStd, sg] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+        const dy2 = tf.reshape(dy as tf.Tensor, [m, c]) as tf.Tensor2D;
+        const dbeta = sumRows(dy2);
+        const dgamma = sumRows(tf.mul(dy2, sxhat) as tf.Tensor2D);
+        const inner = tf.sub(tf.sub(dy2, tf.div(dbeta, m)), tf.mul(sxhat, tf.div(dgamma, m)));
+        const dx = tf.reshape(tf.mul(inner, tf.mul(sg, sinvStd)), [n, h, w, c]);
+        return [dx, tf.reshape(dgamma, [c]), tf.reshape(dbeta, [c])];
+      },
+    };
+  }) as unknown as tf.CustomGradientFunc<tf.Tensor>);
+  return f(x, gamma, beta) as tf.Tensor4D;
+}
+
+/**
+ * y = x W + b with a gradient that never asks for a transposed GEMM: the wasm backend's matMul runs at ~30
+ * GFLOP/s plain but 1-2 GFLOP/s with transposeA/transposeB, while an explicit Transpose of the smaller operand
+ * followed by a plain matMul costs a few milliseconds.
+ */
+export function linear(x: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
+  const f = tf.customGrad(((xIn: tf.Tensor, wIn: tf.Tensor, bIn: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([xIn, wIn]);
+    return {
+      value: tf.add(tf.matMul(xIn as tf.Tensor2D, wIn as tf.Tensor2D), bIn),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [sx, sw] = saved as [tf.Tensor2D, tf.Tensor2D];
+        const d = dy as tf.Tensor2D;
+        return [tf.matMul(d, tf.transpose(sw)), tf.matMul(tf.transpose(sx), d), tf.reshape(sumRows(d), [sw.shape[1]])];
+      },
+    };
+  }) as unknown as tf.CustomGradientFunc<tf.Tensor>);
+  return f(x, weight, bias) as tf.Tensor2D;
+}
