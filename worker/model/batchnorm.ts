@@ -62,7 +62,7 @@ export function batchNormTrain(
         return [dx, tf.reshape(dgamma, [c]), tf.reshape(dbeta, [c])];
       },
     };
-  }) as unknown as tf.CustomGradientFunc<tf.Tensor>);
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return f(x, gamma, beta) as tf.Tensor4D;
 }
 
@@ -82,6 +82,6 @@ export function linear(x: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tensor1D): 
         return [tf.matMul(d, tf.transpose(sw)), tf.matMul(tf.transpose(sx), d), tf.reshape(sumRows(d), [sw.shape[1]])];
       },
     };
-  }) as unknown as tf.CustomGradientFunc<tf.Tensor>);
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return f(x, weight, bias) as tf.Tensor2D;
 }
