@@ -3,6 +3,8 @@
 // install downloads a binary, so they are often absent: they are imported dynamically and their
 // absence is a reason for `auto` to fall back, but an error when asked for by name.
 import * as tf from '@tensorflow/tfjs-core';
+// Training needs gradients whichever backend runs; see the module for why it is needed.
+import './register_gradients.js';
 
 export type BackendRequest = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 /** Alias others import: the names a --backend option accepts. */
@@ -37,13 +39,6 @@ async function loadNative(pkg: string): Promise<NativeLoad> {
   }
 }
 
-/**
- * tfjs-core's Node bundle registers no gradient functions (its register_all_gradients module is
- * not loadable as Node ESM); tfjs-layers' bundle registers all of them into the global registry.
- */
-async function registerGradients(): Promise<void> {
-  await import('@tensorflow/tfjs-layers');
-}
 
 async function activate(name: string): Promise<void> {
   if (!(await tf.setBackend(name))) throw new Error(`backend '${name}' is registered but failed to initialise`);
@@ -65,7 +60,6 @@ async function activateWasm(): Promise<void> {
 export async function selectBackend(requested: BackendRequest, opts: SelectBackendOptions): Promise<SelectedBackend> {
   if (!BACKEND_REQUESTS.includes(requested))
     throw new Error(`unknown backend '${String(requested)}': expected one of ${BACKEND_REQUESTS.join(', ')}`);
-  await registerGradients();
   let chosen: SelectedBackend;
   if (requested === 'cpu' || requested === 'wasm') {
     if (requested === 'cpu') {
