@@ -1,5 +1,10 @@
-// Side-effect module: registers every tfjs gradient function. Import it before tf.grads /
-// tf.variableGrads. Needed because tfjs-core's Node bundle (its package "main") registers no
-// gradients, and its dist/register_all_gradients.js is extensionless ESM that Node cannot load;
-// tfjs-layers' Node bundle registers all of them into tfjs's global gradient registry.
-import '@tensorflow/tfjs-layers';
+/**
+ * Gradient functions for every tfjs kernel.
+ *
+ * @tensorflow/tfjs-core's Node entry (tf-core.node.js) registers no gradients, and its ESM files import each other
+ * without file extensions, which Node's ESM loader cannot resolve. The umbrella package's Node bundle registers
+ * them all into core's global gradient registry (the route @tensorflow/tfjs-node itself takes), so importing it
+ * once for its side effect is enough; ops keep coming from @tensorflow/tfjs-core, which shares the same global
+ * engine and registries.
+ */
+import '@tensorflow/tfjs';
