@@ -51,27 +51,30 @@ export function chwToHwc(img: FloatImage): FloatImage {
   return { ...img, data: out, layout: 'HWC' };
 }
 
-/** OpenCV cv2.flip on HWC uint8: 1 horizontal, 0 vertical, -1 both. */
+/** OpenCV cv2.flip on HWC uint8, in place (1 horizontal, 0 vertical, -1 both): no new 150 KB buffer per image. */
 export function flipRaw(img: RawImage, flipCode: number): RawImage {
   const { width: w, height: h, data } = img;
-  const out = new Uint8Array(data.length);
-  const horizontal = flipCode > 0 || flipCode < 0;
-  const vertical = flipCode === 0 || flipCode < 0;
-  for (let y = 0; y < h; y++) {
-    const sy = vertical ? h - 1 - y : y;
-    const srcRow = sy * w * 3;
-    const dstRow = y * w * 3;
-    if (!horizontal) {
-      out.set(data.subarray(srcRow, srcRow + w * 3), dstRow);
-      continue;
-    }
-    for (let x = 0; x < w; x++) {
-      const s = srcRow + (w - 1 - x) * 3;
-      const d = dstRow + x * 3;
-      out[d] = data[s];
-      out[d + 1] = data[s + 1];
-      out[d + 2] = data[s + 2];
+  if (flipCode !== 0) {
+    for (let y = 0; y < h; y++) {
+      const row = y * w * 3;
+      for (let a = row, b = row + (w - 1) * 3; a < b; a += 3, b -= 3) {
+        for (let c = 0; c < 3; c++) {
+          const t = data[a + c];
+          data[a + c] = data[b + c];
+          data[b + c] = t;
+        }
+      }
     }
   }
-  return { kind: 'raw', data: out, width: w, height: h };
+  if (flipCode <= 0) {
+    const tmp = new Uint8Array(w * 3);
+    for (let top = 0, bottom = h - 1; top < bottom; top++, bottom--) {
+      const a = top * w * 3;
+      const b = bottom * w * 3;
+      tmp.set(data.subarray(a, a + w * 3));
+      data.copyWithin(a, b, b + w * 3);
+      data.set(tmp, b);
+    }
+  }
+  return img;
 }
