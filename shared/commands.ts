@@ -75,6 +75,13 @@ export const COMMANDS: CommandSpec[] = [
       { flags: '--out <dir>', description: 'output directory', defaultValue: 'data/fashion-mnist' },
     ],
   },
+  {
+    name: 'plot',
+    summary: "draw a run's loss, top-1 and learning-rate curves from its metrics.jsonl into one PNG",
+    distributed: false,
+    arguments: ['<run>'],
+    options: [{ flags: '-o, --output <png>', description: 'PNG to write (default: <run>/curves.png)' }],
+  },
 ];
 
 export function commandSpec(name: string): CommandSpec | undefined {
