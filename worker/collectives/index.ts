@@ -3,12 +3,12 @@
  * See process_group.ts for the algorithms, link.ts for sockets/timeouts, secret.ts for the launcher contract.
  */
 import type { JobSecret, WorkerEnv } from '../../shared/env.js';
-import { CollectiveError, RingLink, type LogFn } from './link.js';
+import { CollectiveError, RingLink, type LogFn, type SecurityMechanism } from './link.js';
 import { RingGroup, SoloGroup, type ProcessGroup, type WireDtypeName } from './process_group.js';
 import { readJobSecret, SecretError } from './secret.js';
 
 export type { ProcessGroup, WireDtypeName } from './process_group.js';
-export { CollectiveError } from './link.js';
+export { CollectiveError, type SecurityMechanism } from './link.js';
 export { makeJobSecret, readJobSecret, SecretError } from './secret.js';
 
 export interface ProcessGroupOptions {
@@ -24,6 +24,8 @@ export interface ProcessGroupOptions {
   chunkBytes?: number;
   /** ZMTP heartbeat interval; a peer silent for 3 intervals (a stopped process) is treated as gone. Default 2 s */
   heartbeatMs?: number;
+  /** how connections authenticate; default plain (+ZAP) on ipc://, curve on tcp:// (see link.ts) */
+  security?: SecurityMechanism;
   log?: LogFn;
 }
 
@@ -37,6 +39,7 @@ export async function createProcessGroup(env: WorkerEnv, opts: ProcessGroupOptio
   const timeoutMs = opts.timeoutMs ?? 30 * 60_000;
   const warnAfterMs = opts.warnAfterMs ?? 60_000;
   const wireDtype = opts.wireDtype ?? 'float32';
+  if (opts.security !== undefined && opts.security !== 'curve' && opts.security !== 'plain') throw new RangeError(`security must be curve or plain, not ${JSON.stringify(opts.security)}`);
   if (wireDtype !== 'float32' && wireDtype !== 'float16') throw new RangeError(`allreduce_dtype must be float32 or float16, not ${JSON.stringify(wireDtype)}`);
   if (env.endpoints.length !== env.worldSize) throw new CollectiveError(`rank ${env.rank}: ${env.endpoints.length} endpoints for a world size of ${env.worldSize}`);
   let secret = opts.secret;
@@ -56,6 +59,7 @@ export async function createProcessGroup(env: WorkerEnv, opts: ProcessGroupOptio
     timeoutMs,
     warnAfterMs,
     heartbeatMs: opts.heartbeatMs ?? 2000,
+    security: opts.security,
     log,
   });
   const group = new RingGroup(link, env, { timeoutMs, warnAfterMs, wireDtype, chunkBytes: opts.chunkBytes ?? 1 << 20, log });

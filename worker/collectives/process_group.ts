@@ -29,6 +29,8 @@ export interface ProcessGroup {
   /** small values (metrics); result[r] is rank r's array */
   allGather(values: number[]): Promise<number[][]>;
   close(): Promise<void>;
+  /** payload bytes this rank has sent (headers excluded), for checks and benchmarks */
+  readonly bytesSent: { allReduce: number; other: number };
 }
 
 export interface GroupTuning {
@@ -43,6 +45,7 @@ export interface GroupTuning {
 export class SoloGroup implements ProcessGroup {
   readonly rank = 0;
   readonly worldSize = 1;
+  readonly bytesSent = { allReduce: 0, other: 0 };
   async allReduce(): Promise<void> { /* sum or mean of one rank is the buffer itself */ }
   async broadcast(_buf: Float32Array, root = 0): Promise<void> {
     if (root !== 0) throw new RangeError(`broadcast root ${root} is not a rank of a group of size 1`);
@@ -68,6 +71,7 @@ export class RingGroup implements ProcessGroup {
   private seq = 0;
   private closed = false;
   private busy = false;
+  readonly bytesSent = { allReduce: 0, other: 0 };
 
   constructor(private readonly link: RingLink, env: WorkerEnv, private readonly t: GroupTuning) {
     this.rank = env.rank;
@@ -97,6 +101,11 @@ export class RingGroup implements ProcessGroup {
     }
   }
 
+  private send(kind: 'allReduce' | 'other', frames: [Buffer, Uint8Array], ctx: OpContext): Promise<void> {
+    this.bytesSent[kind] += frames[1].byteLength;
+    return this.link.send(frames, ctx);
+  }
+
   private segment(n: number, j: number): [number, number] {
     const N = this.worldSize;
     return [Math.floor((j * n) / N), Math.floor(((j + 1) * n) / N)];
@@ -124,7 +133,7 @@ export class RingGroup implements ProcessGroup {
           let payload: Uint8Array;
           if (half) { const h = new Uint16Array(mine.length); encodeHalf(mine, h); payload = new Uint8Array(h.buffer); }
           else payload = new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength);
-          await this.link.send([this.link.header(Op.reduceScatter, dtype, ctx.seq, msg++, payload.length), payload], ctx);
+          await this.send('allReduce', [this.link.header(Op.reduceScatter, dtype, ctx.seq, msg++, payload.length), payload], ctx);
         }
       }
       let rx = 0;
@@ -161,7 +170,7 @@ export class RingGroup implements ProcessGroup {
             }
           }
           const next = last ? [Op.allGatherChunks, agTx++] : [Op.reduceScatter, msg++];
-          await this.link.send([this.link.header(next[0], dtype, ctx.seq, next[1], payload.length), new Uint8Array(out.buffer, out.byteOffset, out.byteLength)], ctx);
+          await this.send('allReduce', [this.link.header(next[0], dtype, ctx.seq, next[1], payload.length), new Uint8Array(out.buffer, out.byteOffset, out.byteLength)], ctx);
         }
         heardFrom = step;
       }
@@ -176,7 +185,7 @@ export class RingGroup implements ProcessGroup {
           this.link.expect(h, Op.allGatherChunks, dtype, ctx.seq, agRx++, mine.length * elemBytes, ctx);
           if (half) decodeHalf(u16View(payload), mine);
           else mine.set(f32View(payload));
-          if (step < N - 1) await this.link.send([this.link.header(Op.allGatherChunks, dtype, ctx.seq, agTx++, payload.length), payload], ctx);
+          if (step < N - 1) await this.send('allReduce', [this.link.header(Op.allGatherChunks, dtype, ctx.seq, agTx++, payload.length), payload], ctx);
         }
         heardFrom = step;
       }
@@ -202,12 +211,12 @@ export class RingGroup implements ProcessGroup {
         if (this.rank === root) {
           // a copy: the root returns as soon as its sends are queued and may then change its weights
           const payload = Buffer.from(new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
-          await this.link.send([this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload], ctx);
+          await this.send('other', [this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload], ctx);
         } else {
           const [h, payload] = await this.link.recv(ctx);
           this.link.expect(h, Op.broadcast, WireDtype.float32, ctx.seq, k, part.byteLength, ctx);
           part.set(f32View(payload));
-          if (forward) await this.link.send([this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload], ctx);
+          if (forward) await this.send('other', [this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload], ctx);
         }
       }
     });
@@ -232,7 +241,7 @@ export class RingGroup implements ProcessGroup {
       let carry: Buffer = Buffer.from(new Float64Array(values).buffer);
       let origin = r;
       for (let step = 1; step < N; step++) {
-        await this.link.send([this.link.header(op, WireDtype.bytes, ctx.seq, origin, carry.length), carry], ctx);
+        await this.send('other', [this.link.header(op, WireDtype.bytes, ctx.seq, origin, carry.length), carry], ctx);
         const [h, payload] = await this.link.recv(ctx);
         const expectOrigin = (r - step + N) % N;
         this.link.expect(h, op, WireDtype.bytes, ctx.seq, expectOrigin, payload.length, ctx);

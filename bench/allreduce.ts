@@ -1,0 +1,73 @@
+/**
+ * All-reduce benchmark, nccl-tests style:
+ *   npm run bench:allreduce -- --np 2,4 --size 1MB,14MB,70.4MB [--transport ipc|tcp] [--dtype float32|float16]
+ *                              [--reps 11] [--warmup 3] [--chunk 1MiB] [--json]
+ * Spawns real worker processes with the launcher's env contract and secret pipe (test/helpers/spawn_group.ts),
+ * times SUM over float32 buffers: per repetition the max over ranks, reported as the median over repetitions.
+ * algbw = S / t, busbw = algbw * 2(N-1)/N.
+ */
+import { Command } from 'commander';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnGroup } from '../test/helpers/spawn_group.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const workerScript = path.join(here, '..', 'test', 'helpers', 'collective_worker.js');
+
+/** "70.4MB" -> 70_400_000 bytes (decimal units as nccl-tests and gloo_allreduce.py), "1MiB" -> 1_048_576 */
+export function parseBytes(s: string): number {
+  const m = /^([0-9.]+)\s*(B|KB|MB|GB|KiB|MiB|GiB)?$/i.exec(s.trim());
+  if (!m) throw new Error(`--size: cannot read ${JSON.stringify(s)} as a byte count (e.g. 1MB, 70.4MB, 4MiB)`);
+  const unit = (m[2] ?? 'B').toLowerCase();
+  const mult: Record<string, number> = { b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+  return Math.round((Number(m[1]) * mult[unit]) / 4) * 4;
+}
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const k = s.length >> 1; return s.length % 2 ? s[k] : (s[k - 1] + s[k]) / 2; };
+
+async function main(): Promise<void> {
+  const cli = new Command('bench:allreduce')
+    .option('--np <list>', 'world sizes, comma separated', '2,4')
+    .option('--size <list>', 'buffer sizes, comma separated', '1MB,14MB,70.4MB')
+    .option('--transport <t>', 'ipc or tcp', 'ipc')
+    .option('--dtype <d>', 'wire dtype: float32 or float16', 'float32')
+    .option('--reps <n>', 'timed repetitions', '11')
+    .option('--warmup <n>', 'untimed repetitions first', '3')
+    .option('--chunk <bytes>', 'ring chunk size', '1MiB')
+    .option('--security <m>', 'curve or plain (default: plain on ipc, curve on tcp)')
+    .option('--json', 'one JSON object per line')
+    .parse();
+  const o = cli.opts();
+  if (o.transport !== 'ipc' && o.transport !== 'tcp') throw new Error(`--transport must be ipc or tcp, not ${o.transport}`);
+  if (o.dtype !== 'float32' && o.dtype !== 'float16') throw new Error(`--dtype must be float32 or float16, not ${o.dtype}`);
+  const nps = String(o.np).split(',').map((s) => { const n = Number(s); if (!Number.isInteger(n) || n < 1) throw new Error(`--np: ${s} is not a positive integer`); return n; });
+  const sizes = String(o.size).split(',').map(parseBytes);
+  if (!o.json) {
+    console.log(`# all-reduce SUM float32 (wire ${o.dtype}), ${o.transport}, security ${o.security ?? (o.transport === 'ipc' ? 'plain' : 'curve')}, chunk ${o.chunk}, median of ${o.reps} (max over ranks each)`);
+    console.log('#     np         bytes  time_ms  algbw_GBps  busbw_GBps  ok');
+  }
+  for (const np of nps) {
+    const g = await spawnGroup({
+      np, script: workerScript, transport: o.transport,
+      args: ['bench', JSON.stringify({ sizes, reps: Number(o.reps), warmup: Number(o.warmup), wireDtype: o.dtype, chunkBytes: parseBytes(o.chunk), security: o.security })],
+    });
+    const out = await g.done;
+    const bad = out.find((r) => r.code !== 0);
+    if (bad) throw new Error(`rank ${bad.rank} failed (exit ${bad.code ?? bad.signal}): ${bad.error?.message ?? bad.stderr.slice(-2000)}`);
+    for (const row of out[0].result.rows as { bytes: number; times_ms: number[]; ok: boolean }[]) {
+      const t = median(row.times_ms);
+      const algbw = row.bytes / (t / 1e3) / 1e9;
+      const busbw = (algbw * 2 * (np - 1)) / np;
+      if (o.json) {
+        console.log(JSON.stringify({ np, bytes: row.bytes, transport: o.transport, dtype: o.dtype, time_ms: +t.toFixed(3), algbw_GBps: +algbw.toFixed(3), busbw_GBps: +busbw.toFixed(3), ok: row.ok, times_ms: row.times_ms.map((x) => +x.toFixed(3)) }));
+      } else {
+        console.log(`${String(np).padStart(8)}  ${String(row.bytes).padStart(12)}  ${t.toFixed(2).padStart(7)}  ${algbw.toFixed(3).padStart(10)}  ${busbw.toFixed(3).padStart(10)}  ${row.ok ? 'yes' : 'NO'}`);
+      }
+    }
+  }
+}
+
+main().catch((err) => {
+  console.error(`bench:allreduce: ${(err as Error).message}`);
+  process.exit(1);
+});

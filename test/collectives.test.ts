@@ -1,0 +1,81 @@
+/**
+ * allReduce / broadcast / allGather / barrier across real worker processes (ring over ipc:// and tcp://):
+ * byte-identical results on every rank, equal to the float64 sum within float32 rounding.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { spawnGroup, type RankOutcome } from './helpers/spawn_group.js';
+import { createProcessGroup } from '../worker/collectives/index.js';
+import { readWorkerEnv } from '../shared/env.js';
+
+const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'collective_worker.js');
+
+async function runGroup(np: number, scenario: string, args: object, transport: 'ipc' | 'tcp' = 'ipc'): Promise<RankOutcome[]> {
+  const g = await spawnGroup({ np, script: worker, args: [scenario, JSON.stringify(args)], transport });
+  return g.done;
+}
+
+function assertAllAgree(out: RankOutcome[]): void {
+  for (const o of out) assert.equal(o.code, 0, `rank ${o.rank} failed: ${o.error?.message ?? o.stderr}`);
+  const first = out[0].result.reduced as { size: number; op: string; sha: string; ok: boolean; worstRelErr: number }[];
+  for (const o of out) {
+    const mine = o.result.reduced as typeof first;
+    assert.equal(mine.length, first.length);
+    mine.forEach((r, k) => {
+      assert.ok(r.ok, `rank ${o.rank}: ${r.op} of ${r.size} floats is off the float64 sum (worst relative error ${r.worstRelErr})`);
+      assert.equal(r.sha, first[k].sha, `rank ${o.rank}: ${r.op} of ${r.size} floats differs from rank 0's bytes`);
+    });
+    assert.ok(o.result.broadcastOk, `rank ${o.rank}: broadcast did not deliver the root's bytes`);
+    assert.ok(o.result.gatherOk, `rank ${o.rank}: allGather returned wrong values`);
+  }
+}
+
+test('world size 1 opens no sockets and every collective is the identity', async () => {
+  const before = process.getActiveResourcesInfo().length;
+  const pg = await createProcessGroup(readWorkerEnv({}));
+  const buf = new Float32Array([1.5, -2, 3]);
+  await pg.allReduce(buf, 'mean');
+  await pg.broadcast(buf);
+  await pg.barrier();
+  assert.deepEqual(Array.from(buf), [1.5, -2, 3]);
+  assert.deepEqual(await pg.allGather([7, 8]), [[7, 8]]);
+  assert.equal(process.getActiveResourcesInfo().length, before);
+  await pg.close();
+});
+
+for (let np = 2; np <= 8; np++) {
+  test(`N=${np}: sizes 0, 1, below N, odd and multi-chunk; sum and mean; broadcast, allGather, barrier`, async () => {
+    // 4 KiB chunks so that 12345 floats take several chunks per segment, exercising the pipeline
+    const sizes = [...new Set([0, 1, np - 1, np + 1, 1001, 12345])];
+    const out = await runGroup(np, 'exact', { sizes, ops: ['sum', 'mean'], chunkBytes: 4096 });
+    assertAllAgree(out);
+  });
+}
+
+test('N=1 through the worker path (spawned with the launcher env) gives the input back', async () => {
+  const out = await runGroup(1, 'exact', { sizes: [0, 1, 5], ops: ['sum', 'mean'] });
+  assertAllAgree(out);
+});
+
+test('17.6M floats (HarDNet68 gradients), N=2 and N=3, exact and byte-identical', async () => {
+  for (const np of [2, 3]) assertAllAgree(await runGroup(np, 'exact', { sizes: [17_600_000], broadcastSize: 17_600_000 }));
+});
+
+test('tcp:// transport (CURVE) gives the same bytes as ipc://', async () => {
+  const args = { sizes: [1, 12345], ops: ['sum'], chunkBytes: 8192 };
+  const tcp = await runGroup(3, 'exact', args, 'tcp');
+  const ipc = await runGroup(3, 'exact', args, 'ipc');
+  assertAllAgree(tcp);
+  assertAllAgree(ipc);
+  assert.deepEqual(tcp[0].result.reduced, ipc[0].result.reduced);
+});
+
+test('float16 on the wire: identical bytes on every rank, within half-precision rounding, half the payload', async () => {
+  const out = await runGroup(3, 'exact', { sizes: [1, 2, 1001, 12345], ops: ['sum', 'mean'], chunkBytes: 4096, wireDtype: 'float16' });
+  assertAllAgree(out);
+  const f32 = await runGroup(3, 'exact', { sizes: [1, 2, 1001, 12345], ops: ['sum', 'mean'], chunkBytes: 4096 });
+  // the same reductions move half the payload bytes (broadcast and allGather stay float32/float64 in both runs)
+  assert.equal(out[0].result.allReducePayloadBytes * 2, f32[0].result.allReducePayloadBytes);
+});
