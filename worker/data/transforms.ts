@@ -341,6 +341,11 @@ function hashString(s: string): number {
   return h;
 }
 
+/** The rng a transform function uses for one call (exported so tests can replay its draws). */
+export function sampleRng(seed: number, callSeed: number, file: string): Rng {
+  return new Mulberry32(mixSeed(seed, callSeed, hashString(file)));
+}
+
 export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {}): TransformFn {
   if (!Array.isArray(ops) || ops.length === 0) throw new TransformError('transforms must be a non-empty list');
   const names = ops.map((entry, i) => {
@@ -362,7 +367,7 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
   });
   const baseSeed = opts.seed ?? 0;
   return async (sample, callSeed = 0, dest) => {
-    const ctx: StepContext = { rng: new Mulberry32(mixSeed(baseSeed, callSeed, hashString(sample.path))), dest };
+    const ctx: StepContext = { rng: sampleRng(baseSeed, callSeed, sample.path), dest };
     let input = sample.buffer;
     if (!input) {
       try {

@@ -1,0 +1,249 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import {
+  buildTransforms, inferPreprocess, parseScale, randCropBox, roundHalfEven, sampleRng, toNHWCBatch,
+  type TransformOutput,
+} from '../worker/data/transforms.js';
+import { applyOp, autocontrast, equalize } from '../worker/data/autoaugment.js';
+import type { RawImage } from '../worker/data/image.js';
+
+const FIX = path.resolve('test/fixtures/images');
+const fx = (f: string) => path.join(FIX, f);
+const IDENTITY = { NormalizeImage: { scale: 1, mean: [0, 0, 0], std: [1, 1, 1], order: '' } };
+const decodeOnly = buildTransforms([{ DecodeImage: { to_rgb: true } }, IDENTITY]);
+let tmp = '';
+let coords = ''; // 250x250 PNG whose R = x, G = y: crop boxes can be read back from the pixels
+
+function px(o: TransformOutput, x: number, y: number): number[] {
+  const i = (y * o.shape[1] + x) * 3;
+  return Array.from(o.data.slice(i, i + 3));
+}
+
+before(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'data-transforms-'));
+  const buf = Buffer.alloc(250 * 250 * 3);
+  for (let y = 0; y < 250; y++) for (let x = 0; x < 250; x++) buf.set([x, y, 0], (y * 250 + x) * 3);
+  coords = path.join(tmp, 'coords.png');
+  await sharp(buf, { raw: { width: 250, height: 250, channels: 3 } }).png().toFile(coords);
+});
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+test('DecodeImage: grey expanded, alpha dropped, CMYK converted, EXIF orientation applied', async () => {
+  const grey = await decodeOnly({ path: fx('grey.png') });
+  assert.deepEqual(grey.shape, [48, 64, 3]);
+  for (const [x, y] of [[0, 0], [10, 20], [63, 47]]) {
+    const [r, g, b] = px(grey, x, y);
+    assert.ok(r === g && g === b, `grey pixel ${x},${y} = ${r},${g},${b}`);
+  }
+  assert.deepEqual(px(grey, 0, 0), [0, 0, 0]);
+  assert.deepEqual(px(grey, 63, 47), [255, 255, 255]);
+
+  const rgba = await decodeOnly({ path: fx('rgba.png') });
+  assert.deepEqual(rgba.shape, [30, 40, 3]);
+  assert.deepEqual(px(rgba, 0, 0), [10, 20, 30]); // opaque half
+  assert.deepEqual(px(rgba, 39, 29), [200, 100, 50]); // 30% alpha: dropped like cv2.imdecode, not composited
+
+  const cmyk = await decodeOnly({ path: fx('cmyk.jpg') });
+  assert.deepEqual(cmyk.shape, [40, 60, 3]);
+  const [lr, lg, lb] = px(cmyk, 5, 20);
+  const [rr, , rb] = px(cmyk, 55, 20);
+  assert.ok(lr > 200 && lg < 40 && lb < 40, `left half red, got ${lr},${lg},${lb}`);
+  assert.ok(rb > 100 && rr < 60, `right half blue, got ${px(cmyk, 55, 20)}`);
+
+  // stored 80x40 red|blue with EXIF orientation 6: displayed 40 wide, 80 high, red on top, blue below
+  const exif = await decodeOnly({ path: fx('exif_rot90.jpg') });
+  assert.deepEqual(exif.shape, [80, 40, 3]);
+  assert.ok(px(exif, 20, 5)[0] > 240 && px(exif, 20, 5)[2] < 15, 'top is red');
+  assert.ok(px(exif, 20, 75)[2] > 240 && px(exif, 20, 75)[0] < 15, 'bottom is blue');
+  // a crop folded into the decode must use oriented coordinates: rows 30..49 straddle the red/blue edge at 40
+  const crop = await buildTransforms([{ DecodeImage: {} }, { CropImage: { size: 20 } }, IDENTITY])({ path: fx('exif_rot90.jpg') });
+  assert.deepEqual(crop.shape, [20, 20, 3]);
+  assert.ok(px(crop, 10, 2)[0] > 240 && px(crop, 10, 17)[2] > 240, 'crop of the oriented image');
+});
+
+test('corrupt, truncated and missing files are errors naming the file', async () => {
+  for (const f of ['truncated.jpg', 'not_an_image.png', 'missing.jpg']) {
+    await assert.rejects(decodeOnly({ path: fx(f) }), (e: Error) => e.message.includes(fx(f)), f);
+  }
+});
+
+test('CropImage takes the centre box exactly', async () => {
+  const o = await buildTransforms([{ DecodeImage: {} }, { CropImage: { size: 100 } }, IDENTITY])({ path: coords });
+  assert.deepEqual(o.shape, [100, 100, 3]);
+  assert.deepEqual(px(o, 0, 0), [75, 75, 0]); // (250 - 100) // 2
+  assert.deepEqual(px(o, 99, 99), [174, 174, 0]);
+  const odd = await buildTransforms([{ DecodeImage: {} }, { CropImage: { size: [51, 20] } }, IDENTITY])({ path: coords });
+  assert.deepEqual(odd.shape, [20, 51, 3]);
+  assert.deepEqual(px(odd, 0, 0), [99, 115, 0]); // (250-51)//2 = 99, (250-20)//2 = 115
+});
+
+test('ResizeImage resize_short rounds half to even like Python', async () => {
+  assert.equal(roundHalfEven(12.5), 12);
+  assert.equal(roundHalfEven(17.5), 18);
+  assert.equal(roundHalfEven(341.3333), 341);
+  const cases: Array<[number, number, number, [number, number]]> = [
+    [10, 4, 5, [5, 12]], // p = 1.25: 12.5 -> 12
+    [14, 4, 5, [5, 18]], // 17.5 -> 18
+    [500, 375, 256, [256, 341]],
+  ];
+  for (const [w, h, short, [eh, ew]] of cases) {
+    const f = path.join(tmp, `r${w}x${h}.png`);
+    await sharp({ create: { width: w, height: h, channels: 3, background: '#808080' } }).png().toFile(f);
+    const o = await buildTransforms([{ DecodeImage: {} }, { ResizeImage: { resize_short: short } }, IDENTITY])({ path: f });
+    assert.deepEqual(o.shape, [eh, ew, 3], `${w}x${h} resize_short ${short}`);
+  }
+});
+
+/** cv2.resize INTER_LINEAR (half-pixel centres, no antialiasing), the reference for pixel values */
+function cvBilinear(src: TransformOutput, ow: number, oh: number): Float32Array {
+  const [h, w] = src.shape;
+  const out = new Float32Array(ow * oh * 3);
+  for (let y = 0; y < oh; y++) {
+    const sy = Math.min(Math.max((y + 0.5) * (h / oh) - 0.5, 0), h - 1);
+    const y0 = Math.floor(sy), y1 = Math.min(h - 1, y0 + 1), fy = sy - y0;
+    for (let x = 0; x < ow; x++) {
+      const sx = Math.min(Math.max((x + 0.5) * (w / ow) - 0.5, 0), w - 1);
+      const x0 = Math.floor(sx), x1 = Math.min(w - 1, x0 + 1), fx = sx - x0;
+      for (let c = 0; c < 3; c++) {
+        const v = (i: number, j: number) => src.data[(i * w + j) * 3 + c];
+        out[(y * ow + x) * 3 + c] = (v(y0, x0) * (1 - fx) + v(y0, x1) * fx) * (1 - fy) + (v(y1, x0) * (1 - fx) + v(y1, x1) * fx) * fy;
+      }
+    }
+  }
+  return out;
+}
+
+test('resized pixels agree with OpenCV bilinear within interpolation tolerance', async () => {
+  const full = await decodeOnly({ path: fx('photo_500x375.jpg') });
+  const o = await buildTransforms([{ DecodeImage: {} }, { ResizeImage: { resize_short: 256 } }, IDENTITY])({ path: fx('photo_500x375.jpg') });
+  assert.deepEqual(o.shape, [256, 341, 3]);
+  const ref = cvBilinear(full, 341, 256);
+  let sum = 0;
+  for (let i = 0; i < ref.length; i++) sum += Math.abs(ref[i] - o.data[i]);
+  const mae = sum / ref.length;
+  assert.ok(mae < 1.5, `mean abs difference to cv2 bilinear ${mae.toFixed(3)} grey levels`);
+});
+
+test('RandCropImage: the PaddleClas box formula, exact box and size, seeded', async () => {
+  // formula check with a scripted rng
+  const draws = [0.5, 0.25, 0.0, 0.999];
+  const scripted = {
+    random: () => draws.shift()!,
+    uniform(lo: number, hi: number) { return lo + (hi - lo) * this.random(); },
+    randint(lo: number, hi: number) { return lo + Math.floor(this.random() * (hi - lo + 1)); },
+    choice<T>(a: readonly T[]) { return a[0]; },
+  };
+  const box = randCropBox(500, 375, [0.08, 1], [3 / 4, 4 / 3], scripted);
+  const ar = Math.sqrt(3 / 4 + 0.5 * (4 / 3 - 3 / 4));
+  const bound = Math.min(500 / 375 / (ar * ar), 375 / 500 / (1 / (ar * ar)));
+  const T = Math.sqrt(500 * 375 * (0.08 + 0.25 * (Math.min(1, bound) - 0.08)));
+  const cw = Math.trunc(T * ar), ch = Math.trunc(T / ar);
+  assert.deepEqual(box, { left: 0, top: Math.floor(0.999 * (375 - ch + 1)), width: cw, height: ch });
+
+  // in the pipeline: replay the same rng, then read the box back from the coordinate image
+  const fn = buildTransforms([{ DecodeImage: {} }, { RandCropImage: { size: 64 } }, IDENTITY], { seed: 7 });
+  for (const callSeed of [1, 2, 3]) {
+    const expect = randCropBox(250, 250, [0.08, 1], [3 / 4, 4 / 3], sampleRng(7, callSeed, coords));
+    const o = await fn({ path: coords }, callSeed);
+    assert.deepEqual(o.shape, [64, 64, 3]);
+    // a linear ramp stays linear under resampling: interior output x maps to left + (x + 0.5) * cw / 64 - 0.5
+    for (const x of [8, 32, 55]) {
+      const wantR = expect.left + ((x + 0.5) * expect.width) / 64 - 0.5;
+      const wantG = expect.top + ((x + 0.5) * expect.height) / 64 - 0.5;
+      assert.ok(Math.abs(px(o, x, 32)[0] - wantR) <= 1.01, `seed ${callSeed} x=${x}: R ${px(o, x, 32)[0]} vs ${wantR}`);
+      assert.ok(Math.abs(px(o, 32, x)[1] - wantG) <= 1.01, `seed ${callSeed} y=${x}: G ${px(o, 32, x)[1]} vs ${wantG}`);
+    }
+    const again = await fn({ path: coords }, callSeed);
+    assert.deepEqual(again.data, o.data, 'same seed, same pixels');
+  }
+  const a = await fn({ path: coords }, 1);
+  const b = await fn({ path: coords }, 2);
+  assert.notDeepEqual(a.data, b.data);
+});
+
+test('RandFlipImage mirrors about half of the time; NormalizeImage and ToCHWImage are exact', async () => {
+  const plain = await buildTransforms([{ DecodeImage: {} }, { CropImage: { size: 100 } }, IDENTITY])({ path: coords });
+  const fn = buildTransforms([{ DecodeImage: {} }, { CropImage: { size: 100 } }, { RandFlipImage: { flip_code: 1 } }, IDENTITY]);
+  let flipped = 0;
+  for (let s = 0; s < 40; s++) {
+    const o = await fn({ path: coords }, s);
+    if (px(o, 0, 0)[0] === 174) {
+      flipped++;
+      assert.deepEqual(px(o, 99, 10), px(plain, 0, 10));
+    } else assert.deepEqual(o.data, plain.data);
+  }
+  assert.ok(flipped > 8 && flipped < 32, `flipped ${flipped}/40`);
+
+  const mean = [0.485, 0.456, 0.406];
+  const std = [0.229, 0.224, 0.225];
+  const norm = buildTransforms([{ DecodeImage: {} }, { NormalizeImage: { scale: '1./255.', mean, std, order: '' } }, { ToCHWImage: null }]);
+  const chw = await norm({ path: fx('rgba.png') });
+  assert.equal(chw.layout, 'CHW');
+  assert.deepEqual(chw.shape, [3, 30, 40]);
+  const raw = await decodeOnly({ path: fx('rgba.png') });
+  for (const [x, y] of [[0, 0], [39, 29], [25, 3]]) {
+    for (let c = 0; c < 3; c++) {
+      const want = Math.fround((raw.data[(y * 40 + x) * 3 + c] * (1 / 255) - mean[c]) / std[c]);
+      assert.equal(chw.data[c * 1200 + y * 40 + x], want);
+    }
+  }
+  const nhwc = toNHWCBatch([chw, chw]);
+  assert.deepEqual(nhwc.shape, [2, 30, 40, 3]);
+  assert.equal(nhwc.data[1200 * 3 + (29 * 40 + 39) * 3 + 2], chw.data[2 * 1200 + 29 * 40 + 39]);
+});
+
+test('NormalizeImage.scale strings are evaluated like PaddleClas', () => {
+  assert.equal(parseScale('1./255.'), 1 / 255);
+  assert.equal(parseScale('1.0/255.0'), 1 / 255);
+  assert.equal(parseScale(0.5), 0.5);
+  assert.equal(parseScale('0.00392'), 0.00392);
+  assert.throws(() => parseScale('__import__("os")'), /NormalizeImage.scale/);
+  assert.throws(() => buildTransforms([{ DecodeImage: {} }, { Blur: {} }]), /transforms\[1\] \(Blur\).*supported: DecodeImage/);
+  assert.throws(() => buildTransforms([{ RandCropImage: { size: 224 } }]), /transforms\[0\] must be DecodeImage/);
+});
+
+test('AutoAugment (ImageNet policy) and RandomErasing are seeded and keep the shape', async () => {
+  const fn = buildTransforms([{ DecodeImage: {} }, { RandCropImage: { size: 48 } }, { AutoAugment: null }, IDENTITY, { RandomErasing: { EPSILON: 1, mean: [-9, -9, -9] } }], { seed: 3 });
+  const outs = [];
+  for (let s = 0; s < 6; s++) {
+    const o = await fn({ path: fx('photo_500x375.jpg') }, s);
+    assert.deepEqual(o.shape, [48, 48, 3]);
+    assert.deepEqual((await fn({ path: fx('photo_500x375.jpg') }, s)).data, o.data, 'reproducible');
+    const erased = o.data.filter((v) => v === -9).length;
+    assert.ok(erased >= 3 * 4 && erased % 3 === 0, `an erased box filled with the mean (${erased} values)`);
+    outs.push(o);
+  }
+  assert.notDeepEqual(outs[0].data, outs[1].data);
+});
+
+test('AutoAugment ops follow PIL', () => {
+  const img: RawImage = { kind: 'raw', width: 4, height: 1, data: Uint8Array.from([10, 10, 10, 20, 20, 20, 30, 30, 30, 40, 40, 40]) };
+  assert.deepEqual(Array.from(autocontrast(img).data.filter((_, i) => i % 3 === 0)), [0, 85, 170, 255]);
+  // PIL: step = (total - count of the last bin) // 255 is 0 for 4 pixels -> unchanged
+  assert.deepEqual(equalize(img).data, img.data);
+  const two: RawImage = { kind: 'raw', width: 512, height: 1, data: new Uint8Array(512 * 3).map((_, i) => (i < 768 ? 10 : 40)) };
+  const eq = equalize(two).data; // step = (512 - 256) // 255 = 1: 10 -> 0, 40 -> min(255, 256)
+  assert.deepEqual([eq[0], eq[1535]], [0, 255]);
+  const rng = sampleRng(0, 0, 'x');
+  assert.deepEqual(Array.from(applyOp(img, 'posterize', 4, rng).data.slice(0, 4)), [0, 0, 0, 16]);
+  assert.deepEqual(Array.from(applyOp(img, 'solarize', 25, rng).data.filter((_, i) => i % 3 === 0)), [10, 20, 225, 215]);
+  assert.deepEqual(Array.from(applyOp(img, 'invert', 0, rng).data.slice(0, 3)), [245, 245, 245]);
+  const rot = applyOp({ kind: 'raw', width: 9, height: 9, data: new Uint8Array(243).fill(200) }, 'rotate', 30, rng);
+  assert.equal(rot.data[0], 128, 'corners filled with grey');
+  assert.equal(rot.data[(4 * 9 + 4) * 3], 200, 'centre kept');
+});
+
+test('inferPreprocess: resize_short 256, centre crop 224, ImageNet normalization, HWC', async () => {
+  const o = await inferPreprocess(fx('photo_500x375.jpg'));
+  assert.deepEqual(o.shape, [224, 224, 3]);
+  const ref = await buildTransforms([
+    { DecodeImage: {} }, { ResizeImage: { resize_short: 256 } }, { CropImage: { size: 224 } },
+    { NormalizeImage: { scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } },
+  ])({ path: fx('photo_500x375.jpg') });
+  assert.deepEqual(o.data, ref.data);
+  assert.ok(o.data.every(Number.isFinite));
+});
