@@ -12,6 +12,8 @@ import { COMMANDS, applySpec, commandSpec } from '../shared/commands.js';
 type Handler = (opts: Record<string, unknown>, args: string[]) => Promise<number>;
 
 const HANDLERS: Record<string, Handler> = {
+  train: async (o) => (await import('./train/train.js')).train(o as never),
+  eval: async (o) => (await import('./commands/eval.js')).evalCommand(o as never),
   summary: async (o) => (await import('./commands/summary.js')).summary(o as never),
   infer: async (o) => (await import('./commands/infer.js')).infer(o as never),
   prepare: async (o, args) => {

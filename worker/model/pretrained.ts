@@ -1,15 +1,20 @@
 /** `pretrained_model`: initialise a model's weights from a file, whatever its format. */
 import fs from 'node:fs';
+import path from 'node:path';
 import type { HarDNet } from './hardnet.js';
 import { loadTorchWeights } from './weights.js';
+import { isCheckpoint, loadCheckpointWeights } from '../checkpoint/checkpoint.js';
 
+/**
+ * Accepts an official PyTorch `.pth` (torch.save zip or legacy format) or a checkpoint directory of this tool
+ * (`<model_save_dir>/<name>/<epoch>/` or `best_model/`, or its weights.json).
+ */
 export async function loadPretrained(model: HarDNet, file: string): Promise<void> {
   if (!fs.existsSync(file)) throw new Error(`pretrained_model '${file}' does not exist`);
-  // torch.save's zip format starts with a local-file header ("PK\x03\x04"); the legacy format is a raw pickle
-  const head = Buffer.alloc(4);
-  const fd = fs.openSync(file, 'r');
-  fs.readSync(fd, head, 0, 4, 0);
-  fs.closeSync(fd);
-  if (file.endsWith('.pth') || file.endsWith('.pt') || head.toString('latin1') === 'PK\x03\x04') return loadTorchWeights(model, file);
-  throw new Error(`pretrained_model '${file}': unrecognised format (expected an official PyTorch .pth)`);
+  if (fs.statSync(file).isDirectory()) {
+    if (!isCheckpoint(file)) throw new Error(`pretrained_model '${file}' is a directory but not a checkpoint (no weights.json/state.json)`);
+    return loadCheckpointWeights(file, model);
+  }
+  if (path.basename(file) === 'weights.json') return loadCheckpointWeights(path.dirname(file), model);
+  return loadTorchWeights(model, file);
 }

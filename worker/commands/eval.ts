@@ -1,0 +1,39 @@
+/**
+ * `launch eval -c cfg -o pretrained_model=...`: one validation pass, alone or under the launcher (each worker
+ * evaluates its shard; metrics are summed over workers), printing the valid lines and the END line.
+ */
+import { readWorkerEnv } from '../../shared/env.js';
+import { loadConfig } from '../../shared/config.js';
+import { createWorkerLogger, validLine, endLine } from '../../shared/log_format.js';
+import { mixSeed } from '../../shared/rng.js';
+import { selectBackend } from '../backend/select.js';
+import { createProcessGroup } from '../collectives/index.js';
+import { HarDNet } from '../model/hardnet.js';
+import { loadPretrained } from '../model/pretrained.js';
+import { evaluate } from '../train/evaluate.js';
+import { buildLoader } from '../train/data.js';
+
+export interface EvalOptions { config?: string; override: string[] }
+
+export async function evalCommand(o: EvalOptions): Promise<number> {
+  const env = readWorkerEnv();
+  const log = createWorkerLogger({ rank: env.rank });
+  const cfg = loadConfig(o.config, o.override, { warn: (m) => log.warn(m), worldSize: env.worldSize, mode: 'valid' });
+  if (!cfg.pretrained_model) throw new Error('eval: set the weights with -o pretrained_model=<.pth file or checkpoint directory>');
+  await selectBackend(cfg.backend, { gpuAssigned: env.selectedGpus !== '', log: (m) => log.info(m) });
+  const group = await createProcessGroup(env, { timeoutMs: cfg.collective_timeout_s * 1000, log: (level, m) => log.log(level, m) });
+  try {
+    const loader = await buildLoader(cfg, 'valid', { rank: env.rank, worldSize: env.worldSize, seed: mixSeed(cfg.seed, env.rank), log: (m) => log.warn(m) });
+    const model = new HarDNet(cfg.ARCHITECTURE.name, cfg.classes_num, cfg.seed);
+    await loadPretrained(model, cfg.pretrained_model);
+    const v = await evaluate(model, loader, group, {
+      topk: cfg.topk, printInterval: cfg.print_interval,
+      onStep: (step, m) => log.info(validLine({ epoch: 0, step, ...m })),
+    });
+    log.info(endLine({ epoch: 0, mode: 'valid', top1: v.top1, top5: v.top5, loss: v.loss, batchCost: v.batchCost, readerCost: v.readerCost, batchCostSum: v.seconds, ips: v.samples / env.worldSize / v.seconds }));
+    model.dispose();
+    return 0;
+  } finally {
+    await group.close();
+  }
+}

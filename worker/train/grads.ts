@@ -1,0 +1,49 @@
+/**
+ * Gradients as one fused Float32Array: one all-reduce per step over every parameter, as the collectives
+ * expect, and back into tensors for the optimizer.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+export class GradientBuffer {
+  readonly flat: Float32Array;
+  private readonly layout: { name: string; shape: number[]; offset: number; size: number }[] = [];
+
+  constructor(params: Map<string, tf.Variable>) {
+    let offset = 0;
+    for (const [name, v] of params) {
+      this.layout.push({ name, shape: v.shape, offset, size: v.size });
+      offset += v.size;
+    }
+    this.flat = new Float32Array(offset);
+  }
+
+  /** Copy the gradients in (the tensors are not disposed). */
+  async gather(grads: Map<string, tf.Tensor>): Promise<void> {
+    for (const l of this.layout) {
+      const g = grads.get(l.name);
+      if (!g) throw new Error(`no gradient for parameter '${l.name}'`);
+      this.flat.set((await g.data()) as Float32Array, l.offset);
+    }
+  }
+
+  /** The (reduced) gradients as tensors, by parameter name; the caller disposes them. */
+  scatter(): Map<string, tf.Tensor> {
+    return new Map(this.layout.map((l) => [l.name, tf.tensor(this.flat.subarray(l.offset, l.offset + l.size), l.shape)]));
+  }
+
+  /** Fill from the model's weights (for broadcasting rank 0's initial weights). */
+  static async weightsOf(params: Map<string, tf.Variable>): Promise<GradientBuffer> {
+    const b = new GradientBuffer(params);
+    await b.gather(params);
+    return b;
+  }
+
+  /** Assign the buffer's contents back to the parameters. */
+  assignTo(params: Map<string, tf.Variable>): void {
+    for (const l of this.layout) {
+      const t = tf.tensor(this.flat.subarray(l.offset, l.offset + l.size), l.shape);
+      params.get(l.name)!.assign(t);
+      t.dispose();
+    }
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * `launch train`: the whole training job of one worker, top to bottom.
+ *
+ * Every worker runs this file; the launcher's environment (shared/env.ts) says which rank it is. Workers differ
+ * only in their data shard, their dropout/augmentation seeds and their BN statistics; gradients are averaged with
+ * one fused all-reduce per step, so the weights stay identical on every rank. Rank 0 writes checkpoints.
+ */
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { readWorkerEnv } from '../../shared/env.js';
+import { loadConfig, formatConfig, saveConfig, type TrainConfig } from '../../shared/config.js';
+import { createWorkerLogger, trainLine, validLine, endLine, bestLine } from '../../shared/log_format.js';
+import { MetricsWriter } from '../../shared/metrics.js';
+import { mixSeed } from '../../shared/rng.js';
+import { selectBackend } from '../backend/select.js';
+import { createProcessGroup } from '../collectives/index.js';
+import { HarDNet } from '../model/hardnet.js';
+import { loadPretrained } from '../model/pretrained.js';
+import { Momentum } from '../optim/momentum.js';
+import { makeSchedule, stepsPerEpochOf } from '../optim/lr.js';
+import { loadCheckpoint, saveCheckpoint, latestCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';
+import { computeGradients } from './step.js';
+import { GradientBuffer } from './grads.js';
+import { evaluate } from './evaluate.js';
+import { RunningMean, since, topkCorrect } from './metrics.js';
+import { buildLoader } from './data.js';
+
+export interface TrainOptions { config?: string; override: string[]; resume?: string }
+
+export async function train(o: TrainOptions): Promise<number> {
+  // ---- who am I, what to run -------------------------------------------------------------------------------
+  const env = readWorkerEnv();
+  const log = createWorkerLogger({ rank: env.rank });
+  const cfg: TrainConfig = loadConfig(o.config, o.override, { warn: (m) => log.warn(m), worldSize: env.worldSize });
+  if (env.rank === 0) log.info(`effective config:\n${formatConfig(cfg)}`);
+  const seed = mixSeed(cfg.seed, env.rank);
+  await selectBackend(cfg.backend, { gpuAssigned: env.selectedGpus !== '', log: (m) => log.info(m) });
+
+  // ---- the process group (no sockets at all for a single worker) --------------------------------------------
+  const group = await createProcessGroup(env, {
+    timeoutMs: cfg.collective_timeout_s * 1000,
+    wireDtype: cfg.allreduce_dtype,
+    log: (level, m) => log.log(level, m),
+  });
+  try {
+    // ---- data: this worker's shard of the global batch ------------------------------------------------------
+    const loaderCtx = { rank: env.rank, worldSize: env.worldSize, seed, log: (m: string) => log.warn(m) };
+    const trainLoader = await buildLoader(cfg, 'train', loaderCtx);
+    const validLoader = cfg.validate && cfg.VALID ? await buildLoader(cfg, 'valid', loaderCtx) : undefined;
+    if (!cfg.TRAIN || !cfg.LEARNING_RATE || !cfg.OPTIMIZER) throw new Error('config: train mode needs TRAIN, LEARNING_RATE and OPTIMIZER');
+    // the LR schedule counts S = total_images // global batch per epoch, as PaddleClas does
+    const stepsPerEpoch = cfg.total_images > 0 ? stepsPerEpochOf(cfg) : trainLoader.length;
+
+    // ---- model, optimizer, learning-rate schedule ------------------------------------------------------------
+    const model = new HarDNet(cfg.ARCHITECTURE.name, cfg.classes_num, cfg.seed);
+    const opt = new Momentum({ momentum: cfg.OPTIMIZER.params.momentum, l2Decay: cfg.OPTIMIZER.regularizer?.factor ?? 0 });
+    const lrAt = makeSchedule(cfg.LEARNING_RATE, { stepsPerEpoch, epochs: cfg.epochs });
+    const runDir = path.join(cfg.model_save_dir, model.variant.name);
+
+    // ---- where to start: a checkpoint, pretrained weights, or rank 0's random init everywhere -------------
+    let state: TrainState = { epoch: -1, iteration: 0, bestTop1: 0, bestEpoch: -1, model: model.variant.name, classesNum: cfg.classes_num };
+    const resumeDir = o.resume === 'auto' ? latestCheckpoint(runDir) : (o.resume ?? (cfg.checkpoints || undefined));
+    if (resumeDir) {
+      state = loadCheckpoint(resumeDir, model, opt);
+      // PaddleClas resumes at last_epoch + 1; the checkpoint knows its epoch, so last_epoch only has to agree
+      if (cfg.last_epoch >= 0 && cfg.last_epoch !== state.epoch) {
+        throw new Error(`config key last_epoch=${cfg.last_epoch} but checkpoint ${resumeDir} was saved after epoch ${state.epoch}`);
+      }
+      log.info(`resumed from ${resumeDir}: epoch ${state.epoch} done, iteration ${state.iteration}`);
+    } else if (o.resume === 'auto') {
+      log.info(`--resume auto: no complete checkpoint under ${runDir}, starting fresh`);
+    } else if (cfg.pretrained_model) {
+      await loadPretrained(model, cfg.pretrained_model);
+      log.info(`loaded pretrained weights from ${cfg.pretrained_model}`);
+    }
+    const weights = await GradientBuffer.weightsOf(model.weights);
+    await group.broadcast(weights.flat, 0);
+    weights.assignTo(model.weights);
+    if (env.rank === 0) saveConfig(cfg, runDir);
+    const metrics = env.rank === 0 ? new MetricsWriter(cfg.metrics_file || path.join(runDir, 'metrics.jsonl'), { append: Boolean(resumeDir) }) : undefined;
+    const grads = new GradientBuffer(model.weights);
+    const perWorkerBatch = Math.floor(cfg.TRAIN.batch_size / env.worldSize);
+
+    // ---- the epochs -----------------------------------------------------------------------------------------
+    for (let epoch = state.epoch + 1; epoch < cfg.epochs; epoch++) {
+      trainLoader.setEpoch(epoch);
+      const batchCost = new RunningMean();
+      const readerCost = new RunningMean();
+      const split = { data: new RunningMean(), compute: new RunningMean(), allreduce: new RunningMean(), optimizer: new RunningMean() };
+      const epochMeans = { top1: new RunningMean(), top5: new RunningMean(), loss: new RunningMean() };
+      const epochStart = performance.now();
+      let step = 0;
+      let tBatch = performance.now();
+      for await (const batch of trainLoader) {
+        const lr = lrAt(state.iteration);
+        // forward + backward
+        let t = performance.now();
+        const x = tf.tensor4d(batch.images, batch.shape);
+        const y = tf.tensor1d(batch.labels, 'int32');
+        const r = computeGradients(model, x, y, { labelSmoothing: cfg.ls_epsilon >= 0 && cfg.ls_epsilon <= 1 ? cfg.ls_epsilon : 0, seed: mixSeed(seed, state.iteration) });
+        const [loss] = await r.loss.data();
+        await grads.gather(r.grads);
+        const computeS = since(t);
+        // gradients averaged over all workers
+        t = performance.now();
+        await group.allReduce(grads.flat, 'mean');
+        const allreduceS = since(t);
+        // the update
+        t = performance.now();
+        const reduced = grads.scatter();
+        opt.apply(model.weights, reduced, lr);
+        model.updateBatchNormStats(r.batchStats);
+        const correct = await topkCorrect(r.logits, batch.labels, cfg.topk);
+        tf.dispose([x, y, r.loss, r.logits, ...r.grads.values(), ...reduced.values()]);
+        const optimizerS = since(t);
+
+        // bookkeeping, as PaddleClas does it: running means reset after the first 10 steps
+        if (step === 10) { batchCost.reset(); readerCost.reset(); }
+        batchCost.add(since(tBatch));
+        readerCost.add(batch.readerCost);
+        split.data.add(batch.readerCost); split.compute.add(computeS); split.allreduce.add(allreduceS); split.optimizer.add(optimizerS);
+        const n = batch.labels.length;
+        const figures = {
+          epoch, step, top1: correct.top1 / n, top5: correct.topk / n, loss, lr,
+          batchCost: batchCost.mean, readerCost: readerCost.mean, ips: n / Math.max(batchCost.mean, 1e-9),
+        };
+        epochMeans.top1.add(figures.top1); epochMeans.top5.add(figures.top5); epochMeans.loss.add(loss);
+        if (step % cfg.print_interval === 0) log.info(trainLine(figures));
+        metrics?.write({
+          mode: 'train', epoch, step, iteration: state.iteration, loss, top1: figures.top1, top5: figures.top5, lr,
+          batch_cost: figures.batchCost, reader_cost: figures.readerCost, ips: figures.ips,
+          data_s: batch.readerCost, compute_s: computeS, allreduce_s: allreduceS, optimizer_s: optimizerS,
+        });
+        state.iteration++;
+        step++;
+        tBatch = performance.now();
+      }
+      const epochS = since(epochStart);
+      const trainEnd = {
+        epoch, mode: 'train' as const, top1: epochMeans.top1.mean, top5: epochMeans.top5.mean, loss: epochMeans.loss.mean,
+        batchCost: batchCost.mean, readerCost: readerCost.mean, batchCostSum: epochS, ips: (step * perWorkerBatch) / epochS,
+      };
+      log.info(endLine(trainEnd));
+      metrics?.write({ mode: 'train', end: true, epoch, step, loss: trainEnd.loss, top1: trainEnd.top1, top5: trainEnd.top5, lr: 0, batch_cost: trainEnd.batchCost, reader_cost: trainEnd.readerCost, ips: trainEnd.ips });
+      log.info(`epoch ${epoch} time split per step: data wait ${split.data.mean.toFixed(4)} s, forward+backward ${split.compute.mean.toFixed(4)} s, ` +
+        `all-reduce ${split.allreduce.mean.toFixed(4)} s, optimizer ${split.optimizer.mean.toFixed(4)} s (epoch ${epochS.toFixed(1)} s)`);
+
+      // ---- validation: metrics summed over all workers --------------------------------------------------
+      state.epoch = epoch;
+      let isBest = false;
+      if (validLoader && cfg.validate && (epoch + 1) % cfg.valid_interval === 0) {
+        validLoader.setEpoch(epoch);
+        const v = await evaluate(model, validLoader, group, {
+          topk: cfg.topk, printInterval: cfg.print_interval,
+          onStep: (s, m) => log.info(validLine({ epoch, step: s, ...m })),
+        });
+        log.info(endLine({ epoch, mode: 'valid', top1: v.top1, top5: v.top5, loss: v.loss, batchCost: v.batchCost, readerCost: v.readerCost, batchCostSum: v.seconds, ips: v.samples / env.worldSize / v.seconds }));
+        metrics?.write({ mode: 'valid', end: true, epoch, step: state.iteration, top1: v.top1, top5: v.top5, loss: v.loss, lr: 0, batch_cost: v.batchCost, reader_cost: v.readerCost, ips: v.samples / env.worldSize / v.seconds });
+        if (v.top1 > state.bestTop1) { state.bestTop1 = v.top1; state.bestEpoch = epoch; isBest = true; }
+        log.info(bestLine(state.bestTop1, state.bestEpoch));
+      }
+
+      // ---- checkpoints (rank 0), then everyone moves on together ---------------------------------------
+      if (env.rank === 0) {
+        if (isBest) await saveCheckpoint(path.join(runDir, 'best_model'), model, opt, state);
+        if ((epoch + 1) % cfg.save_interval === 0 || epoch === cfg.epochs - 1) await saveCheckpoint(path.join(runDir, String(epoch)), model, opt, state);
+      }
+      await group.barrier();
+    }
+    metrics?.close();
+    opt.dispose();
+    model.dispose();
+    return 0;
+  } finally {
+    await group.close();
+  }
+}
