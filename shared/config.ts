@@ -90,7 +90,7 @@ export interface TrainConfig {
   OPTIMIZER?: OptimizerConfig;
   /** present in train mode */
   TRAIN?: DataConfig;
-  /** present in valid mode and when validate is true */
+  /** present when the file has it; required in valid mode and when validate is true */
   VALID?: DataConfig;
   // The project's own keys.
   backend: Backend;
@@ -653,10 +653,10 @@ function validate(raw: Record<string, unknown>, source: string, opts: LoadOption
   } else if (raw.total_images !== undefined) {
     cfg.total_images = c.int(raw.total_images, 'total_images', 1);
   }
-  if (mode === 'valid' || validateFlag) {
-    if (raw.VALID === undefined) c.fail('VALID', mode === 'valid' ? 'is required in valid mode' : 'is required when validate is True');
-    cfg.VALID = checkData(c, raw.VALID, 'VALID', worldSize, warn, false);
+  if ((mode === 'valid' || validateFlag) && raw.VALID === undefined) {
+    c.fail('VALID', mode === 'valid' ? 'is required in valid mode' : 'is required when validate is True');
   }
+  if (raw.VALID !== undefined) cfg.VALID = checkData(c, raw.VALID, 'VALID', worldSize, warn, false);
   return cfg;
 }
 
