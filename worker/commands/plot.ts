@@ -160,7 +160,7 @@ function panelSvg(p: Panel, ox: number, oy: number): string {
   // a little headroom so points at the extremes do not sit on the frame
   const [lo, hi] = [Math.min(...all.map((q) => q[1])), Math.max(...all.map((q) => q[1]))];
   const pad = (hi - lo) * 0.03;
-  const ys = niceTicks(lo === 0 ? 0 : lo - pad, hi + pad);
+  const ys = niceTicks(lo >= 0 ? Math.max(0, lo - pad) : lo - pad, hi + pad); // no negative axis for lr, loss, accuracy
   const [x0, x1, y0, y1] = [xs[0], xs[xs.length - 1], ys[0], ys[ys.length - 1]];
   const sx = (v: number): number => M.left + ((v - x0) / (x1 - x0)) * w;
   const sy = (v: number): number => M.top + h - ((v - y0) / (y1 - y0)) * h;
