@@ -23,8 +23,12 @@ export interface MetricsRecord {
   lr: number;
   batch_cost: number;
   reader_cost: number;
-  /** seconds spent in the gradient all-reduce this step (train records of multi-worker runs) */
+  /** this step's time split, seconds (train step records): waiting for data, forward+backward, gradient
+   *  all-reduce (including waiting for the slowest worker), optimizer update */
+  data_s?: number;
+  compute_s?: number;
   allreduce_s?: number;
+  optimizer_s?: number;
   ips: number;
   /** unix time in seconds when the record was written */
   time?: number;

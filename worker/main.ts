@@ -16,6 +16,10 @@ const HANDLERS: Record<string, Handler> = {
   eval: async (o) => (await import('./commands/eval.js')).evalCommand(o as never),
   summary: async (o) => (await import('./commands/summary.js')).summary(o as never),
   infer: async (o) => (await import('./commands/infer.js')).infer(o as never),
+  plot: async (o, args) => {
+    await (await import('./commands/plot.js')).plot({ target: args[0], output: o.output as string | undefined });
+    return 0;
+  },
   prepare: async (o, args) => {
     await (await import('./data/prepare.js')).prepareDataset(args[0], o as never);
     return 0;

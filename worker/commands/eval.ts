@@ -17,7 +17,8 @@ export interface EvalOptions { config?: string; override: string[] }
 
 export async function evalCommand(o: EvalOptions): Promise<number> {
   const env = readWorkerEnv();
-  const log = createWorkerLogger({ rank: env.rank });
+  // every worker logs its own step lines to its workerlog.N (the launcher streams rank 0's to the terminal)
+  const log = createWorkerLogger({ rank: env.rank, level: 'info' });
   const cfg = loadConfig(o.config, o.override, { warn: (m) => log.warn(m), worldSize: env.worldSize, mode: 'valid' });
   if (!cfg.pretrained_model) throw new Error('eval: set the weights with -o pretrained_model=<.pth file or checkpoint directory>');
   await selectBackend(cfg.backend, { gpuAssigned: env.selectedGpus !== '', log: (m) => log.info(m) });

@@ -30,7 +30,8 @@ export interface TrainOptions { config?: string; override: string[]; resume?: st
 export async function train(o: TrainOptions): Promise<number> {
   // ---- who am I, what to run -------------------------------------------------------------------------------
   const env = readWorkerEnv();
-  const log = createWorkerLogger({ rank: env.rank });
+  // every worker logs its own step lines to its workerlog.N (the launcher streams rank 0's to the terminal)
+  const log = createWorkerLogger({ rank: env.rank, level: 'info' });
   const cfg: TrainConfig = loadConfig(o.config, o.override, { warn: (m) => log.warn(m), worldSize: env.worldSize });
   if (env.rank === 0) log.info(`effective config:\n${formatConfig(cfg)}`);
   const seed = mixSeed(cfg.seed, env.rank);

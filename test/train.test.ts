@@ -1,0 +1,107 @@
+/**
+ * The training job end to end with real processes: the shortened quickstart under the launcher (2 CPU workers),
+ * resume from a checkpoint ending bit for bit where an uninterrupted run ends, eval on a checkpoint, and
+ * checkpoints that survive a SIGKILL mid-save.
+ */
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { ensureBuiltinFashionMnist } from '../worker/data/builtin.js';
+import { REPO_ROOT } from './helpers/hardnet_fixture.js';
+
+const WORKER = path.join(REPO_ROOT, 'dist/worker/main.js');
+const LAUNCH = path.join(REPO_ROOT, 'dist/launcher/cli.js');
+let tmp = '';
+let data: { train: string; val: string; dir: string };
+
+/** The first `n` lines of a file list, as a new list. */
+function head(list: string, n: number, out: string): string {
+  fs.writeFileSync(out, fs.readFileSync(list, 'utf8').split('\n').slice(0, n).join('\n') + '\n');
+  return out;
+}
+
+before(async () => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hardnet-train-'));
+  const b = await ensureBuiltinFashionMnist(path.join(tmp, 'fm'));
+  data = { train: head(b.trainList, 96, path.join(tmp, 'train96.txt')), val: head(b.valList, 64, path.join(tmp, 'val64.txt')), dir: b.dataDir };
+});
+
+/** -o overrides for a small run on the quickstart config */
+function small(outDir: string, extra: string[] = []): string[] {
+  return [
+    `TRAIN.file_list=${data.train}`, `TRAIN.data_dir=${data.dir}`, `VALID.file_list=${data.val}`, `VALID.data_dir=${data.dir}`,
+    'total_images=96', 'TRAIN.batch_size=32', 'VALID.batch_size=32', 'epochs=2', `model_save_dir=${outDir}`, 'print_interval=1',
+    'backend=wasm', ...extra,
+  ].flatMap((o) => ['-o', o]);
+}
+
+function runWorker(args: string[]): { code: number | null; out: string } {
+  const r = spawnSync(process.execPath, [WORKER, ...args], { encoding: 'utf8', timeout: 240_000 });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
+function weightsBin(runDir: string, epoch: string): Buffer {
+  return fs.readFileSync(path.join(runDir, 'HarDNet39ds', epoch, 'weights.bin'));
+}
+
+test('the quickstart under the launcher, shortened: 2 workers train, validate, checkpoint and log', () => {
+  const logDir = path.join(tmp, 'log');
+  const out = path.join(tmp, 'quick');
+  const r = spawnSync(process.execPath, [LAUNCH, '--nproc_per_node', '2', '--log_dir', logDir, 'train', ...small(out, ['epochs=1'])], { encoding: 'utf8', timeout: 240_000 });
+  assert.equal(r.status, 0, `launcher failed:\n${r.stdout}\n${r.stderr}`);
+  const log0 = fs.readFileSync(path.join(logDir, 'workerlog.0'), 'utf8');
+  const log1 = fs.readFileSync(path.join(logDir, 'workerlog.1'), 'utf8');
+  // 96 images, global batch 32: 3 steps of 16 images on each worker
+  assert.match(log0, /epoch:0  , train step:2   , top1: \d\.\d{5}, top5: \d\.\d{5}, loss: +\d\.\d{5}, lr: 0\.\d{6}, batch_cost: \d+\.\d{5} s, reader_cost: \d+\.\d{5} s, ips: \d+\.\d{5} images\/sec\./);
+  assert.match(log1, /epoch:0  , train step:2   ,/);
+  assert.match(log0, /END epoch:0   valid top1: \d\.\d{5}, top5: \d\.\d{5}, loss: +\d\.\d{5},  batch_cost:/);
+  assert.match(log0, /The best top1 acc \d\.\d{5}, in epoch: 0/);
+  assert.match(log0, /time split per step: data wait [\d.]+ s, forward\+backward [\d.]+ s, all-reduce [\d.]+ s, optimizer [\d.]+ s/);
+  assert.match(r.stdout, /END epoch:0   valid top1:/, 'rank 0 streams to the terminal');
+  for (const d of ['0', 'best_model']) assert.ok(fs.existsSync(path.join(out, 'HarDNet39ds', d, 'state.json')), `checkpoint ${d}`);
+  const metrics = fs.readFileSync(path.join(out, 'HarDNet39ds', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.ok(metrics.some((m) => m.mode === 'train' && m.step === 2 && typeof m.allreduce_s === 'number'));
+  assert.ok(metrics.some((m) => m.mode === 'valid' && m.end === true && m.top1 >= 0));
+});
+
+test('a run resumed after epoch 0 ends with the same weights as an uninterrupted run, bit for bit', () => {
+  const full = path.join(tmp, 'full');
+  const a = runWorker(['train', ...small(full)]);
+  assert.equal(a.code, 0, a.out);
+  const resumed = path.join(tmp, 'resumed');
+  const b = runWorker(['train', ...small(resumed, [`checkpoints=${path.join(full, 'HarDNet39ds', '0')}`, 'last_epoch=0'])]);
+  assert.equal(b.code, 0, b.out);
+  assert.match(b.out, /resumed from .*HarDNet39ds\/0: epoch 0 done, iteration 3/);
+  assert.doesNotMatch(b.out, /epoch:0  , train step/, 'the resumed run starts at epoch 1');
+  assert.ok(weightsBin(full, '1').equals(weightsBin(resumed, '1')), 'final weights differ');
+  assert.ok(!weightsBin(full, '0').equals(weightsBin(full, '1')), 'the second epoch changed nothing');
+  // --resume auto picks the latest complete checkpoint (epoch 1 of 2: nothing left to train)
+  const c = runWorker(['train', '--resume', 'auto', ...small(full)]);
+  assert.equal(c.code, 0, c.out);
+  assert.match(c.out, /resumed from .*HarDNet39ds\/1: epoch 1 done/);
+});
+
+test('eval on a checkpoint prints the valid lines and the END line', () => {
+  const full = path.join(tmp, 'full');
+  const r = runWorker(['eval', ...small(path.join(tmp, 'evalout'), [`pretrained_model=${path.join(full, 'HarDNet39ds', '1')}`])]);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /epoch:0  , valid step:0   , top1: \d\.\d{5}/);
+  assert.match(r.out, /END epoch:0   valid top1: \d\.\d{5}, top5: \d\.\d{5}, loss: +\d\.\d{5},  batch_cost/);
+});
+
+test('a checkpoint save killed by SIGKILL leaves the previous checkpoint intact and loadable', async () => {
+  const dir = path.join(tmp, 'atomic', 'ckpt');
+  const script = path.join(REPO_ROOT, 'dist/test/helpers/checkpoint_saver.js');
+  // first a complete checkpoint, then saves in a loop until killed
+  const child = spawn(process.execPath, [script, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve) => child.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('saved')) resolve(); }));
+  await new Promise((r) => setTimeout(r, 150 + Math.random() * 300));
+  child.kill('SIGKILL');
+  await new Promise((r) => child.on('exit', r));
+  const check = spawnSync(process.execPath, [script, dir, '--check'], { encoding: 'utf8' });
+  assert.equal(check.status, 0, check.stderr);
+  assert.match(check.stdout, /checkpoint ok: epoch \d+/);
+});
