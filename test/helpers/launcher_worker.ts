@@ -48,21 +48,27 @@ async function readSecret(): Promise<string | undefined> {
 async function exchange(): Promise<void> {
   const zmq = await import('zeromq');
   const endpoints = (env.PADDLE_TRAINER_ENDPOINTS ?? '').split(',');
+  // never hang a test: a lost message is a failure with its own exit code
+  setTimeout(() => {
+    console.error(`rank ${rank}: no exchange within 20 s`);
+    process.exit(7);
+  }, 20_000).unref();
   if (rank === 0) {
-    const pull = new zmq.Pull();
-    await pull.bind(endpoints[0]);
-    const [msg] = await pull.receive();
-    pull.close();
+    const reply = new zmq.Reply({ linger: 0 });
+    await reply.bind(endpoints[0]);
+    const [msg] = await reply.receive();
+    await reply.send('ok');
     if (msg.toString() !== env.HARDNET_JOB_ID) {
       console.error(`rank 0 of job ${env.HARDNET_JOB_ID} received a message of job ${msg.toString()}`);
       process.exit(5);
     }
     console.log(`rank 0 received its own job's message`);
   } else {
-    const push = new zmq.Push({ linger: 1000 });
-    push.connect(endpoints[0]);
-    await push.send(env.HARDNET_JOB_ID ?? '');
-    push.close();
+    // Request/Reply: rank 1 exits only after rank 0 has the message (zmq retries the connect until rank 0 binds)
+    const request = new zmq.Request({ linger: 0 });
+    request.connect(endpoints[0]);
+    await request.send(env.HARDNET_JOB_ID ?? '');
+    await request.receive();
   }
 }
 
