@@ -58,7 +58,7 @@ export class MetricsWriter {
 }
 
 const REQUIRED = ['epoch', 'step', 'loss'] as const;
-const OPTIONAL = ['iteration', 'top1', 'top5', 'lr', 'batch_cost', 'reader_cost', 'allreduce_s', 'ips', 'time'] as const;
+const OPTIONAL = ['iteration', 'top1', 'top5', 'lr', 'batch_cost', 'reader_cost', 'data_s', 'compute_s', 'allreduce_s', 'optimizer_s', 'ips', 'time'] as const;
 
 /**
  * Read a metrics.jsonl (epoch, step and loss required; the other figures may be missing or null). A malformed line is an error naming the file and line, except an unterminated last

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 export class GradientBuffer {
+  /** the gradients, then one control slot (see `stopFlag`) */
   readonly flat: Float32Array;
   private readonly layout: { name: string; shape: number[]; offset: number; size: number }[] = [];
 
@@ -14,8 +15,19 @@ export class GradientBuffer {
       this.layout.push({ name, shape: v.shape, offset, size: v.size });
       offset += v.size;
     }
-    this.flat = new Float32Array(offset);
+    this.flat = new Float32Array(offset + 1);
+    this.controlSlot = offset;
   }
+
+  private readonly controlSlot: number;
+
+  /**
+   * A stop request rides in the same all-reduce as the gradients: a worker asked to stop sets it before the
+   * reduction, and after it every worker sees a non-zero value, so all stop after the same step instead of one
+   * leaving the others waiting in the next collective.
+   */
+  get stopFlag(): boolean { return this.flat[this.controlSlot] !== 0; }
+  set stopFlag(v: boolean) { this.flat[this.controlSlot] = v ? 1 : 0; }
 
   /** Copy the gradients in (the tensors are not disposed). */
   async gather(grads: Map<string, tf.Tensor>): Promise<void> {

@@ -80,6 +80,10 @@ export async function train(o: TrainOptions): Promise<number> {
     if (env.rank === 0) saveConfig(cfg, runDir);
     const metrics = env.rank === 0 ? new MetricsWriter(cfg.metrics_file || path.join(runDir, 'metrics.jsonl'), { append: Boolean(resumeDir) }) : undefined;
     const grads = new GradientBuffer(model.weights);
+    // the launcher's first Ctrl-C reaches the workers as SIGINT: finish the step, then stop together
+    let stopRequested = false;
+    const onStop = (sig: NodeJS.Signals) => { stopRequested = true; log.warn(`${sig} received: stopping after this step`); };
+    process.once('SIGINT', onStop);
     const perWorkerBatch = Math.floor(cfg.TRAIN.batch_size / env.worldSize);
 
     // ---- the epochs -----------------------------------------------------------------------------------------
@@ -104,8 +108,10 @@ export async function train(o: TrainOptions): Promise<number> {
         const computeS = since(t);
         // gradients averaged over all workers
         t = performance.now();
+        grads.stopFlag = stopRequested;
         await group.allReduce(grads.flat, 'mean');
         const allreduceS = since(t);
+        const stopNow = grads.stopFlag;
         // the update
         t = performance.now();
         const reduced = grads.scatter();
@@ -135,6 +141,14 @@ export async function train(o: TrainOptions): Promise<number> {
         state.iteration++;
         step++;
         tBatch = performance.now();
+        if (stopNow) break;
+      }
+      if (grads.stopFlag) {
+        const last = latestCheckpoint(runDir);
+        log.warn(`stopped on request in epoch ${epoch} after iteration ${state.iteration}; ` +
+          (last ? `resume from the last complete checkpoint with --resume auto (${last})` : 'no checkpoint was written yet'));
+        metrics?.close();
+        return 130;
       }
       const epochS = since(epochStart);
       const trainEnd = {
