@@ -5,12 +5,13 @@
  * train and eval start one worker per device under supervision; infer, summary and prepare run here, in this
  * process; `run -- <program> [args]` supervises any program with the same environment (torchrun --no-python).
  */
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, applySpec } from '../shared/commands.js';
+import { makeJobSecret } from '../worker/collectives/secret.js';
 import { runJob } from './agent.js';
 import { closeLogger, createLaunchLogger, openLogDir } from './logs.js';
 import {
@@ -69,22 +70,9 @@ async function freePort(): Promise<number> {
   });
 }
 
-/**
- * The secret module is another engineer's (worker/collectives/secret.ts); it is imported by URL so the launcher
- * builds and runs before it exists.
- * TODO: import it statically once worker/collectives/secret.ts has landed.
- */
-async function makeSecretLine(jobId: string): Promise<string | undefined> {
-  try {
-    const mod = (await import(new URL('../worker/collectives/secret.js', import.meta.url).href)) as {
-      makeJobSecret?: (jobId: string) => unknown;
-    };
-    if (typeof mod.makeJobSecret !== 'function') return undefined;
-    return JSON.stringify(mod.makeJobSecret(jobId)) + '\n';
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') return undefined;
-    throw e;
-  }
+/** The job secret as the one JSON line each worker reads from its fd 3 (see worker/collectives/secret.ts). */
+function makeSecretLine(jobId: string): string {
+  return JSON.stringify(makeJobSecret(jobId)) + '\n';
 }
 
 /** Plan, run and log one supervised job; resolves with the launcher's exit code. */
@@ -116,7 +104,7 @@ export async function launchDistributed(flags: LaunchFlags, program: string, arg
       graceMs: flags.grace * 1000,
       logs,
       logger,
-      secretLine: await makeSecretLine(jobId),
+      secretLine: makeSecretLine(jobId),
     });
   } finally {
     await closeLogger(logger);
@@ -134,6 +122,8 @@ export function buildProgram(run: (job: Promise<number>) => void): Command {
   const program = new Command('launch')
     .description('Data-parallel HarDNet training on TensorFlow.js, launched like paddle.distributed.launch')
     .enablePositionalOptions()
+    // throw instead of exiting, so main() gives every usage error the same exit code (2); subcommands inherit it
+    .exitOverride()
     .showHelpAfterError('(add --help for usage)')
     .option('--gpus <ids>', 'physical GPU ids, one worker each, e.g. 0,1,2,3 (default: every visible GPU)')
     .option('--selected_gpus <ids>', 'the same as --gpus (paddle spelling)')
@@ -193,6 +183,11 @@ async function main(): Promise<void> {
     await program.parseAsync(process.argv);
     if (job) process.exitCode = await job;
   } catch (e) {
+    if (e instanceof CommanderError) {
+      // the message is already printed; --help and --version end here with 0
+      process.exitCode = e.exitCode === 0 ? 0 : 2;
+      return;
+    }
     if (e instanceof LaunchError) {
       process.stderr.write(`launch: ${e.message}\n`);
       process.exitCode = 2;
