@@ -135,6 +135,8 @@ export class Attempt {
   /** SIGTERM every group, SIGKILL what is left after `graceMs`; resolves when every worker has exited. */
   async terminate(graceMs: number): Promise<WorkerExit[]> {
     this.signalAll('SIGTERM');
+    // a stopped (SIGSTOP, Ctrl-Z) worker only acts on SIGTERM once continued
+    this.signalAll('SIGCONT');
     let timer: NodeJS.Timeout | undefined;
     const graceOver = new Promise<void>((r) => (timer = setTimeout(r, graceMs)));
     await Promise.race([this.allExited, graceOver.then(() => this.signalAll('SIGKILL'))]);

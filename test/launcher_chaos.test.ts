@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { isAlive, jobProcesses } from '../launcher/proc.js';
-import { TEST_WORKER, jobIdOf, launch, records, startLaunch, tempDir, waitFor } from './helpers/launcher_spawn.js';
+import { COLLECTIVE_WORKER, TEST_WORKER, jobIdOf, launch, records, startLaunch, tempDir, waitFor } from './helpers/launcher_spawn.js';
 
 function worker(out: string, ...behaviour: string[]): string[] {
   return ['run', '--', process.execPath, TEST_WORKER, '--out', out, ...behaviour];
@@ -188,4 +188,24 @@ test('a program that cannot be started fails with 127 and says why', async () =>
   const r = await launch(['--log_dir', path.join(dir, 'log'), 'run', '--', '/nonexistent/program']);
   assert.equal(r.code, 127, r.stderr);
   assert.match(r.stderr, /could not start: \/nonexistent\/program: spawn \/nonexistent\/program ENOENT/);
+});
+
+test('a stopped worker (SIGSTOP) fails the job with the collective timeout naming it, instead of a hang', async () => {
+  const dir = tempDir('launch-sigstop');
+  const out = path.join(dir, 'out');
+  fs.mkdirSync(out);
+  const run = startLaunch([
+    '--nproc_per_node', '3', '--grace', '1', '--log_dir', path.join(dir, 'log'),
+    'run', '--', process.execPath, COLLECTIVE_WORKER, '--out', out, '--timeout-ms', '2000',
+  ]);
+  const recs = await waitFor(() => records(out, 3), 'the three ranks to form their process group', 30_000);
+  process.kill(recs[2].pid, 'SIGSTOP');
+  const stoppedAt = Date.now();
+  const r = await run.done;
+  assert.ok(Date.now() - stoppedAt < 15_000, 'the job ends within a few collective timeouts');
+  assert.equal(r.code, 1, r.stderr);
+  const block = r.stderr.slice(r.stderr.indexOf('root cause'));
+  assert.match(block, /first failure: rank [01] /, 'a waiting rank fails first, the stopped one cannot');
+  assert.match(block, /rank 2 (sent nothing|stopped sending|disconnected)/, 'its error names the stopped rank');
+  await assertNoJobProcesses(recs[0].env.HARDNET_JOB_ID, 2000);
 });

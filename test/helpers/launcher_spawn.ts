@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 
 export const CLI = fileURLToPath(new URL('../../launcher/cli.js', import.meta.url));
 export const TEST_WORKER = fileURLToPath(new URL('./launcher_worker.js', import.meta.url));
+export const COLLECTIVE_WORKER = fileURLToPath(new URL('./launcher_collective_worker.js', import.meta.url));
 
 export interface LaunchResult {
   code: number | null;
