@@ -11,7 +11,8 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, applySpec } from '../shared/commands.js';
-import { makeJobSecret } from '../worker/collectives/secret.js';
+import { makeJobSecret, validateJobSecret } from '../worker/collectives/secret.js';
+import type { JobSecret } from '../shared/env.js';
 import { runJob } from './agent.js';
 import { closeLogger, createLaunchLogger, openLogDir } from './logs.js';
 import {
@@ -40,6 +41,7 @@ export interface LaunchFlags {
   max_restarts: number;
   grace: number;
   job_id?: string;
+  secret_file?: string;
 }
 
 function intArg(what: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -70,9 +72,32 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** The job secret as the one JSON line each worker reads from its fd 3 (see worker/collectives/secret.ts). */
-function makeSecretLine(jobId: string): string {
-  return JSON.stringify(makeJobSecret(jobId)) + '\n';
+/**
+ * The job secret. On one node a fresh one per job. Across nodes every launcher must hand its workers the same
+ * CURVE keys, and keys must not travel in argv or the environment, so they come from a file all nodes can read
+ * (mode 0600 on a shared filesystem), made once with makeJobSecret; its jobId names the job.
+ */
+function loadSecret(flags: LaunchFlags, multiNode: boolean): JobSecret | undefined {
+  if (flags.secret_file === undefined) {
+    if (multiNode) {
+      throw new LaunchError(
+        'several nodes need one shared job secret: give --secret_file <file> (a JSON job secret readable on every node, ' +
+          "e.g. written once by node -e \"import('hardnet-launch/dist/worker/collectives/secret.js').then(m => console.log(JSON.stringify(m.makeJobSecret('myjob'))))\")",
+      );
+    }
+    return undefined;
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(flags.secret_file, 'utf8'));
+  } catch (e) {
+    throw new LaunchError(`--secret_file ${flags.secret_file}: cannot read it as JSON (${(e as Error).message})`);
+  }
+  try {
+    return validateJobSecret(parsed, `--secret_file ${flags.secret_file}`);
+  } catch (e) {
+    throw new LaunchError((e as Error).message);
+  }
 }
 
 /** Plan, run and log one supervised job; resolves with the launcher's exit code. */
@@ -90,7 +115,11 @@ export async function launchDistributed(flags: LaunchFlags, program: string, arg
   let basePort = flags.master_port ?? flags.started_port;
   if (basePort === undefined && process.env.FLAGS_START_PORT) basePort = intArg('FLAGS_START_PORT', 1, 65535)(process.env.FLAGS_START_PORT);
   if (basePort === undefined) basePort = nodes.hosts.length > 1 ? DEFAULT_START_PORT : await freePort();
-  const jobId = chooseJobId({ jobId: flags.job_id, env: process.env, hosts: nodes.hosts, basePort, argv: argvForId });
+  const shared = loadSecret(flags, nodes.hosts.length > 1);
+  if (shared && flags.job_id !== undefined && flags.job_id !== shared.jobId) {
+    throw new LaunchError(`--job_id ${flags.job_id} differs from the job id ${shared.jobId} in --secret_file ${flags.secret_file}`);
+  }
+  const jobId = chooseJobId({ jobId: flags.job_id ?? shared?.jobId, env: process.env, hosts: nodes.hosts, basePort, argv: argvForId });
   const logDir = path.resolve(flags.log_dir);
   const plan = buildPlan({ devices, nodes, jobId, basePort, logDir });
   const logs = openLogDir(logDir);
@@ -104,7 +133,7 @@ export async function launchDistributed(flags: LaunchFlags, program: string, arg
       graceMs: flags.grace * 1000,
       logs,
       logger,
-      secretLine: makeSecretLine(jobId),
+      secretLine: JSON.stringify(shared ?? makeJobSecret(jobId)) + '\n',
     });
   } finally {
     await closeLogger(logger);
@@ -135,6 +164,7 @@ export function buildProgram(run: (job: Promise<number>) => void): Command {
     .option('--log_dir <dir>', 'where workerlog.N, endpoints.log and launch.log go', 'log')
     .option('--max_restarts <k>', 'restart all workers after a failure up to k times, resuming from the last checkpoint', intArg('a restart count', 0), 0)
     .addOption(new Option('--grace <seconds>', 'after a failure, how long the other workers get between SIGTERM and SIGKILL').argParser(secondsArg).default(10))
+    .option('--secret_file <file>', 'JSON job secret shared by all nodes (required with several nodes; its jobId is the job id)')
     .option('--job_id <id>', 'job id (default: random on one node; derived from --ips, port and command across nodes)');
 
   /** The arguments the user typed after the command name, untouched, as commander itself splits them. */

@@ -37,6 +37,9 @@ test('usage errors say what was expected and exit 2', async () => {
   const outside = await launch(['--gpus', '2', 'run', '--', 'true'], { env: { CUDA_VISIBLE_DEVICES: '0,1' } });
   assert.equal(outside.code, 2);
   assert.match(outside.stderr, /GPU 2 is not in CUDA_VISIBLE_DEVICES="0,1"/);
+  const noSecret = await launch(['--ips', '10.0.0.1,10.0.0.2', '--node_rank', '0', 'run', '--', 'true']);
+  assert.equal(noSecret.code, 2);
+  assert.match(noSecret.stderr, /several nodes need one shared job secret: give --secret_file/);
 });
 
 test('one worker per --gpus id, each seeing only its GPU, with both env families and the secret on fd 3', async () => {

@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util';
 import { readWorkerEnv } from '../../shared/env.js';
 import { createProcessGroup } from '../../worker/collectives/index.js';
 
-const { values: o } = parseArgs({ options: { out: { type: 'string' }, 'timeout-ms': { type: 'string', default: '2000' } } });
+const { values: o } = parseArgs({ options: { out: { type: 'string' }, 'timeout-ms': { type: 'string', default: '2000' }, steps: { type: 'string', default: '100000' } } });
 if (o.out === undefined) process.exit(0);
 
 const env = readWorkerEnv();
@@ -19,11 +19,12 @@ try {
   fs.writeFileSync(`${file}.tmp`, JSON.stringify({ pid: process.pid, env: { HARDNET_JOB_ID: env.jobId } }));
   fs.renameSync(`${file}.tmp`, file);
   const buf = new Float32Array(1024);
-  for (let step = 0; step < 100_000; step++) {
+  for (let step = 0; step < Number(o.steps); step++) {
     buf.fill(env.rank);
     await group.allReduce(buf, 'sum');
     await new Promise((r) => setTimeout(r, 20));
   }
+  console.log(`rank ${env.rank} of ${env.worldSize}: all-reduced sum ${buf[0]}`);
   await group.close();
 } catch (e) {
   console.error(`rank ${env.rank}: ${(e as Error).message}`);
