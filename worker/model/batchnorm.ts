@@ -9,8 +9,13 @@
  *   xhat = (x - mean) * invStd,  y = gamma * xhat + beta            (biased variance, as PyTorch normalises)
  *   dbeta = sum(dy),  dgamma = sum(dy * xhat)
  *   dx = gamma * invStd * (dy - dbeta / M - xhat * dgamma / M)
+ * Where the active backend has the fused kernels (wasm: worker/backend/wasm_kernels/batchnorm_train.ts), the
+ * same math runs as one kernel each way, with the ReLU6 that follows a conv's BN folded in (its gradient mask
+ * recomputed from x, as tfjs's Relu6 gradient defines it: dy where 0 < z <= 6); the tensor ops above are the
+ * fallback for the other backends.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { BATCH_NORM_GRAD, BATCH_NORM_TRAIN } from '../backend/wasm_kernels/batchnorm_train.js';
 
 /** ones(1, M) / scale, cached per (M, scale): reductions over rows as a GEMM */
 const onesRows = new Map<string, tf.Tensor2D>();
@@ -36,6 +41,40 @@ export interface BatchMoments { mean: tf.Tensor1D; variance: tf.Tensor1D }
  * caller disposes them) for the running-statistics update.
  */
 export function batchNormTrain(
+  x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, onMoments?: (m: BatchMoments) => void,
+  relu6 = false,
+): tf.Tensor4D {
+  const backend = tf.getBackend();
+  if (tf.getKernel(BATCH_NORM_TRAIN, backend) && tf.getKernel(BATCH_NORM_GRAD, backend))
+    return fusedBatchNormTrain(x, gamma, beta, epsilon, onMoments, relu6);
+  const y = batchNormTrainOps(x, gamma, beta, epsilon, onMoments);
+  return relu6 ? tf.relu6(y) : y;
+}
+
+/** The fused kernels inside a customGrad: two kernel calls per BN layer and step instead of ~25 ops. */
+function fusedBatchNormTrain(
+  x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, onMoments: ((m: BatchMoments) => void) | undefined,
+  relu6: boolean,
+): tf.Tensor4D {
+  const attrs = { epsilon, relu6 };
+  const f = tf.customGrad(((xIn: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+    const [y, mean, variance] = tf.engine().runKernel(BATCH_NORM_TRAIN, { x: xIn, gamma: g, beta: b }, attrs) as tf.Tensor[];
+    if (onMoments) onMoments({ mean: tf.keep(mean as tf.Tensor1D), variance: tf.keep(variance as tf.Tensor1D) });
+    save([xIn, g, b, mean!, variance!]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
+        const [sx, sg, sb, sm, sv] = saved as tf.Tensor[];
+        return tf.engine().runKernel(BATCH_NORM_GRAD,
+          { x: sx!, dy: dy as tf.Tensor, gamma: sg!, beta: sb!, mean: sm!, variance: sv! }, attrs) as tf.Tensor[];
+      },
+    };
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return f(x, gamma, beta) as tf.Tensor4D;
+}
+
+/** The tensor-op version (any backend). */
+export function batchNormTrainOps(
   x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, onMoments?: (m: BatchMoments) => void,
 ): tf.Tensor4D {
   const [n, h, w, c] = x.shape;

@@ -121,7 +121,8 @@ function initialValue(s: ParamSpec, seed: number): tf.Tensor {
   }
 }
 
-function batchNorm(ctx: Ctx, prefix: string, x: tf.Tensor4D): tf.Tensor4D {
+/** BN, followed by ReLU6 when `relu6` (fused into one kernel each way where the backend has it) */
+function batchNorm(ctx: Ctx, prefix: string, x: tf.Tensor4D, relu6 = false): tf.Tensor4D {
   const w = ctx.model.weights;
   const gamma = w.get(`${prefix}.norm.weight`)! as tf.Tensor1D;
   const beta = w.get(`${prefix}.norm.bias`)! as tf.Tensor1D;
@@ -129,19 +130,21 @@ function batchNorm(ctx: Ctx, prefix: string, x: tf.Tensor4D): tf.Tensor4D {
     const b = ctx.model.buffers;
     const mean = b.get(`${prefix}.norm.running_mean`)! as tf.Tensor1D;
     const variance = b.get(`${prefix}.norm.running_var`)! as tf.Tensor1D;
-    return tf.batchNorm4d(x, mean, variance, beta, gamma, BN_EPSILON);
+    const y = tf.batchNorm4d(x, mean, variance, beta, gamma, BN_EPSILON);
+    return relu6 ? tf.relu6(y) : y;
   }
   // training normalises with the biased batch variance, as PyTorch does
   const stats = ctx.opts.batchStats;
   const [n, hh, ww] = x.shape;
-  return batchNormTrain(x, gamma, beta, BN_EPSILON, stats && ((m) => stats.push({ prefix, ...m, count: n * hh * ww })));
+  return batchNormTrain(x, gamma, beta, BN_EPSILON, stats && ((m) => stats.push({ prefix, ...m, count: n * hh * ww })),
+    relu6);
 }
 
 /** ConvLayer: conv k x k (padding k//2 on every side, no bias) -> BN -> ReLU6 */
 function convLayer(ctx: Ctx, l: ConvLayer, x: tf.Tensor4D): tf.Tensor4D {
   const w = ctx.model.weights.get(`${l.prefix}.conv.weight`)! as tf.Tensor4D;
   const y = tf.conv2d(x, w, l.stride, Math.floor(l.k / 2) as number);
-  return tf.relu6(batchNorm(ctx, l.prefix, y));
+  return batchNorm(ctx, l.prefix, y, true);
 }
 
 /** DWConvLayer: depthwise 3x3 (padding 1, no bias) -> BN; no activation */

@@ -1,6 +1,8 @@
 // Registers the training kernels tfjs-backend-wasm lacks (or has too slow) for a HarDNet step:
 // Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropInput/-Filter (missing) and
-// Conv2DBackpropInput (replaced: the stock one runs at 1-3 GFLOP/s).
+// Conv2DBackpropInput (replaced: the stock one runs at 1-3 GFLOP/s); and the memory-bound kernels a step
+// spends its remaining time in: Concat/SplitV (row-block copies), MaxPoolGrad, Identity (no copy) replace the
+// stock ones, and HardnetBatchNormTrain/-Grad are new (fused BatchNorm[+ReLU6], used by worker/model/batchnorm.ts).
 // The list was found by running a conv/BN/ReLU6/depthwise/max-pool/concat/mean/matMul/softmax-CE
 // step under tf.variableGrads on wasm and collecting every "not registered" kernel.
 import { getKernel, registerKernel, unregisterKernel } from '@tensorflow/tfjs-core';
@@ -11,12 +13,22 @@ import { conv2DBackpropFilterConfig } from './conv2d_backprop_filter.js';
 import { conv2DBackpropInputConfig } from './conv2d_backprop_input.js';
 import { depthwiseBackpropFilterConfig, depthwiseBackpropInputConfig } from './depthwise_backprop.js';
 import { kernelModule } from './module.js';
+import { batchNormGradConfig, batchNormTrainConfig } from './batchnorm_train.js';
+import { concatConfig, splitVConfig } from './concat_split.js';
+import { maxPoolGradConfig } from './max_pool_grad.js';
+import { identityConfig } from './identity.js';
 
 export const WASM_TRAINING_KERNELS = [
   conv2DBackpropFilterConfig,
   conv2DBackpropInputConfig,
   depthwiseBackpropInputConfig,
   depthwiseBackpropFilterConfig,
+  batchNormTrainConfig,
+  batchNormGradConfig,
+  concatConfig,
+  splitVConfig,
+  maxPoolGradConfig,
+  identityConfig,
 ];
 
 let registered = false;

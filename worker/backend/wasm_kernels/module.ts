@@ -19,6 +19,14 @@ export interface KernelExports {
     oh: number, ow: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number): void;
   depthwise_backprop_filter(x: number, dy: number, dw: number, n: number, h: number, w: number, c: number,
     oh: number, ow: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number): void;
+  concat_rows(out: number, ins: number, widths: number, k: number, rows: number): void;
+  split_rows(x: number, outs: number, widths: number, k: number, rows: number): void;
+  maxpool_backprop(x: number, dy: number, dx: number, n: number, h: number, w: number, c: number, oh: number,
+    ow: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number): void;
+  bn_train_forward(xy: number, gamma: number, beta: number, mean: number, variance: number, m: number, c: number,
+    eps: number, relu6: number, scratch: number): void;
+  bn_train_backward(x: number, dydx: number, gamma: number, beta: number, mean: number, variance: number,
+    dgamma: number, dbeta: number, m: number, c: number, eps: number, relu6: number, scratch: number): void;
 }
 
 let kernels: KernelExports | undefined;
@@ -61,4 +69,9 @@ export function copyIn(offset: number, values: Float32Array): void {
 /** Copies `target.length` floats from the module at a byte offset into `target`. */
 export function copyOut(offset: number, target: Float32Array): void {
   target.set(new Float32Array(kernelModule().memory.buffer, offset, target.length));
+}
+
+/** Copies int32 values (pointer/width tables for the kernels) into the module at a byte offset. */
+export function copyInInts(offset: number, values: ArrayLike<number>): void {
+  new Int32Array(kernelModule().memory.buffer, offset, values.length).set(values);
 }

@@ -27,3 +27,5 @@ export function requireInput(inputs: NamedTensorInfoMap, name: string, kernel: s
   if (!t) throw new Error(`${kernel}: missing input '${name}'`);
   return t;
 }
+
+export const sizeOf = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
