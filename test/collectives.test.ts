@@ -59,8 +59,8 @@ test('N=1 through the worker path (spawned with the launcher env) gives the inpu
   assertAllAgree(out);
 });
 
-test('17.6M floats (HarDNet68 gradients), N=2 and N=3, exact and byte-identical', async () => {
-  for (const np of [2, 3]) assertAllAgree(await runGroup(np, 'exact', { sizes: [17_600_000], broadcastSize: 17_600_000 }));
+test('17.6M floats (HarDNet68 gradients), N=2, exact and byte-identical', async () => {
+  assertAllAgree(await runGroup(2, "exact", { sizes: [17_600_000], broadcastSize: 17_600_000 }));
 });
 
 test('tcp:// transport (CURVE) gives the same bytes as ipc://', async () => {

@@ -55,6 +55,8 @@ export interface OpContext {
   started: number;
   deadline: number;
   warned: boolean;
+  /** messages received in this collective so far */
+  received: number;
   /** ranks whose data this rank has not yet seen in this collective */
   missing(): number[];
 }
@@ -63,6 +65,8 @@ export interface OpContext {
 const POLL_MS = 200;
 /** After a peer disconnects, messages it sent before dying may still be queued: give them this long to drain. */
 const DRAIN_GRACE_MS = 300;
+/** How long a rank that is only stalled waits past its deadline for the abort naming the real culprit. */
+const ABORT_WAIT_MS = 1500;
 
 export class RingLink {
   readonly prev: number;
@@ -210,8 +214,16 @@ export class RingLink {
       this.o.log('warn', `rank ${this.o.rank}: ${where} has waited ${Math.round((now - ctx.started) / 1000)} s; still missing data from rank(s) ${missing.join(', ')} (waiting to ${waitingOn} via rank ${waitingOn === 'receive' ? this.prev : this.next}); the limit is ${Math.round(this.o.timeoutMs / 1000)} s`);
     }
     if (now >= ctx.deadline) {
-      const missing = ctx.missing();
-      throw new CollectiveError(`rank ${this.o.rank}: ${where} timed out after ${Math.round((now - ctx.started) / 1000)} s waiting for rank(s) ${missing.join(', ')}`, missing[0] ?? this.prev, ctx.seq);
+      const secs = Math.round((now - ctx.started) / 1000);
+      // Every rank sends its first message of a collective without waiting, so a predecessor that has sent
+      // nothing at all is the rank that never joined. One that did send is only stalled by someone upstream:
+      // wait a little longer for the abort from the rank that saw the culprit, so every rank names the same one.
+      if (ctx.received === 0 || waitingOn === 'send') {
+        throw new CollectiveError(`rank ${this.o.rank}: ${where} timed out after ${secs} s: rank ${this.prev} sent nothing in this collective (never joined it, or is stuck before it)`, this.prev, ctx.seq);
+      }
+      if (now >= ctx.deadline + ABORT_WAIT_MS) {
+        throw new CollectiveError(`rank ${this.o.rank}: ${where} timed out after ${secs} s: rank ${this.prev} stopped sending part-way (still missing data from rank(s) ${ctx.missing().join(', ')})`, this.prev, ctx.seq);
+      }
     }
   }
 
@@ -248,6 +260,7 @@ export class RingLink {
         this.checkWhileWaiting(ctx, 'receive');
         continue;
       }
+      ctx.received++;
       const h = frames.length === 2 ? decodeHeader(frames[0]) : undefined;
       const where = `rank ${this.o.rank} in ${ctx.name} #${ctx.seq}`;
       if (h === undefined) throw this.protocol(`${where}: received a message that is not a collective message (${frames.length} frames)`, ctx);

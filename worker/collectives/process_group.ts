@@ -80,7 +80,7 @@ export class RingGroup implements ProcessGroup {
 
   private ctx(name: string, missing: () => number[]): OpContext {
     const started = Date.now();
-    return { name, seq: ++this.seq, started, deadline: started + this.t.timeoutMs, warned: false, missing };
+    return { name, seq: ++this.seq, started, deadline: started + this.t.timeoutMs, warned: false, received: 0, missing };
   }
 
   /** Run one collective; a failure poisons the group and is passed round the ring. */
