@@ -58,18 +58,21 @@ test('prepare rejects unknown datasets and missing sources by name', async () =>
   await assert.rejects(prepareDataset('fashion-mnist', { src: empty, out: dir }), /train-images-idx3-ubyte\[\.gz\] not found/);
 });
 
-test('the bundled subset materializes as 2000 + 500 real Fashion-MNIST PNGs, once', async () => {
+test('the bundled subset materializes as 5000 + 1000 real Fashion-MNIST PNGs, once, even with several workers at a time', async () => {
   const out = path.join(dir, 'builtin');
-  const ds = await ensureBuiltinFashionMnist(out);
+  // two workers of a node materialize it at the same time: both must see a whole copy
+  const [ds, other] = await Promise.all([ensureBuiltinFashionMnist(out), ensureBuiltinFashionMnist(out)]);
+  assert.deepEqual(other, ds);
+  assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('builtin.')), [], 'no temporary copy left behind');
   assert.equal(ds.classesNum, 10);
   assert.equal(ds.labelNames[9], 'Ankle boot');
   const train = loadFileList({ fileList: ds.trainList, dataDir: ds.dataDir, classesNum: 10 });
   const val = loadFileList({ fileList: ds.valList, dataDir: ds.dataDir, classesNum: 10 });
-  assert.equal(train.length, 2000);
-  assert.equal(val.length, 500);
+  assert.equal(train.length, 5000);
+  assert.equal(val.length, 1000);
   const counts = new Array(10).fill(0);
   for (const s of train) counts[s.label]++;
-  assert.ok(counts.every((c) => c > 150), `every class present: ${counts}`);
+  assert.ok(counts.every((c) => c > 400), `every class present: ${counts}`);
   const meta = await sharp(val[0].path).metadata();
   assert.deepEqual([meta.width, meta.height, meta.channels], [28, 28, 1]);
   const data = await sharp(val[0].path).extractChannel(0).raw().toBuffer();
@@ -80,5 +83,5 @@ test('the bundled subset materializes as 2000 + 500 real Fashion-MNIST PNGs, onc
   const stamp = fs.statSync(path.join(out, 'train', '00000.png')).mtimeMs;
   await ensureBuiltinFashionMnist(out);
   assert.equal(fs.statSync(path.join(out, 'train', '00000.png')).mtimeMs, stamp, 'not rewritten');
-  assert.equal(readBuiltinSubset().meta.train, 2000);
+  assert.equal(readBuiltinSubset().meta.train, 5000);
 });

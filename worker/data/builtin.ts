@@ -2,9 +2,9 @@
  * The Fashion-MNIST subset that ships with the project (datasets/fashion-mnist-mini/), so the built-in
  * quickstart trains on real images on a machine without the Debian package.
  *
- * Stored compactly: the first 2000 train and 500 test images of the Debian package's IDX files, pixels
+ * Stored compactly: the first 5000 train and 1000 test images of the Debian package's IDX files, pixels
  * quantized to 4 bits (v >> 4, two pixels a byte; decoded as v4 * 17, i.e. 16 grey levels spanning 0..255)
- * and brotli-compressed (node's zlib, no dependency): ~410 KB instead of ~2 MB. `ensureBuiltinFashionMnist`
+ * and brotli-compressed (node's zlib, no dependency): ~1 MB instead of ~4.7 MB. `ensureBuiltinFashionMnist`
  * writes it out as PNG files plus PaddleClas file lists, so the same file-list dataset code reads it.
  * Regenerate with `node dist/worker/data/builtin.js --make [src]`.
  */
@@ -52,7 +52,7 @@ function unpack4(packed: Uint8Array, n: number): Uint8Array {
 }
 
 /** Write the bundled subset from the Debian package (maintainers only; the result is committed). */
-export function makeBuiltinSubset(src: string, dir: string, nTrain = 2000, nVal = 500): void {
+export function makeBuiltinSubset(src: string, dir: string, nTrain = 5000, nVal = 1000): void {
   const { train, val } = readFashionMnistSplits(src);
   const per = train.rows * train.cols;
   const labels = Buffer.concat([train.labels.subarray(0, nTrain), val.labels.subarray(0, nVal)]);
@@ -71,7 +71,7 @@ export function makeBuiltinSubset(src: string, dir: string, nTrain = 2000, nVal 
     val: nVal,
     bits: 4,
     labelNames: FASHION_MNIST_LABELS,
-    version: 1,
+    version: 2,
   };
   fs.writeFileSync(path.join(dir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
 }
@@ -103,7 +103,6 @@ export interface BuiltinDataset {
 /** Materialize the bundled subset under outDir (once; later calls reuse it). */
 export async function ensureBuiltinFashionMnist(outDir: string): Promise<BuiltinDataset> {
   const dir = builtinDir();
-  const stamp = path.join(outDir, '.builtin-version');
   const metaText = fs.readFileSync(path.join(dir, 'meta.json'), 'utf8');
   const meta = JSON.parse(metaText) as Meta;
   const result: BuiltinDataset = {
@@ -113,14 +112,31 @@ export async function ensureBuiltinFashionMnist(outDir: string): Promise<Builtin
     classesNum: 10,
     labelNames: meta.labelNames,
   };
-  if (fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === String(meta.version)) return result;
+  const current = (dir: string) => {
+    const f = path.join(dir, '.builtin-version');
+    return fs.existsSync(f) && fs.readFileSync(f, 'utf8') === String(meta.version);
+  };
+  if (current(outDir)) return result;
+  // Every worker of a node may get here at once: each writes a private copy and renames it into place, so no
+  // worker ever reads a half-written image; the first rename wins and the others discard theirs.
+  fs.mkdirSync(path.dirname(outDir), { recursive: true });
+  const tmp = fs.mkdtempSync(`${outDir}.tmp-`);
   const { train, val } = readBuiltinSubset(dir);
-  fs.mkdirSync(outDir, { recursive: true });
-  await writeSplit(outDir, train);
-  await writeSplit(outDir, val);
-  writeLabelNames(outDir, meta.labelNames);
-  // written last: an interrupted materialization is redone next time
-  fs.writeFileSync(stamp, String(meta.version));
+  await writeSplit(tmp, train);
+  await writeSplit(tmp, val);
+  writeLabelNames(tmp, meta.labelNames);
+  fs.writeFileSync(path.join(tmp, '.builtin-version'), String(meta.version));
+  if (fs.existsSync(outDir) && !current(outDir)) {
+    // an older version (or a copy left by an interrupted run before this scheme): move it aside first
+    const old = `${tmp}.old`;
+    try { fs.renameSync(outDir, old); fs.rmSync(old, { recursive: true, force: true }); } catch { /* another worker moved it */ }
+  }
+  try {
+    fs.renameSync(tmp, outDir);
+  } catch (e) {
+    if (!current(outDir)) throw e;
+    fs.rmSync(tmp, { recursive: true, force: true }); // another worker's copy is in place
+  }
   return result;
 }
 
