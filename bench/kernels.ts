@@ -2,10 +2,13 @@
 // conv (tfjs-backend-wasm / XNNPACK), and the project's backprop-input / backprop-filter kernels
 // (worker/backend/wasm_kernels), at HarDNet68 shapes @224 batch 8 and @32 batch 64.
 // Prints median ms and GFLOP/s per kernel, and the stock Conv2DBackpropInput for comparison.
-// Usage: npm run bench:kernels [-- --reps 5] [-- --no-stock]
+// Then the memory-bound kernels (fused BatchNorm+ReLU6 forward+backward vs the tensor-op version, Concat,
+// SplitV, MaxPoolGrad vs the stock tfjs-backend-wasm kernels) in ms and GB/s of tensor data touched.
+// Usage: npm run bench:kernels [-- --reps 5] [-- --no-stock] [-- --no-conv]
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm';
 import { selectBackend } from '../worker/backend/select.js';
+import { batchNormTrain, batchNormTrainOps } from '../worker/model/batchnorm.js';
 
 const args = process.argv.slice(2);
 const reps = Number(args[args.indexOf('--reps') + 1] ?? 5) || 5;
@@ -13,10 +16,14 @@ const withStock = !args.includes('--no-stock');
 
 // Captured before selectBackend replaces it, to show what the replacement buys.
 const stockBackpropInput = tf.getKernel('Conv2DBackpropInput', 'wasm');
+const stockConcat = tf.getKernel('Concat', 'wasm');
+const stockSplitV = tf.getKernel('SplitV', 'wasm');
+const stockMaxPoolGrad = tf.getKernel('MaxPoolGrad', 'wasm');
 await selectBackend('wasm', { gpuAssigned: false, log: (m) => console.log(m) });
 const backend = tf.backend();
 // Its setup (binding the C function) ran only if it was registered when the backend started.
 stockBackpropInput?.setupFunc?.(backend);
+stockMaxPoolGrad?.setupFunc?.(backend);
 
 interface Case { label: string; n: number; h: number; ci: number; co: number; k: number; s: number; depthwise?: boolean }
 const cases: Case[] = [
@@ -50,7 +57,7 @@ function medianMs(fn: () => tf.TensorInfo, times: number): number {
 
 const fmt = (ms: number, flops: number) => `${ms.toFixed(1).padStart(7)} ms ${(flops / ms / 1e6).toFixed(1).padStart(5)} GF/s`;
 console.log(`median of ${reps}; GF/s = 2*MACs/time; one thread`);
-for (const c of cases) {
+for (const c of args.includes('--no-conv') ? [] : cases) {
   const p = c.k >> 1;
   const pad: [[number, number], [number, number], [number, number], [number, number]] = [[0, 0], [p, p], [p, p], [0, 0]];
   const strides: [number, number] = [c.s, c.s];
@@ -80,4 +87,68 @@ for (const c of cases) {
   }
   console.log(`${c.label.padEnd(32)} ${line}`);
   tf.dispose([x, w, y, dy]);
+}
+
+// Memory-bound kernels. GB/s counts each tensor read or written once (the kernels' minimum traffic).
+console.log('\nmemory-bound kernels, H68 shapes; GB/s = tensor bytes touched / time');
+const gbs = (ms: number, floats: number) => `${ms.toFixed(1).padStart(7)} ms ${(floats * 4 / ms / 1e6).toFixed(1).padStart(5)} GB/s`;
+const stockLine = (k: tf.KernelConfig | undefined, inputs: object, attrs: object, floats: number) =>
+  withStock && k ? ` | stock ${gbs(medianMs(() => {
+    const out = k.kernelFunc({ inputs: inputs as tf.NamedTensorMap, backend, attrs: attrs as tf.NamedAttrMap });
+    const list = Array.isArray(out) ? out : [out];
+    list.slice(1).forEach((t) => backend.disposeData(t.dataId));
+    return list[0]!;
+  }, reps), floats)}` : '';
+
+for (const shape of [[8, 112, 112, 64], [8, 56, 56, 24], [64, 8, 8, 190]] as [number, number, number, number][]) {
+  const c = shape[3];
+  const x = tf.randomNormal(shape) as tf.Tensor4D, w = tf.randomNormal(shape);
+  const gamma = tf.ones([c]) as tf.Tensor1D, beta = tf.zeros([c]) as tf.Tensor1D;
+  // forward + backward of BN+ReLU6 as the model runs it (dy given); wasm kernels are
+  // synchronous, so the wall time to the gradients' return is the compute time (reading a 25 MB tensor back costs
+  // 7-150 ms of allocation noise on its own)
+  const timeStep = (bn: (xx: tf.Tensor4D) => tf.Tensor) => {
+    const step = () => {
+      const gs = tf.grads((xx: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => bn(xx as tf.Tensor4D))([x, gamma, beta], w);
+      tf.dispose(gs);
+    };
+    step();
+    const ms: number[] = [];
+    for (let i = 0; i < reps; i++) { const t0 = performance.now(); step(); ms.push(performance.now() - t0); }
+    return ms.sort((a, b) => a - b)[ms.length >> 1]!;
+  };
+  const fused = timeStep((xx) => batchNormTrain(xx, gamma, beta, 1e-5, undefined, true));
+  const ops = timeStep((xx) => tf.relu6(batchNormTrainOps(xx, gamma, beta, 1e-5)));
+  console.log(`${`BN+ReLU6 fwd+bwd [${shape}]`.padEnd(36)} fused ${fused.toFixed(1).padStart(7)} ms | tensor ops ${ops.toFixed(1).padStart(7)} ms`);
+  tf.dispose([x, w, gamma, beta]);
+}
+
+{
+  // a HarDNet68 56x56 block's output concat and its gradient's split
+  const widths = [64, 14, 16, 14, 20, 14, 16, 14, 40];
+  const parts = widths.map((c) => tf.randomNormal([8, 56, 56, c]));
+  const floats = 2 * parts.reduce((a, t) => a + t.size, 0);
+  const concat = medianMs(() => tf.engine().runKernel('Concat', parts as unknown as tf.NamedTensorMap, { axis: 3 }) as tf.TensorInfo, reps);
+  console.log(`${`Concat 9 parts -> [8,56,56,${widths.reduce((a, b) => a + b)}]`.padEnd(36)} ${gbs(concat, floats)}${stockLine(stockConcat, parts, { axis: 3 }, floats)}`);
+  const whole = tf.concat(parts, 3);
+  const splitFirst = () => {
+    const outs = tf.engine().runKernel('SplitV', { x: whole }, { numOrSizeSplits: widths, axis: 3 }) as unknown as tf.TensorInfo[];
+    outs.slice(1).forEach((t) => backend.disposeData(t.dataId));
+    return outs[0]!;
+  };
+  const split = medianMs(splitFirst, reps);
+  console.log(`${'SplitV the same back'.padEnd(36)} ${gbs(split, floats)}${stockLine(stockSplitV, { x: whole }, { numOrSizeSplits: widths, axis: 3 }, floats)}`);
+  tf.dispose([...parts, whole]);
+}
+
+{
+  const x = tf.randomNormal([8, 112, 112, 64]) as tf.Tensor4D;
+  const y = tf.maxPool(x, 3, 2, 1);
+  const dy = tf.randomNormal(y.shape);
+  const attrs = { filterSize: 3, strides: 2, pad: 1 };
+  const inputs = { dy, input: x, output: y };
+  const floats = 2 * x.size + dy.size;
+  const ms = medianMs(() => tf.engine().runKernel('MaxPoolGrad', inputs, attrs) as tf.TensorInfo, reps);
+  console.log(`${'MaxPoolGrad 3x3 s2 [8,112,112,64]'.padEnd(36)} ${gbs(ms, floats)}${stockLine(stockMaxPoolGrad, inputs, attrs, floats)}`);
+  tf.dispose([x, y, dy]);
 }
