@@ -4,6 +4,8 @@
  *                                  weightsManifest format (tf.io.decodeWeights reads it)
  *   optimizer.json + optimizer.bin the Momentum velocities, same format
  *   state.json                     epoch, iteration (LR position), best accuracy, sampler and RNG state
+ *   model.json                     the same weights.bin as a Layers model: stock TensorFlow.js loads it with
+ *                                  tf.loadLayersModel (see model/export_layers.ts)
  *
  * Written atomically: everything goes into a temporary sibling directory that is renamed into place only when
  * complete, so a crash mid-save leaves the previous checkpoint intact and a directory that exists is complete.
@@ -13,6 +15,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { HarDNet } from '../model/hardnet.js';
 import type { Momentum } from '../optim/momentum.js';
+import { layersModelJson } from '../model/export_layers.js';
 
 export const CHECKPOINT_FORMAT = 'hardnet-launch-checkpoint';
 
@@ -31,12 +34,13 @@ export interface TrainState {
 
 interface Manifest { format: string; version: 1; weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] }
 
-async function writeTensors(dir: string, base: string, tensors: Map<string, tf.Tensor>): Promise<void> {
+async function writeTensors(dir: string, base: string, tensors: Map<string, tf.Tensor>): Promise<tf.io.WeightsManifestEntry[]> {
   const named = [...tensors].map(([name, tensor]) => ({ name, tensor }));
   const { data, specs } = await tf.io.encodeWeights(named);
   const manifest: Manifest = { format: CHECKPOINT_FORMAT, version: 1, weightsManifest: [{ paths: [`${base}.bin`], weights: specs }] };
   writeFileSynced(path.join(dir, `${base}.bin`), new Uint8Array(data));
   writeFileSynced(path.join(dir, `${base}.json`), JSON.stringify(manifest));
+  return specs;
 }
 
 function readTensors(dir: string, base: string): Map<string, tf.Tensor> {
@@ -66,7 +70,9 @@ export async function saveCheckpoint(dir: string, model: HarDNet, opt: Momentum 
   fs.mkdirSync(parent, { recursive: true });
   const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-`));
   try {
-    await writeTensors(tmp, 'weights', new Map([...model.weights, ...model.buffers]));
+    const specs = await writeTensors(tmp, 'weights', new Map([...model.weights, ...model.buffers]));
+    // the same weights.bin, described for tf.loadLayersModel
+    writeFileSynced(path.join(tmp, 'model.json'), JSON.stringify(layersModelJson(model, specs, 'weights.bin')));
     if (opt) await writeTensors(tmp, 'optimizer', opt.velocities);
     writeFileSynced(path.join(tmp, 'state.json'), JSON.stringify(state, null, 1));
     const old = `${dir}.old-${process.pid}`;
