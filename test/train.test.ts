@@ -84,6 +84,13 @@ test('a run resumed after epoch 0 ends with the same weights as an uninterrupted
   assert.match(c.out, /resumed from .*HarDNet39ds\/1: epoch 1 done/);
 });
 
+test('mixup (use_mix with TRAIN.mix) trains and logs no train accuracy, as PaddleClas does', () => {
+  const r = runWorker(['train', ...small(path.join(tmp, 'mix'), ['epochs=1', 'validate=False', 'use_mix=True', "TRAIN.mix=[{'CutmixOperator': {'alpha': 0.2}}]"])]);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /epoch:0  , train step:2   , loss: +\d\.\d{5}, lr: /);
+  assert.doesNotMatch(r.out, /train step:\d+ +, top1/);
+});
+
 test('eval on a checkpoint prints the valid lines and the END line', () => {
   const full = path.join(tmp, 'full');
   const r = runWorker(['eval', ...small(path.join(tmp, 'evalout'), [`pretrained_model=${path.join(full, 'HarDNet39ds', '1')}`])]);

@@ -12,6 +12,8 @@ export interface GradientOptions {
   /** dropout active (default true: this is training) */
   dropout?: boolean;
   seed?: number;
+  /** mixup/cutmix: loss = lam * CE(labels) + (1 - lam) * CE(labelsB) */
+  mix?: { labelsB: tf.Tensor1D; lam: number };
 }
 
 export interface GradientResult {
@@ -36,7 +38,10 @@ export function computeGradients(model: HarDNet, images: tf.Tensor4D, labels: tf
   const { value, grads } = tf.variableGrads(() => {
     const out = model.forward(images, { training: true, dropout: opts.dropout ?? true, batchStats, seed: opts.seed });
     logits = tf.keep(out);
-    return crossEntropy(out, labels, opts.labelSmoothing ?? 0);
+    const ls = opts.labelSmoothing ?? 0;
+    if (!opts.mix) return crossEntropy(out, labels, ls);
+    const { labelsB, lam } = opts.mix;
+    return tf.add(tf.mul(crossEntropy(out, labels, ls), lam), tf.mul(crossEntropy(out, labelsB, ls), 1 - lam)) as tf.Scalar;
   }, vars);
   // variableGrads keys gradients by the variables' unique tf names; re-key them by parameter name
   const byName = new Map<string, tf.Tensor>();

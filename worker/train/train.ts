@@ -11,7 +11,8 @@ import { readWorkerEnv } from '../../shared/env.js';
 import { loadConfig, formatConfig, saveConfig, type TrainConfig } from '../../shared/config.js';
 import { createWorkerLogger, trainLine, validLine, endLine, bestLine } from '../../shared/log_format.js';
 import { MetricsWriter } from '../../shared/metrics.js';
-import { mixSeed } from '../../shared/rng.js';
+import { Mulberry32, mixSeed } from '../../shared/rng.js';
+import { mixOperatorFromConfig } from '../data/mix.js';
 import { selectBackend } from '../backend/select.js';
 import { createProcessGroup } from '../collectives/index.js';
 import { HarDNet } from '../model/hardnet.js';
@@ -51,6 +52,10 @@ export async function train(o: TrainOptions): Promise<number> {
     if (!cfg.TRAIN || !cfg.LEARNING_RATE || !cfg.OPTIMIZER) throw new Error('config: train mode needs TRAIN, LEARNING_RATE and OPTIMIZER');
     // the LR schedule counts S = total_images // global batch per epoch, as PaddleClas does
     const stepsPerEpoch = cfg.total_images > 0 ? stepsPerEpochOf(cfg) : trainLoader.length;
+    if (stepsPerEpoch !== trainLoader.length && env.rank === 0) {
+      log.warn(`total_images=${cfg.total_images} gives ${stepsPerEpoch} LR steps per epoch, but TRAIN.file_list gives ${trainLoader.length} ` +
+        `batches per epoch; the schedule follows total_images, as PaddleClas does (set -o total_images=${trainLoader.samples.length} to match)`);
+    }
 
     // ---- model, optimizer, learning-rate schedule ------------------------------------------------------------
     const model = new HarDNet(cfg.ARCHITECTURE.name, cfg.classes_num, cfg.seed);
@@ -80,6 +85,7 @@ export async function train(o: TrainOptions): Promise<number> {
     if (env.rank === 0) saveConfig(cfg, runDir);
     const metrics = env.rank === 0 ? new MetricsWriter(cfg.metrics_file || path.join(runDir, 'metrics.jsonl'), { append: Boolean(resumeDir) }) : undefined;
     const grads = new GradientBuffer(model.weights);
+    const mix = cfg.use_mix ? mixOperatorFromConfig(cfg.TRAIN.mix) : undefined;
     // the launcher's first Ctrl-C reaches the workers as SIGINT: finish the step, then stop together
     let stopRequested = false;
     const onStop = (sig: NodeJS.Signals) => { stopRequested = true; log.warn(`${sig} received: stopping after this step`); };
@@ -100,9 +106,15 @@ export async function train(o: TrainOptions): Promise<number> {
         const lr = lrAt(state.iteration);
         // forward + backward
         let t = performance.now();
-        const x = tf.tensor4d(batch.images, batch.shape);
+        const mixed = mix?.(batch.images, batch.labels, batch.shape, new Mulberry32(mixSeed(seed, state.iteration, 1)));
+        const x = tf.tensor4d(mixed?.images ?? batch.images, batch.shape);
         const y = tf.tensor1d(batch.labels, 'int32');
-        const r = computeGradients(model, x, y, { labelSmoothing: cfg.ls_epsilon >= 0 && cfg.ls_epsilon <= 1 ? cfg.ls_epsilon : 0, seed: mixSeed(seed, state.iteration) });
+        const yB = mixed && tf.tensor1d(mixed.labelsB, 'int32');
+        const r = computeGradients(model, x, y, {
+          labelSmoothing: cfg.ls_epsilon >= 0 && cfg.ls_epsilon <= 1 ? cfg.ls_epsilon : 0,
+          seed: mixSeed(seed, state.iteration),
+          mix: mixed && { labelsB: yB!, lam: mixed.lam },
+        });
         const [loss] = await r.loss.data();
         await grads.gather(r.grads);
         const computeS = since(t);
@@ -118,7 +130,7 @@ export async function train(o: TrainOptions): Promise<number> {
         opt.apply(model.weights, reduced, lr);
         model.updateBatchNormStats(r.batchStats);
         const correct = await topkCorrect(r.logits, batch.labels, cfg.topk);
-        tf.dispose([x, y, r.loss, r.logits, ...r.grads.values(), ...reduced.values()]);
+        tf.dispose([x, y, ...(yB ? [yB] : []), r.loss, r.logits, ...r.grads.values(), ...reduced.values()]);
         const optimizerS = since(t);
 
         // bookkeeping, as PaddleClas does it: running means reset after the first 10 steps
@@ -127,11 +139,12 @@ export async function train(o: TrainOptions): Promise<number> {
         readerCost.add(batch.readerCost);
         split.data.add(batch.readerCost); split.compute.add(computeS); split.allreduce.add(allreduceS); split.optimizer.add(optimizerS);
         const n = batch.labels.length;
+        // with mixup/cutmix the batch has two targets: PaddleClas logs no train accuracy then
         const figures = {
-          epoch, step, top1: correct.top1 / n, top5: correct.topk / n, loss, lr,
+          epoch, step, top1: mix ? undefined : correct.top1 / n, top5: mix ? undefined : correct.topk / n, loss, lr,
           batchCost: batchCost.mean, readerCost: readerCost.mean, ips: n / Math.max(batchCost.mean, 1e-9),
         };
-        epochMeans.top1.add(figures.top1); epochMeans.top5.add(figures.top5); epochMeans.loss.add(loss);
+        epochMeans.top1.add(correct.top1 / n); epochMeans.top5.add(correct.topk / n); epochMeans.loss.add(loss);
         if (step % cfg.print_interval === 0) log.info(trainLine(figures));
         metrics?.write({
           mode: 'train', epoch, step, iteration: state.iteration, loss, top1: figures.top1, top5: figures.top5, lr,
@@ -152,7 +165,7 @@ export async function train(o: TrainOptions): Promise<number> {
       }
       const epochS = since(epochStart);
       const trainEnd = {
-        epoch, mode: 'train' as const, top1: epochMeans.top1.mean, top5: epochMeans.top5.mean, loss: epochMeans.loss.mean,
+        epoch, mode: 'train' as const, top1: mix ? undefined : epochMeans.top1.mean, top5: mix ? undefined : epochMeans.top5.mean, loss: epochMeans.loss.mean,
         batchCost: batchCost.mean, readerCost: readerCost.mean, batchCostSum: epochS, ips: (step * perWorkerBatch) / epochS,
       };
       log.info(endLine(trainEnd));
