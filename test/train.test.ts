@@ -91,6 +91,19 @@ test('mixup (use_mix with TRAIN.mix) trains and logs no train accuracy, as Paddl
   assert.doesNotMatch(r.out, /train step:\d+ +, top1/);
 });
 
+test("the reproduction's real config (HarDNet68_best_v2.yaml) runs unchanged apart from data paths and a small batch", () => {
+  const cfg = path.resolve(REPO_ROOT, '../shared/configs/HarDNet68_best_v2.yaml');
+  const two = head(data.train, 2, path.join(tmp, 'train2.txt'));
+  const r = runWorker(['train', '-c', cfg, ...[
+    `TRAIN.file_list=${two}`, `TRAIN.data_dir=${data.dir}`, `VALID.file_list=${two}`, `VALID.data_dir=${data.dir}`,
+    'TRAIN.batch_size=2', 'VALID.batch_size=2', 'total_images=2', 'epochs=1', `model_save_dir=${path.join(tmp, 'h68')}`, 'backend=wasm',
+  ].flatMap((o) => ['-o', o])]);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /epoch:0  , train step:0   , top1: \d\.\d{5}, top5: \d\.\d{5}, loss: +\d\.\d{5}, lr: 0\.050000,/);
+  assert.match(r.out, /END epoch:0   valid top1/);
+  assert.ok(fs.existsSync(path.join(tmp, 'h68', 'HarDNet68', '0', 'model.json')));
+});
+
 test('eval on a checkpoint prints the valid lines and the END line', () => {
   const full = path.join(tmp, 'full');
   const r = runWorker(['eval', ...small(path.join(tmp, 'evalout'), [`pretrained_model=${path.join(full, 'HarDNet39ds', '1')}`])]);
