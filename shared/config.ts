@@ -10,6 +10,7 @@
  * Validation happens here, once, before any worker trains: every error names the key path (in `-o` syntax, so
  * the user can paste it into an override) and the config's source.
  */
+import { byDistance, editDistance } from './closest.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -382,19 +383,8 @@ function describe(v: unknown): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Validation: raw tree -> TrainConfig. Every check names its dotted key path.
 
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-  }
-  return d[a.length][b.length];
-}
-
 function closest(name: string, candidates: readonly string[]): string | undefined {
-  const best = [...candidates].sort((a, b) => editDistance(name.toLowerCase(), a.toLowerCase()) - editDistance(name.toLowerCase(), b.toLowerCase()))[0];
+  const best = byDistance(name, candidates)[0];
   return best !== undefined && editDistance(name.toLowerCase(), best.toLowerCase()) <= Math.max(2, name.length / 3) ? best : undefined;
 }
 

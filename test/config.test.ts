@@ -80,7 +80,9 @@ test('the built-in quickstart: HarDNet39ds on the bundled Fashion-MNIST markers'
   assert.equal(cfg.classes_num, 10);
   assert.deepEqual(cfg.image_shape, [3, 32, 32]);
   assert.equal(cfg.epochs, 1);
-  assert.equal(cfg.TRAIN?.batch_size, 128);
+  // 5000 bundled training images at a global batch of 64: 78 steps, enough for BN statistics to settle in one epoch
+  assert.equal(cfg.total_images, 5000);
+  assert.equal(cfg.TRAIN?.batch_size, 64);
   assert.equal(cfg.VALID?.batch_size, 256);
   assert.equal(cfg.LEARNING_RATE?.function, 'Cosine');
   assert.ok(isBuiltinDataset(cfg.TRAIN) && isBuiltinDataset(cfg.VALID));

@@ -4,6 +4,8 @@
  * from these rows.
  */
 
+import { byDistance } from '../../shared/closest.js';
+
 export interface HarDNetVariant {
   name: string;
   /** channels of the two stem convolutions */
@@ -72,23 +74,10 @@ const ALIASES: Record<string, string> = { HarDNet39_ds: 'HarDNet39ds', HarDNet68
 
 export const MODEL_NAMES = [...Object.keys(VARIANTS), ...Object.keys(ALIASES)];
 
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0][j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-  }
-  return d[a.length][b.length];
-}
-
 /** Resolve a model name (official or PaddleClas spelling); an unknown one lists the closest valid names. */
 export function resolveVariant(name: string): HarDNetVariant {
   const v = VARIANTS[name] ?? VARIANTS[ALIASES[name] ?? ''];
   if (v) return v;
-  const closest = [...MODEL_NAMES]
-    .sort((a, b) => editDistance(name.toLowerCase(), a.toLowerCase()) - editDistance(name.toLowerCase(), b.toLowerCase()))
-    .slice(0, 3);
+  const closest = byDistance(name, MODEL_NAMES).slice(0, 3);
   throw new Error(`unknown architecture '${name}'; closest valid names: ${closest.join(', ')} (all: ${MODEL_NAMES.join(', ')})`);
 }
