@@ -35,6 +35,7 @@ async function main(): Promise<void> {
     .option('--warmup <n>', 'untimed repetitions first', '3')
     .option('--chunk <bytes>', 'ring chunk size', '1MiB')
     .option('--security <m>', 'curve or plain (default: plain on ipc, curve on tcp)')
+    .option('--profile', 'also print, per rank and op (mean over ranks): CPU ms of all threads (user/sys), minor page faults, and the main thread split: waiting to receive, summing, copying out, queueing sends')
     .option('--json', 'one JSON object per line')
     .parse();
   const o = cli.opts();
@@ -54,14 +55,18 @@ async function main(): Promise<void> {
     const out = await g.done;
     const bad = out.find((r) => r.code !== 0);
     if (bad) throw new Error(`rank ${bad.rank} failed (exit ${bad.code ?? bad.signal}): ${bad.error?.message ?? bad.stderr.slice(-2000)}`);
-    for (const row of out[0].result.rows as { bytes: number; times_ms: number[]; ok: boolean }[]) {
+    for (const row of out[0].result.rows as { bytes: number; times_ms: number[]; ok: boolean; profile: Record<string, number> }[]) {
       const t = median(row.times_ms);
       const algbw = row.bytes / (t / 1e3) / 1e9;
       const busbw = (algbw * 2 * (np - 1)) / np;
       if (o.json) {
-        console.log(JSON.stringify({ np, bytes: row.bytes, transport: o.transport, dtype: o.dtype, time_ms: +t.toFixed(3), algbw_GBps: +algbw.toFixed(3), busbw_GBps: +busbw.toFixed(3), ok: row.ok, times_ms: row.times_ms.map((x) => +x.toFixed(3)) }));
+        console.log(JSON.stringify({ np, bytes: row.bytes, transport: o.transport, dtype: o.dtype, time_ms: +t.toFixed(3), algbw_GBps: +algbw.toFixed(3), busbw_GBps: +busbw.toFixed(3), ok: row.ok, ...(o.profile ? { profile: row.profile } : {}), times_ms: row.times_ms.map((x) => +x.toFixed(3)) }));
       } else {
         console.log(`${String(np).padStart(8)}  ${String(row.bytes).padStart(12)}  ${t.toFixed(2).padStart(7)}  ${algbw.toFixed(3).padStart(10)}  ${busbw.toFixed(3).padStart(10)}  ${row.ok ? 'yes' : 'NO'}`);
+        if (o.profile) {
+          const p = row.profile;
+          console.log(`#   per rank: cpu ${p.cpuUserMs.toFixed(1)} user + ${p.cpuSysMs.toFixed(1)} sys ms, ${Math.round(p.minorFaults)} page faults, ${Math.round(p.messages)} messages; main thread: recv wait ${p.recvWaitMs.toFixed(1)}, sum ${p.sumMs.toFixed(1)}, copy ${p.copyMs.toFixed(1)}, send ${p.sendMs.toFixed(1)} ms`);
+        }
       }
     }
   }

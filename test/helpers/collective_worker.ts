@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readWorkerEnv } from '../../shared/env.js';
 import { CollectiveError, createProcessGroup, type ProcessGroup } from '../../worker/collectives/index.js';
+import type { RingTiming } from '../../worker/collectives/process_group.js';
 import { fill, value } from './collective_data.js';
 
 const scenario = process.argv[2];
@@ -69,6 +70,9 @@ async function main(): Promise<unknown> {
         const buf = new Float32Array(args.size ?? 100_000);
         await pg.allReduce(buf, 'sum');
         if (pg.rank === args.victim) {
+          // allReduce resolves once its last messages are queued, not written: let zeromq's I/O thread hand them
+          // to the successor first, so the others finish #2 and it is #3 that the victim misses
+          await sleep(300);
           if (args.mode === 'exit') process.exit(3);
           if (args.mode === 'stop') process.kill(process.pid, 'SIGSTOP');
           if (args.mode === 'hang') await sleep(600_000);
@@ -85,18 +89,36 @@ async function main(): Promise<unknown> {
           const buf = new Float32Array(Math.floor(bytes / 4));
           const times: number[] = [];
           let ok = true;
+          // per-op cost on this rank over the timed repetitions: CPU of all threads (zeromq's I/O thread
+          // included), minor page faults, and the ring's own split of the main thread's time
+          const timing = (pg as { timing?: RingTiming }).timing;
+          let cpu = { user: 0, system: 0 };
+          let faults = 0;
+          let split = { recvWaitMs: 0, sumMs: 0, copyMs: 0, sendMs: 0, messages: 0 };
           for (let rep = 0; rep < args.warmup + args.reps; rep++) {
             buf.fill(1);
             await pg.barrier();
+            const before = { cpu: process.cpuUsage(), faults: process.resourceUsage().minorPageFault, split: timing && { ...timing } };
             const t0 = process.hrtime.bigint();
             await pg.allReduce(buf, 'sum');
             const dt = Number(process.hrtime.bigint() - t0) / 1e6;
-            if (rep >= args.warmup) times.push(dt);
+            if (rep >= args.warmup) {
+              times.push(dt);
+              const c = process.cpuUsage(before.cpu);
+              cpu = { user: cpu.user + c.user, system: cpu.system + c.system };
+              faults += process.resourceUsage().minorPageFault - before.faults;
+              if (timing && before.split) for (const k of Object.keys(split) as (keyof typeof split)[]) split[k] += timing[k] - before.split[k];
+            }
             ok &&= buf.length === 0 || (buf[0] === pg.worldSize && buf[buf.length - 1] === pg.worldSize);
           }
-          const all = await pg.allGather([...times, ok ? 1 : 0]);
+          const per = (x: number) => x / Math.max(1, args.reps);
+          const mine = [cpu.user / 1e3, cpu.system / 1e3, faults, split.recvWaitMs, split.sumMs, split.copyMs, split.sendMs, split.messages].map(per);
+          const all = await pg.allGather([...times, ok ? 1 : 0, ...mine]);
+          const R = times.length;
           const perRep = times.map((_, k) => Math.max(...all.map((t) => t[k])));
-          rows.push({ bytes: buf.length * 4, times_ms: perRep, ok: all.every((t) => t[t.length - 1] === 1) });
+          const mean = (k: number) => all.reduce((a, t) => a + t[R + 1 + k], 0) / all.length;
+          const profile = { cpuUserMs: mean(0), cpuSysMs: mean(1), minorFaults: mean(2), recvWaitMs: mean(3), sumMs: mean(4), copyMs: mean(5), sendMs: mean(6), messages: mean(7) };
+          rows.push({ bytes: buf.length * 4, times_ms: perRep, ok: all.every((t) => t[R] === 1), profile });
         }
         return { rows };
       }

@@ -10,6 +10,7 @@ import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { formatWorkerEnv, ipcEndpoints, type JobSecret, type WorkerEnv } from '../../shared/env.js';
 import { makeJobSecret } from '../../worker/collectives/secret.js';
+import { withCollectiveMallocTunables } from '../../worker/collectives/malloc_tunables.js';
 
 export interface RankOutcome {
   rank: number;
@@ -68,7 +69,8 @@ export async function spawnGroup(o: SpawnOptions): Promise<SpawnedGroup> {
       secretFd: o.withSecret === false ? undefined : 3,
     };
     const child = spawn(process.execPath, [o.script, ...(o.args ?? [])], {
-      env: { ...process.env, ...formatWorkerEnv(env), ...o.extraEnv },
+      // malloc tunables as the launcher sets them (see malloc_tunables.ts): received ZeroMQ buffers reuse pages
+      env: { ...process.env, GLIBC_TUNABLES: withCollectiveMallocTunables(process.env.GLIBC_TUNABLES), ...formatWorkerEnv(env), ...o.extraEnv },
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
     });
     if (o.withSecret !== false) {

@@ -13,7 +13,7 @@
 import type { WorkerEnv } from '../../shared/env.js';
 import { addHalfInto, decodeHalf, encodeHalf } from './float16.js';
 import { CollectiveError, RingLink, type LogFn, type OpContext } from './link.js';
-import { addInto, divideBy } from './sum.js';
+import { addChunk, addInto, divideBy } from './sum.js';
 import { Op, WireDtype } from './wire.js';
 
 export type WireDtypeName = 'float32' | 'float16';
@@ -31,6 +31,20 @@ export interface ProcessGroup {
   close(): Promise<void>;
   /** payload bytes this rank has sent (headers excluded), for checks and benchmarks */
   readonly bytesSent: { allReduce: number; other: number };
+}
+
+/**
+ * Where an allReduce's time went on this rank (milliseconds, summed over calls), for bench:allreduce --profile:
+ * waiting for the predecessor's next message, summing, copying final values into the caller's array, handing
+ * messages to zeromq (queueing, or waiting for room under the high-water mark).
+ */
+export interface RingTiming {
+  calls: number;
+  recvWaitMs: number;
+  sumMs: number;
+  copyMs: number;
+  sendMs: number;
+  messages: number;
 }
 
 export interface GroupTuning {
@@ -55,10 +69,9 @@ export class SoloGroup implements ProcessGroup {
   async close(): Promise<void> {}
 }
 
-/** Float32Array over a received buffer; zeromq's buffers are normally 4-byte aligned, copy if one is not. */
-function f32View(b: Buffer): Float32Array {
-  if (b.byteOffset % 4 !== 0) return new Float32Array(new Uint8Array(b).buffer); // fresh, offset 0
-  return new Float32Array(b.buffer, b.byteOffset, b.length >>> 2);
+/** The bytes of a float array (received payloads are copied in byte-wise: zeromq's buffers may be unaligned). */
+function bytesOf(a: Float32Array): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 function u16View(b: Buffer): Uint16Array {
   if (b.byteOffset % 2 !== 0) return new Uint16Array(new Uint8Array(b).buffer);
@@ -72,6 +85,7 @@ export class RingGroup implements ProcessGroup {
   private closed = false;
   private busy = false;
   readonly bytesSent = { allReduce: 0, other: 0 };
+  readonly timing: RingTiming = { calls: 0, recvWaitMs: 0, sumMs: 0, copyMs: 0, sendMs: 0, messages: 0 };
 
   constructor(private readonly link: RingLink, env: WorkerEnv, private readonly t: GroupTuning) {
     this.rank = env.rank;
@@ -101,9 +115,18 @@ export class RingGroup implements ProcessGroup {
     }
   }
 
-  private send(kind: 'allReduce' | 'other', frames: [Buffer, Uint8Array], ctx: OpContext): Promise<void> {
+  private async send(kind: 'allReduce' | 'other', frames: [Buffer, Uint8Array], ctx: OpContext): Promise<void> {
     this.bytesSent[kind] += frames[1].byteLength;
-    return this.link.send(frames, ctx);
+    const t0 = performance.now();
+    await this.link.send(frames, ctx);
+    if (kind === 'allReduce') this.timing.sendMs += performance.now() - t0;
+  }
+  private async recvT(ctx: OpContext) {
+    const t0 = performance.now();
+    const r = await this.link.recv(ctx);
+    this.timing.recvWaitMs += performance.now() - t0;
+    this.timing.messages++;
+    return r;
   }
 
   private segment(n: number, j: number): [number, number] {
@@ -122,6 +145,7 @@ export class RingGroup implements ProcessGroup {
     const chunkElems = Math.max(1, Math.floor(this.t.chunkBytes / 4));
     let heardFrom = 0; // ring steps completed: ranks r-1 .. r-heardFrom have contributed
     const ctx = this.ctx('allReduce', () => Array.from({ length: N - 1 - Math.min(heardFrom, N - 1) }, (_, k) => (r + N - 1 - heardFrom - k) % N));
+    this.timing.calls++;
     await this.run(ctx, async () => {
       const mod = (x: number) => ((x % N) + N) % N;
       let msg = 0; // running message index within this collective, checked on receipt
@@ -144,9 +168,10 @@ export class RingGroup implements ProcessGroup {
         const [s0, s1] = this.segment(n, mod(r - step));
         for (let c = s0; c < s1; c += chunkElems) {
           const mine = buf.subarray(c, Math.min(s1, c + chunkElems));
-          const [h, payload] = await this.link.recv(ctx);
+          const [h, payload] = await this.recvT(ctx);
           this.link.expect(h, Op.reduceScatter, dtype, ctx.seq, rx++, mine.length * elemBytes, ctx);
-          let out: Float32Array | Uint16Array; // the view we computed in, whose bytes go on (a copy if payload was misaligned)
+          const ts = performance.now();
+          let out: Uint8Array | Uint16Array; // the view we computed in, whose bytes go on (a copy if payload was misaligned)
           if (half) {
             const wire = u16View(payload);
             out = wire;
@@ -161,14 +186,11 @@ export class RingGroup implements ProcessGroup {
             // the owner keeps exactly the (half-rounded) values that the others will receive
             if (last) decodeHalf(wire, mine);
           } else {
-            const acc = f32View(payload);
-            out = acc;
-            addInto(acc, mine);
-            if (last) {
-              if (op === 'mean') divideBy(acc, N);
-              mine.set(acc);
-            }
+            // summed in the received buffer (any alignment), which is then forwarded; the owner also keeps it
+            out = payload;
+            addChunk(payload, mine, last && op === 'mean' ? N : 1, last ? mine : undefined);
           }
+          this.timing.sumMs += performance.now() - ts;
           const next = last ? [Op.allGatherChunks, agTx++] : [Op.reduceScatter, msg++];
           await this.send('allReduce', [this.link.header(next[0], dtype, ctx.seq, next[1], payload.length), new Uint8Array(out.buffer, out.byteOffset, out.byteLength)], ctx);
         }
@@ -181,10 +203,12 @@ export class RingGroup implements ProcessGroup {
         const [s0, s1] = this.segment(n, mod(r + 1 - step));
         for (let c = s0; c < s1; c += chunkElems) {
           const mine = buf.subarray(c, Math.min(s1, c + chunkElems));
-          const [h, payload] = await this.link.recv(ctx);
+          const [h, payload] = await this.recvT(ctx);
           this.link.expect(h, Op.allGatherChunks, dtype, ctx.seq, agRx++, mine.length * elemBytes, ctx);
+          const tc = performance.now();
           if (half) decodeHalf(u16View(payload), mine);
-          else mine.set(f32View(payload));
+          else bytesOf(mine).set(payload);
+          this.timing.copyMs += performance.now() - tc;
           if (step < N - 1) await this.send('allReduce', [this.link.header(Op.allGatherChunks, dtype, ctx.seq, agTx++, payload.length), payload], ctx);
         }
         heardFrom = step;
@@ -215,7 +239,7 @@ export class RingGroup implements ProcessGroup {
         } else {
           const [h, payload] = await this.link.recv(ctx);
           this.link.expect(h, Op.broadcast, WireDtype.float32, ctx.seq, k, part.byteLength, ctx);
-          part.set(f32View(payload));
+          bytesOf(part).set(payload);
           if (forward) await this.send('other', [this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload], ctx);
         }
       }
