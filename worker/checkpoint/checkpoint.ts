@@ -64,20 +64,41 @@ function writeFileSynced(file: string, data: string | Uint8Array): void {
   }
 }
 
-/** Save model, optimizer and state into `dir`, replacing an older checkpoint there only once the new one is whole. */
+/** fsync a directory, so that the renames in it survive a power cut, not only a crash */
+function syncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+}
+
+/**
+ * Save model, optimizer and state into `dir`, replacing an older checkpoint there only once the new one is whole.
+ *
+ * POSIX cannot rename a directory over a non-empty one, so replacing takes two renames: the old copy moves to
+ * `<dir>.old`, then the new one into `<dir>`. A process killed between the two leaves only `<dir>.old`, which
+ * `resolveCheckpoint` falls back to, so some complete checkpoint is always there under the name.
+ */
 export async function saveCheckpoint(dir: string, model: HarDNet, opt: Momentum | undefined, state: TrainState): Promise<void> {
   const parent = path.dirname(dir);
+  const base = path.basename(dir);
   fs.mkdirSync(parent, { recursive: true });
-  const tmp = fs.mkdtempSync(path.join(parent, `.${path.basename(dir)}.tmp-`));
+  // temporary copies of saves that were killed earlier (this process writes one save at a time)
+  for (const n of fs.readdirSync(parent)) if (n.startsWith(`.${base}.tmp-`)) fs.rmSync(path.join(parent, n), { recursive: true, force: true });
+  const tmp = fs.mkdtempSync(path.join(parent, `.${base}.tmp-`));
+  const old = `${dir}.old`;
   try {
     const specs = await writeTensors(tmp, 'weights', new Map([...model.weights, ...model.buffers]));
     // the same weights.bin, described for tf.loadLayersModel
     writeFileSynced(path.join(tmp, 'model.json'), JSON.stringify(layersModelJson(model, specs, 'weights.bin')));
     if (opt) await writeTensors(tmp, 'optimizer', opt.velocities);
     writeFileSynced(path.join(tmp, 'state.json'), JSON.stringify(state, null, 1));
-    const old = `${dir}.old-${process.pid}`;
-    if (fs.existsSync(dir)) fs.renameSync(dir, old);
+    if (isCheckpoint(dir)) {
+      fs.rmSync(old, { recursive: true, force: true }); // <dir> is whole, so <dir>.old is redundant
+      fs.renameSync(dir, old);
+    } else {
+      fs.rmSync(dir, { recursive: true, force: true }); // never a complete checkpoint (older tool or by hand)
+    }
     fs.renameSync(tmp, dir);
+    syncDir(parent);
     fs.rmSync(old, { recursive: true, force: true });
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
@@ -89,9 +110,16 @@ export function isCheckpoint(dir: string): boolean {
   return fs.existsSync(path.join(dir, 'state.json')) && fs.existsSync(path.join(dir, 'weights.json'));
 }
 
+/** `dir` if it holds a complete checkpoint, else `<dir>.old` left by a save killed between its two renames. */
+export function resolveCheckpoint(dir: string): string | undefined {
+  if (isCheckpoint(dir)) return dir;
+  return isCheckpoint(`${dir}.old`) ? `${dir}.old` : undefined;
+}
+
 /** Load weights (and the optimizer's velocities when given) and return the saved state. */
-export function loadCheckpoint(dir: string, model: HarDNet, opt?: Momentum): TrainState {
-  if (!isCheckpoint(dir)) throw new Error(`checkpoint '${dir}' does not exist or is incomplete (no state.json/weights.json)`);
+export function loadCheckpoint(requested: string, model: HarDNet, opt?: Momentum): TrainState {
+  const dir = resolveCheckpoint(requested);
+  if (!dir) throw new Error(`checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`);
   const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as TrainState;
   loadCheckpointWeights(dir, model);
   if (opt && fs.existsSync(path.join(dir, 'optimizer.json'))) {
@@ -105,7 +133,9 @@ export function loadCheckpoint(dir: string, model: HarDNet, opt?: Momentum): Tra
 }
 
 /** Assign a checkpoint's weights to the model, checking every name and shape first. */
-export function loadCheckpointWeights(dir: string, model: HarDNet): void {
+export function loadCheckpointWeights(requested: string, model: HarDNet): void {
+  const dir = resolveCheckpoint(requested);
+  if (!dir) throw new Error(`checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`);
   const tensors = readTensors(dir, 'weights');
   try {
     const missing = model.specs.filter((s) => !tensors.has(s.name)).map((s) => s.name);
@@ -127,9 +157,9 @@ export function loadCheckpointWeights(dir: string, model: HarDNet): void {
 /** The complete checkpoint with the highest epoch number under `<root>` (`--resume auto`), if any. */
 export function latestCheckpoint(root: string): string | undefined {
   if (!fs.existsSync(root)) return undefined;
-  const epochs = fs.readdirSync(root)
-    .filter((n) => /^\d+$/.test(n) && isCheckpoint(path.join(root, n)))
+  const epochs = [...new Set(fs.readdirSync(root).map((n) => /^(\d+)(\.old)?$/.exec(n)?.[1]).filter((n) => n !== undefined))]
+    .filter((n) => resolveCheckpoint(path.join(root, n)))
     .map(Number)
     .sort((a, b) => b - a);
-  return epochs.length ? path.join(root, String(epochs[0])) : undefined;
+  return epochs.length ? resolveCheckpoint(path.join(root, String(epochs[0]))) : undefined;
 }

@@ -3,18 +3,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { HarDNet } from './hardnet.js';
 import { loadTorchWeights } from './weights.js';
-import { isCheckpoint, loadCheckpointWeights } from '../checkpoint/checkpoint.js';
+import { loadCheckpointWeights, resolveCheckpoint } from '../checkpoint/checkpoint.js';
 
 /**
  * Accepts an official PyTorch `.pth` (torch.save zip or legacy format) or a checkpoint directory of this tool
  * (`<model_save_dir>/<name>/<epoch>/` or `best_model/`, or its weights.json).
  */
 export async function loadPretrained(model: HarDNet, file: string): Promise<void> {
+  if (resolveCheckpoint(file)) return loadCheckpointWeights(file, model);
   if (!fs.existsSync(file)) throw new Error(`pretrained_model '${file}' does not exist`);
-  if (fs.statSync(file).isDirectory()) {
-    if (!isCheckpoint(file)) throw new Error(`pretrained_model '${file}' is a directory but not a checkpoint (no weights.json/state.json)`);
-    return loadCheckpointWeights(file, model);
-  }
+  if (fs.statSync(file).isDirectory()) throw new Error(`pretrained_model '${file}' is a directory but not a checkpoint (no weights.json/state.json)`);
   if (path.basename(file) === 'weights.json') return loadCheckpointWeights(path.dirname(file), model);
   return loadTorchWeights(model, file);
 }

@@ -22,7 +22,9 @@ export class Momentum {
       if (!p) throw new Error(`optimizer: gradient for unknown parameter '${name}'`);
       let v = this.velocities.get(name);
       if (!v) {
-        v = tf.variable(tf.zerosLike(p), false);
+        const zeros = tf.zerosLike(p);
+        v = tf.variable(zeros, false);
+        zeros.dispose();
         this.velocities.set(name, v);
       }
       const vel = v;
