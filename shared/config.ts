@@ -102,6 +102,11 @@ export interface TrainConfig {
   allreduce_dtype: AllreduceDtype;
   collective_timeout_s: number;
   metrics_file: string;
+  /**
+   * logits are divided by this before the cross-entropy. 1 is the official HarDNet; the PaddleClas reproduction
+   * trained with 0.5 (its logged loss reflects that): set 0.5 to compare losses with its logs. Accuracy is unaffected.
+   */
+  loss_temperature: number;
 }
 
 export interface LoadOptions {
@@ -116,7 +121,7 @@ const TOP_LEVEL_KEYS = [
   'mode', 'ARCHITECTURE', 'pretrained_model', 'model_save_dir', 'classes_num', 'total_images', 'save_interval',
   'validate', 'valid_interval', 'epochs', 'topk', 'image_shape', 'use_mix', 'ls_epsilon', 'checkpoints',
   'last_epoch', 'print_interval', 'use_gpu', 'LEARNING_RATE', 'OPTIMIZER', 'TRAIN', 'VALID',
-  'backend', 'seed', 'strict_data', 'allreduce_dtype', 'collective_timeout_s', 'metrics_file',
+  'backend', 'seed', 'strict_data', 'allreduce_dtype', 'collective_timeout_s', 'metrics_file', 'loss_temperature',
 ];
 const DATA_KEYS = ['batch_size', 'num_workers', 'file_list', 'data_dir', 'shuffle_seed', 'delimiter', 'transforms', 'mix'];
 const LR_PARAMS: Record<ScheduleName, string[]> = {
@@ -622,6 +627,7 @@ function validate(raw: Record<string, unknown>, source: string, opts: LoadOption
     allreduce_dtype: c.oneOf(raw.allreduce_dtype, 'allreduce_dtype', ['float32', 'float16'] as const, 'dtype', 'float32'),
     collective_timeout_s: c.num(raw.collective_timeout_s, 'collective_timeout_s', { def: 300, positive: true }),
     metrics_file: c.str(raw.metrics_file, 'metrics_file', path.join(modelSaveDir, name, 'metrics.jsonl')),
+    loss_temperature: c.num(raw.loss_temperature, 'loss_temperature', { def: 1, positive: true }),
   };
   if (cfg.topk > classes) c.fail('topk', `must be at most classes_num (${classes}), got ${cfg.topk}`);
   if (cfg.last_epoch >= epochs) c.fail('last_epoch', `resuming after epoch ${cfg.last_epoch} leaves nothing to train (epochs: ${epochs})`);

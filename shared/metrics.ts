@@ -40,9 +40,24 @@ export class MetricsError extends Error {}
 export class MetricsWriter {
   private fd: number | undefined;
 
-  /** `append`: keep the existing lines (a resumed run); otherwise the file starts empty. */
-  constructor(readonly file: string, opts: { append?: boolean } = {}) {
+  /**
+   * `append`: keep the existing lines (a resumed run); otherwise the file starts empty. With `keepUpToEpoch`, the
+   * kept lines are those of epochs up to it (what the checkpoint resumed from had seen), and a line cut off by a
+   * crash is dropped, so the appended records continue a well-formed file.
+   */
+  constructor(readonly file: string, opts: { append?: boolean; keepUpToEpoch?: number } = {}) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
+    if (opts.append && fs.existsSync(file)) {
+      const kept = fs.readFileSync(file, 'utf8').split('\n').filter((line) => {
+        try {
+          const r = JSON.parse(line) as MetricsRecord;
+          return opts.keepUpToEpoch === undefined || r.epoch <= opts.keepUpToEpoch;
+        } catch {
+          return false; // empty or cut off
+        }
+      });
+      fs.writeFileSync(file, kept.map((l) => `${l}\n`).join(''));
+    }
     this.fd = fs.openSync(file, opts.append ? 'a' : 'w');
   }
 

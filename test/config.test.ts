@@ -91,7 +91,7 @@ test('the built-in quickstart: HarDNet39ds on the bundled Fashion-MNIST markers'
   assert.equal(loadConfig(undefined, ['epochs=3'], quiet()).epochs, 3);
   const full = loadConfig(path.join(REPO_ROOT, 'configs/fashion_mnist_hardnet39ds.yaml'), [], { ...quiet(), worldSize: 2 });
   assert.equal(full.epochs, 5);
-  assert.equal(full.TRAIN?.batch_size, 256);
+  assert.equal(full.TRAIN?.batch_size, 128);
   assert.equal(isBuiltinDataset(full.TRAIN), false);
 });
 

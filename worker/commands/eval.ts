@@ -28,10 +28,10 @@ export async function evalCommand(o: EvalOptions): Promise<number> {
     const model = new HarDNet(cfg.ARCHITECTURE.name, cfg.classes_num, cfg.seed);
     await loadPretrained(model, cfg.pretrained_model);
     const v = await evaluate(model, loader, group, {
-      topk: cfg.topk, printInterval: cfg.print_interval,
-      onStep: (step, m) => log.info(validLine({ epoch: 0, step, ...m })),
+      topk: cfg.topk, printInterval: cfg.print_interval, temperature: cfg.loss_temperature,
+      onStep: (step, m) => log.info(validLine({ epoch: 0, step, ...m, topk: cfg.topk })),
     });
-    log.info(endLine({ epoch: 0, mode: 'valid', top1: v.top1, top5: v.top5, loss: v.loss, batchCost: v.batchCost, readerCost: v.readerCost, batchCostSum: v.seconds, ips: v.samples / env.worldSize / v.seconds }));
+    log.info(endLine({ epoch: 0, mode: 'valid', topk: cfg.topk, top1: v.top1, top5: v.top5, loss: v.loss, batchCost: v.batchCost, readerCost: v.readerCost, batchCostSum: v.seconds, ips: v.samples / env.worldSize / v.seconds }));
     model.dispose();
     return 0;
   } finally {

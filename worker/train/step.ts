@@ -12,6 +12,8 @@ export interface GradientOptions {
   /** dropout active (default true: this is training) */
   dropout?: boolean;
   seed?: number;
+  /** logits are divided by this before the loss (PaddleClas's HarDNet reproduction used 0.5); default 1 */
+  temperature?: number;
   /** mixup/cutmix: loss = lam * CE(labels) + (1 - lam) * CE(labelsB) */
   mix?: { labelsB: tf.Tensor1D; lam: number };
 }
@@ -39,9 +41,11 @@ export function computeGradients(model: HarDNet, images: tf.Tensor4D, labels: tf
     const out = model.forward(images, { training: true, dropout: opts.dropout ?? true, batchStats, seed: opts.seed });
     logits = tf.keep(out);
     const ls = opts.labelSmoothing ?? 0;
-    if (!opts.mix) return crossEntropy(out, labels, ls);
+    const t = opts.temperature ?? 1;
+    const z = t === 1 ? out : (tf.div(out, t) as tf.Tensor2D);
+    if (!opts.mix) return crossEntropy(z, labels, ls);
     const { labelsB, lam } = opts.mix;
-    return tf.add(tf.mul(crossEntropy(out, labels, ls), lam), tf.mul(crossEntropy(out, labelsB, ls), 1 - lam)) as tf.Scalar;
+    return tf.add(tf.mul(crossEntropy(z, labels, ls), lam), tf.mul(crossEntropy(z, labelsB, ls), 1 - lam)) as tf.Scalar;
   }, vars);
   // variableGrads keys gradients by the variables' unique tf names; re-key them by parameter name
   const byName = new Map<string, tf.Tensor>();

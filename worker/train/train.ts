@@ -44,6 +44,7 @@ export async function train(o: TrainOptions): Promise<number> {
     wireDtype: cfg.allreduce_dtype,
     log: (level, m) => log.log(level, m),
   });
+  const cleanup: (() => void)[] = [];
   try {
     // ---- data: this worker's shard of the global batch ------------------------------------------------------
     const loaderCtx = { rank: env.rank, worldSize: env.worldSize, seed, log: (m: string) => log.warn(m) };
@@ -83,13 +84,17 @@ export async function train(o: TrainOptions): Promise<number> {
     await group.broadcast(weights.flat, 0);
     weights.assignTo(model.weights);
     if (env.rank === 0) saveConfig(cfg, runDir);
-    const metrics = env.rank === 0 ? new MetricsWriter(cfg.metrics_file || path.join(runDir, 'metrics.jsonl'), { append: Boolean(resumeDir) }) : undefined;
+    // a resumed run keeps the records up to its checkpoint and drops what the interrupted run wrote after it
+    const metrics = env.rank === 0
+      ? new MetricsWriter(cfg.metrics_file || path.join(runDir, 'metrics.jsonl'), resumeDir ? { append: true, keepUpToEpoch: state.epoch } : {})
+      : undefined;
     const grads = new GradientBuffer(model.weights);
     const mix = cfg.use_mix ? mixOperatorFromConfig(cfg.TRAIN.mix) : undefined;
     // the launcher's first Ctrl-C reaches the workers as SIGINT: finish the step, then stop together
     let stopRequested = false;
     const onStop = (sig: NodeJS.Signals) => { stopRequested = true; log.warn(`${sig} received: stopping after this step`); };
     process.once('SIGINT', onStop);
+    cleanup.push(() => process.off('SIGINT', onStop));
     const perWorkerBatch = Math.floor(cfg.TRAIN.batch_size / env.worldSize);
 
     // ---- the epochs -----------------------------------------------------------------------------------------
@@ -114,6 +119,7 @@ export async function train(o: TrainOptions): Promise<number> {
           labelSmoothing: cfg.ls_epsilon >= 0 && cfg.ls_epsilon <= 1 ? cfg.ls_epsilon : 0,
           seed: mixSeed(seed, state.iteration),
           mix: mixed && { labelsB: yB!, lam: mixed.lam },
+          temperature: cfg.loss_temperature,
         });
         const [loss] = await r.loss.data();
         await grads.gather(r.grads);
@@ -131,6 +137,7 @@ export async function train(o: TrainOptions): Promise<number> {
         model.updateBatchNormStats(r.batchStats);
         const correct = await topkCorrect(r.logits, batch.labels, cfg.topk);
         tf.dispose([x, y, ...(yB ? [yB] : []), r.loss, r.logits, ...r.grads.values(), ...reduced.values()]);
+        batch.release(); // the loader reuses the buffer (the tensors that wrapped it are gone)
         const optimizerS = since(t);
 
         // bookkeeping, as PaddleClas does it: running means reset after the first 10 steps
@@ -141,7 +148,7 @@ export async function train(o: TrainOptions): Promise<number> {
         const n = batch.labels.length;
         // with mixup/cutmix the batch has two targets: PaddleClas logs no train accuracy then
         const figures = {
-          epoch, step, top1: mix ? undefined : correct.top1 / n, top5: mix ? undefined : correct.topk / n, loss, lr,
+          epoch, step, top1: mix ? undefined : correct.top1 / n, top5: mix ? undefined : correct.topk / n, loss, lr, topk: cfg.topk,
           batchCost: batchCost.mean, readerCost: readerCost.mean, ips: n / Math.max(batchCost.mean, 1e-9),
         };
         epochMeans.top1.add(correct.top1 / n); epochMeans.top5.add(correct.topk / n); epochMeans.loss.add(loss);
@@ -165,7 +172,7 @@ export async function train(o: TrainOptions): Promise<number> {
       }
       const epochS = since(epochStart);
       const trainEnd = {
-        epoch, mode: 'train' as const, top1: mix ? undefined : epochMeans.top1.mean, top5: mix ? undefined : epochMeans.top5.mean, loss: epochMeans.loss.mean,
+        epoch, mode: 'train' as const, topk: cfg.topk, top1: mix ? undefined : epochMeans.top1.mean, top5: mix ? undefined : epochMeans.top5.mean, loss: epochMeans.loss.mean,
         batchCost: batchCost.mean, readerCost: readerCost.mean, batchCostSum: epochS, ips: (step * perWorkerBatch) / epochS,
       };
       log.info(endLine(trainEnd));
@@ -176,13 +183,15 @@ export async function train(o: TrainOptions): Promise<number> {
       // ---- validation: metrics summed over all workers --------------------------------------------------
       state.epoch = epoch;
       let isBest = false;
-      if (validLoader && cfg.validate && (epoch + 1) % cfg.valid_interval === 0) {
+      // PaddleClas validates and saves when epoch_id % interval == 0 (epochs 0, k, 2k, ...); the last epoch is
+      // always saved too, so that a finished run can be resumed or evaluated
+      if (validLoader && cfg.validate && epoch % cfg.valid_interval === 0) {
         validLoader.setEpoch(epoch);
         const v = await evaluate(model, validLoader, group, {
-          topk: cfg.topk, printInterval: cfg.print_interval,
-          onStep: (s, m) => log.info(validLine({ epoch, step: s, ...m })),
+          topk: cfg.topk, printInterval: cfg.print_interval, temperature: cfg.loss_temperature,
+          onStep: (s, m) => log.info(validLine({ epoch, step: s, ...m, topk: cfg.topk })),
         });
-        log.info(endLine({ epoch, mode: 'valid', top1: v.top1, top5: v.top5, loss: v.loss, batchCost: v.batchCost, readerCost: v.readerCost, batchCostSum: v.seconds, ips: v.samples / env.worldSize / v.seconds }));
+        log.info(endLine({ epoch, mode: 'valid', topk: cfg.topk, top1: v.top1, top5: v.top5, loss: v.loss, batchCost: v.batchCost, readerCost: v.readerCost, batchCostSum: v.seconds, ips: v.samples / env.worldSize / v.seconds }));
         metrics?.write({ mode: 'valid', end: true, epoch, step: state.iteration, top1: v.top1, top5: v.top5, loss: v.loss, lr: 0, batch_cost: v.batchCost, reader_cost: v.readerCost, ips: v.samples / env.worldSize / v.seconds });
         if (v.top1 > state.bestTop1) { state.bestTop1 = v.top1; state.bestEpoch = epoch; isBest = true; }
         log.info(bestLine(state.bestTop1, state.bestEpoch));
@@ -191,7 +200,7 @@ export async function train(o: TrainOptions): Promise<number> {
       // ---- checkpoints (rank 0), then everyone moves on together ---------------------------------------
       if (env.rank === 0) {
         if (isBest) await saveCheckpoint(path.join(runDir, 'best_model'), model, opt, state);
-        if ((epoch + 1) % cfg.save_interval === 0 || epoch === cfg.epochs - 1) await saveCheckpoint(path.join(runDir, String(epoch)), model, opt, state);
+        if (epoch % cfg.save_interval === 0 || epoch === cfg.epochs - 1) await saveCheckpoint(path.join(runDir, String(epoch)), model, opt, state);
       }
       await group.barrier();
     }
@@ -200,6 +209,7 @@ export async function train(o: TrainOptions): Promise<number> {
     model.dispose();
     return 0;
   } finally {
+    for (const f of cleanup) f();
     await group.close();
   }
 }
