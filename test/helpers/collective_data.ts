@@ -7,9 +7,11 @@ export function value(rank: number, size: number, i: number): number {
   x = Math.imul(x, 0x7feb352d) >>> 0;
   x ^= x >>> 15;
   const mant = (x & 0xffff) / 0x10000 - 0.5; // [-0.5, 0.5)
-  const exp = ((x >>> 16) % 9) - 4; // -4..4
-  return Math.fround(mant * 2 ** (exp + 1));
+  return Math.fround(mant * SCALE[(x >>> 16) % 9]);
 }
+
+/** 2^(exp + 1) for exp = -4..4, looked up: `**` made filling 17.6M floats take seconds */
+const SCALE = Array.from({ length: 9 }, (_, k) => 2 ** (k - 4 + 1));
 
 export function fill(buf: Float32Array, rank: number): void {
   for (let i = 0; i < buf.length; i++) buf[i] = value(rank, buf.length, i);
