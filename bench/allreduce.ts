@@ -10,6 +10,7 @@ import { Command } from 'commander';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnGroup } from '../test/helpers/spawn_group.js';
+import { addChunk } from '../worker/collectives/sum.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const workerScript = path.join(here, '..', 'test', 'helpers', 'collective_worker.js');
@@ -36,9 +37,11 @@ async function main(): Promise<void> {
     .option('--chunk <bytes>', 'ring chunk size', '1MiB')
     .option('--security <m>', 'curve or plain (default: plain on ipc, curve on tcp)')
     .option('--profile', 'also print, per rank and op (mean over ranks): CPU ms of all threads (user/sys), minor page faults, and the main thread split: waiting to receive, summing, copying out, queueing sends')
+    .option('--kernels', 'instead: the ring\'s sum on its own, JS loop vs WebAssembly SIMD, over 17.6M floats in 1 MiB chunks')
     .option('--json', 'one JSON object per line')
     .parse();
   const o = cli.opts();
+  if (o.kernels) return kernels(Number(o.reps));
   if (o.transport !== 'ipc' && o.transport !== 'tcp') throw new Error(`--transport must be ipc or tcp, not ${o.transport}`);
   if (o.dtype !== 'float32' && o.dtype !== 'float16') throw new Error(`--dtype must be float32 or float16, not ${o.dtype}`);
   const nps = String(o.np).split(',').map((s) => { const n = Number(s); if (!Number.isInteger(n) || n < 1) throw new Error(`--np: ${s} is not a positive integer`); return n; });
@@ -69,6 +72,44 @@ async function main(): Promise<void> {
         }
       }
     }
+  }
+}
+
+/** The unrolled JS loop the ring used before the SIMD kernel, for comparison. */
+function jsAddInto(acc: Float32Array, src: Float32Array): void {
+  const n = acc.length;
+  let i = 0;
+  for (const end = n - (n & 3); i < end; i += 4) {
+    acc[i] += src[i]; acc[i + 1] += src[i + 1]; acc[i + 2] += src[i + 2]; acc[i + 3] += src[i + 3];
+  }
+  for (; i < n; i++) acc[i] += src[i];
+}
+
+/**
+ * Sum 17.6M floats the way a ring step does: a 1 MiB received chunk (the accumulator) plus the matching part of
+ * the caller's 70 MB array, chunk after chunk, interleaving the two kernels rep by rep so both see the same load.
+ */
+function kernels(reps: number): void {
+  const n = 17_600_000;
+  const chunk = 1 << 18;
+  const mine = new Float32Array(n).fill(0.5);
+  const rx = Array.from({ length: 8 }, () => Buffer.alloc(chunk * 4 + 1).subarray(1)); // odd offset, as zeromq may give
+  const acc = rx.map((b) => new Float32Array(chunk)); // the JS loop needs an aligned view: its own buffers
+  const times: Record<string, number[]> = { js: [], simd: [] };
+  for (let rep = 0; rep < reps + 1; rep++) {
+    for (const name of ['js', 'simd'] as const) {
+      const t0 = performance.now();
+      for (let c = 0, k = 0; c < n; c += chunk, k++) {
+        const part = mine.subarray(c, Math.min(n, c + chunk));
+        if (name === 'js') jsAddInto(acc[k & 7].subarray(0, part.length), part);
+        else addChunk(rx[k & 7].subarray(0, part.length * 4), part);
+      }
+      if (rep > 0) times[name].push(performance.now() - t0);
+    }
+  }
+  for (const [name, t] of Object.entries(times)) {
+    const m = median(t);
+    console.log(`${name.padEnd(5)} ${m.toFixed(2).padStart(7)} ms for ${n} floats = ${((m * 1e6) / n).toFixed(3)} ns/element (median of ${reps})`);
   }
 }
 

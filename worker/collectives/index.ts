@@ -10,6 +10,8 @@ import { readJobSecret, SecretError } from './secret.js';
 export type { ProcessGroup, WireDtypeName } from './process_group.js';
 export { CollectiveError, type SecurityMechanism } from './link.js';
 export { makeJobSecret, readJobSecret, SecretError } from './secret.js';
+export { COLLECTIVE_MALLOC_TUNABLES, withCollectiveMallocTunables } from './malloc_tunables.js';
+export type { RingTiming } from './process_group.js';
 
 export interface ProcessGroupOptions {
   /** the job secret; read from env.secretFd when absent */
