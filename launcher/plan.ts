@@ -3,6 +3,7 @@
  * Everything here is a pure function of the options, the environment and a few facts about the machine (GPU
  * list, local addresses) that the caller passes in, so every rule can be tested without a GPU or a cluster.
  */
+import { withCollectiveMallocTunables } from '../worker/collectives/malloc_tunables.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
@@ -333,6 +334,8 @@ export function workerProcessEnv(
   const env: NodeJS.ProcessEnv = { ...parent, ...formatWorkerEnv({ ...slot.env, restartCount, secretFd }) };
   // An inherited HARDNET_SECRET_FD (a launch inside a launch) would point the worker at the wrong pipe.
   if (secretFd === undefined) delete env.HARDNET_SECRET_FD;
+  // malloc settings that keep ZeroMQ's receive buffers' pages mapped; glibc reads them only at process start
+  env.GLIBC_TUNABLES = withCollectiveMallocTunables(parent.GLIBC_TUNABLES);
   if (slot.gpu !== undefined) {
     env.CUDA_VISIBLE_DEVICES = slot.gpu;
     env.CUDA_DEVICE_ORDER = 'PCI_BUS_ID';
