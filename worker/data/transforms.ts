@@ -13,6 +13,7 @@
  * Interpolation: OpenCV's INTER_LINEAR there, libvips' linear kernel here; on downscaling libvips also
  * anti-aliases, so pixel values agree within interpolation tolerance, while crop boxes and sizes are exact.
  */
+import { headerImageSize } from './header.js';
 import * as fs from 'node:fs/promises';
 import sharp from 'sharp';
 import { Mulberry32, mixSeed, type Rng } from '../../shared/rng.js';
@@ -75,6 +76,8 @@ type Img = PendingImage | RawImage | FloatImage;
 export class TransformError extends Error {}
 
 async function decodePending(input: Buffer, file: string): Promise<PendingImage> {
+  const fromHeader = headerImageSize(input);
+  if (fromHeader) return { kind: 'pending', input, path: file, ...fromHeader };
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>["metadata"]>>;
   try {
     meta = await sharp(input).metadata();
