@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from '../worker/backend/select.js';
+import { assertClose, onBoth } from './helpers/wasm_vs_cpu.js';
 import { WASM_TRAINING_KERNELS } from '../worker/backend/wasm_kernels/index.js';
 
 type Pad = [[number, number], [number, number], [number, number], [number, number]];
@@ -13,31 +14,6 @@ const symmetric = (p: number): Pad => [[0, 0], [p, p], [p, p], [0, 0]];
 before(async () => {
   await selectBackend('wasm', { gpuAssigned: false, log: () => {} });
 });
-
-/** Runs fn on wasm and on cpu (same input values) and returns both results' values. */
-function onBoth(fn: () => tf.Tensor | tf.Tensor[]): Float32Array[][] {
-  const results: Float32Array[][] = [];
-  for (const name of ['wasm', 'cpu']) {
-    tf.setBackend(name);
-    const out = tf.tidy(fn);
-    const list = Array.isArray(out) ? out : [out];
-    results.push(list.map((t) => t.dataSync() as Float32Array)); // outside tidy: dataSync in tidy is slow on wasm
-    tf.dispose(list);
-  }
-  tf.setBackend('wasm');
-  return results;
-}
-
-function assertClose(actual: Float32Array, expected: Float32Array, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let maxDiff = 0, scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  assert.ok(scale > 0, `${what}: reference is all zeros, the case tests nothing`);
-  assert.ok(maxDiff <= 1e-5 * scale + 1e-6, `${what}: max |wasm - cpu| = ${maxDiff} (max |cpu| = ${scale})`);
-}
 
 /** Deterministic inputs: the same values must reach both backends. */
 const input = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed);

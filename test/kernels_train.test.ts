@@ -5,37 +5,13 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from '../worker/backend/select.js';
+import { assertClose, onBoth } from './helpers/wasm_vs_cpu.js';
 import { batchNormTrain } from '../worker/model/batchnorm.js';
 import { BATCH_NORM_GRAD, BATCH_NORM_TRAIN } from '../worker/backend/wasm_kernels/batchnorm_train.js';
 
 before(async () => {
   await selectBackend('wasm', { gpuAssigned: false, log: () => {} });
 });
-
-/** Runs fn on wasm and on cpu (same input values) and returns both results' values. */
-function onBoth(fn: () => tf.Tensor | tf.Tensor[]): [Float32Array[], Float32Array[]] {
-  const results: Float32Array[][] = [];
-  for (const name of ['wasm', 'cpu']) {
-    tf.setBackend(name);
-    const out = tf.tidy(fn);
-    const list = Array.isArray(out) ? out : [out];
-    results.push(list.map((t) => Float32Array.from(t.dataSync()))); // outside tidy: dataSync in tidy is slow on wasm
-    tf.dispose(list);
-  }
-  tf.setBackend('wasm');
-  return results as [Float32Array[], Float32Array[]];
-}
-
-function assertClose(actual: Float32Array, expected: Float32Array, what: string, tol = 1e-5): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  let maxDiff = 0, scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i]! - expected[i]!));
-    scale = Math.max(scale, Math.abs(expected[i]!));
-  }
-  assert.ok(scale > 0, `${what}: reference is all zeros, the case tests nothing`);
-  assert.ok(maxDiff <= tol * scale + 1e-6, `${what}: max |wasm - cpu| = ${maxDiff} (max |cpu| = ${scale})`);
-}
 
 const input = (shape: number[], seed: number, mean = 0, std = 1) => tf.randomNormal(shape, mean, std, 'float32', seed);
 
