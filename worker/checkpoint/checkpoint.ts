@@ -56,8 +56,7 @@ function readTensors(dir: string, base: string): Map<string, tf.Tensor> {
 function writeFileSynced(file: string, data: string | Uint8Array): void {
   const fd = fs.openSync(file, 'w');
   try {
-    if (typeof data === 'string') fs.writeSync(fd, data);
-    else fs.writeSync(fd, data);
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);

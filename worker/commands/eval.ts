@@ -4,13 +4,13 @@
  */
 import { readWorkerEnv } from '../../shared/env.js';
 import { loadConfig } from '../../shared/config.js';
-import { createWorkerLogger, validLine, endLine } from '../../shared/log_format.js';
+import { createWorkerLogger, validLine } from '../../shared/log_format.js';
 import { mixSeed } from '../../shared/rng.js';
 import { selectBackend } from '../backend/select.js';
 import { createProcessGroup } from '../collectives/index.js';
 import { HarDNet } from '../model/hardnet.js';
 import { loadPretrained } from '../model/pretrained.js';
-import { evaluate } from '../train/evaluate.js';
+import { evaluate, validEndLine } from '../train/evaluate.js';
 import { buildLoader } from '../train/data.js';
 
 export interface EvalOptions { config?: string; override: string[] }
@@ -31,7 +31,7 @@ export async function evalCommand(o: EvalOptions): Promise<number> {
       topk: cfg.topk, printInterval: cfg.print_interval, temperature: cfg.loss_temperature,
       onStep: (step, m) => log.info(validLine({ epoch: 0, step, ...m, topk: cfg.topk })),
     });
-    log.info(endLine({ epoch: 0, mode: 'valid', topk: cfg.topk, top1: v.top1, top5: v.top5, loss: v.loss, batchCost: v.batchCost, readerCost: v.readerCost, batchCostSum: v.seconds, ips: v.samples / env.worldSize / v.seconds }));
+    log.info(validEndLine(0, v, cfg.topk, env.worldSize));
     model.dispose();
     return 0;
   } finally {

@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { HarDNet } from '../model/hardnet.js';
 import type { DataLoader } from '../data/loader.js';
 import type { ProcessGroup } from '../collectives/index.js';
+import { endLine } from '../../shared/log_format.js';
 import { crossEntropy } from './step.js';
 import { RunningMean, since, topkCorrect } from './metrics.js';
 
@@ -64,4 +65,12 @@ export async function evaluate(model: HarDNet, loader: DataLoader, group: Proces
     top1: totals[0] / samples, top5: totals[1] / samples, loss: totals[2] / samples, samples,
     batchCost: batchCost.mean, readerCost: readerCost.mean, seconds: since(start),
   };
+}
+
+/** PaddleClas's END line of a validation pass; ips is per worker, as on the step lines. */
+export function validEndLine(epoch: number, v: EvalResult, topk: number, worldSize: number): string {
+  return endLine({
+    epoch, mode: 'valid', topk, top1: v.top1, top5: v.top5, loss: v.loss,
+    batchCost: v.batchCost, readerCost: v.readerCost, batchCostSum: v.seconds, ips: v.samples / worldSize / v.seconds,
+  });
 }

@@ -22,7 +22,7 @@ import { makeSchedule, stepsPerEpochOf } from '../optim/lr.js';
 import { loadCheckpoint, saveCheckpoint, latestCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';
 import { computeGradients } from './step.js';
 import { GradientBuffer } from './grads.js';
-import { evaluate } from './evaluate.js';
+import { evaluate, validEndLine } from './evaluate.js';
 import { RunningMean, since, topkCorrect } from './metrics.js';
 import { buildLoader } from './data.js';
 
@@ -191,7 +191,7 @@ export async function train(o: TrainOptions): Promise<number> {
           topk: cfg.topk, printInterval: cfg.print_interval, temperature: cfg.loss_temperature,
           onStep: (s, m) => log.info(validLine({ epoch, step: s, ...m, topk: cfg.topk })),
         });
-        log.info(endLine({ epoch, mode: 'valid', topk: cfg.topk, top1: v.top1, top5: v.top5, loss: v.loss, batchCost: v.batchCost, readerCost: v.readerCost, batchCostSum: v.seconds, ips: v.samples / env.worldSize / v.seconds }));
+        log.info(validEndLine(epoch, v, cfg.topk, env.worldSize));
         metrics?.write({ mode: 'valid', end: true, epoch, step: state.iteration, top1: v.top1, top5: v.top5, loss: v.loss, lr: 0, batch_cost: v.batchCost, reader_cost: v.readerCost, ips: v.samples / env.worldSize / v.seconds });
         if (v.top1 > state.bestTop1) { state.bestTop1 = v.top1; state.bestEpoch = epoch; isBest = true; }
         log.info(bestLine(state.bestTop1, state.bestEpoch));
