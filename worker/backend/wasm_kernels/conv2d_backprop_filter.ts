@@ -4,7 +4,7 @@ import { backend_util, Conv2DBackpropFilter, type Conv2DBackpropFilterAttrs, typ
   type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { copyIn, copyOut, kernelModule, layoutRegions } from './module.js';
-import { checkConvInfo, checkShape, heapFloats, requireInput } from './tensors.js';
+import { checkConvInfo, checkShape, heapFloats, requireInput, sizeOf } from './tensors.js';
 
 function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
   const backend = args.backend as BackendWasm;
@@ -16,9 +16,9 @@ function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unkno
   checkConvInfo(info, Conv2DBackpropFilter);
   checkShape(dy.shape, info.outShape, Conv2DBackpropFilter, 'dy');
   const k = kernelModule();
-  const xSize = x.shape.reduce((a, b) => a * b, 1);
-  const dySize = dy.shape.reduce((a, b) => a * b, 1);
-  const dwSize = filterShape.reduce((a, b) => a * b, 1);
+  const xSize = sizeOf(x.shape);
+  const dySize = sizeOf(dy.shape);
+  const dwSize = sizeOf(filterShape);
   const [xOff, dyOff, dwOff, scratch] = layoutRegions(
     [xSize * 4, dySize * 4, dwSize * 4, k.conv_backprop_filter_scratch_bytes(info.outChannels)]);
   copyIn(xOff, heapFloats(backend, x, Conv2DBackpropFilter, 'x'));

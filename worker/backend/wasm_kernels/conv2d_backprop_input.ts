@@ -5,7 +5,7 @@ import { backend_util, Conv2DBackpropInput, type Conv2DBackpropInputAttrs, type 
   type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { copyIn, copyOut, kernelModule, layoutRegions } from './module.js';
-import { checkConvInfo, checkShape, heapFloats, requireInput } from './tensors.js';
+import { checkConvInfo, checkShape, heapFloats, requireInput, sizeOf } from './tensors.js';
 
 function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
   const backend = args.backend as BackendWasm;
@@ -17,9 +17,9 @@ function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknow
   checkConvInfo(info, Conv2DBackpropInput);
   checkShape(dy.shape, info.outShape, Conv2DBackpropInput, 'dy');
   const k = kernelModule();
-  const dySize = dy.shape.reduce((a, b) => a * b, 1);
-  const wSize = filter.shape.reduce((a, b) => a * b, 1);
-  const dxSize = inputShape.reduce((a, b) => a * b, 1);
+  const dySize = sizeOf(dy.shape);
+  const wSize = sizeOf(filter.shape);
+  const dxSize = sizeOf(inputShape);
   const kDim = info.filterHeight * info.filterWidth * info.inChannels;
   const [dyOff, wOff, dxOff, scratch] = layoutRegions(
     [dySize * 4, wSize * 4, dxSize * 4, k.conv_backprop_input_scratch_bytes(kDim, info.outChannels)]);

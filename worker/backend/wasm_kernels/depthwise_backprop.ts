@@ -6,7 +6,7 @@ import { backend_util, DepthwiseConv2dNativeBackpropFilter, type DepthwiseConv2d
   type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { copyIn, copyOut, kernelModule, layoutRegions } from './module.js';
-import { checkConvInfo, checkShape, heapFloats, requireInput } from './tensors.js';
+import { checkConvInfo, checkShape, heapFloats, requireInput, sizeOf } from './tensors.js';
 
 type Shape4 = [number, number, number, number];
 type KernelArgs = { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown };
@@ -22,7 +22,6 @@ function depthwiseInfo(kernel: string, inShape: Shape4, filterShape: Shape4,
   return info;
 }
 
-const size = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 function depthwiseBackpropInput(args: KernelArgs): TensorInfo {
   const backend = args.backend as BackendWasm;
@@ -33,7 +32,7 @@ function depthwiseBackpropInput(args: KernelArgs): TensorInfo {
   const info = depthwiseInfo(kernel, attrs.inputShape, filter.shape as Shape4, attrs);
   checkShape(dy.shape, info.outShape, kernel, 'dy');
   const k = kernelModule();
-  const [dyOff, wOff, dxOff] = layoutRegions([size(dy.shape) * 4, size(filter.shape) * 4, size(attrs.inputShape) * 4]);
+  const [dyOff, wOff, dxOff] = layoutRegions([sizeOf(dy.shape) * 4, sizeOf(filter.shape) * 4, sizeOf(attrs.inputShape) * 4]);
   copyIn(dyOff, heapFloats(backend, dy, kernel, 'dy'));
   copyIn(wOff, heapFloats(backend, filter, kernel, 'filter'));
   k.depthwise_backprop_input(dyOff, wOff, dxOff, info.batchSize, info.inHeight, info.inWidth, info.inChannels,
@@ -53,7 +52,7 @@ function depthwiseBackpropFilter(args: KernelArgs): TensorInfo {
   const info = depthwiseInfo(kernel, x.shape as Shape4, attrs.filterShape, attrs);
   checkShape(dy.shape, info.outShape, kernel, 'dy');
   const k = kernelModule();
-  const [xOff, dyOff, dwOff] = layoutRegions([size(x.shape) * 4, size(dy.shape) * 4, size(attrs.filterShape) * 4]);
+  const [xOff, dyOff, dwOff] = layoutRegions([sizeOf(x.shape) * 4, sizeOf(dy.shape) * 4, sizeOf(attrs.filterShape) * 4]);
   copyIn(xOff, heapFloats(backend, x, kernel, 'x'));
   copyIn(dyOff, heapFloats(backend, dy, kernel, 'dy'));
   k.depthwise_backprop_filter(xOff, dyOff, dwOff, info.batchSize, info.inHeight, info.inWidth, info.inChannels,
