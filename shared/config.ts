@@ -58,6 +58,11 @@ export interface DataConfig {
   delimiter: string;
   transforms: TransformOp[];
   mix?: MixOp[];
+  /**
+   * Not in PaddleClas: MiB of decoded images (after DecodeImage + ResizeImage/CropImage) each worker keeps
+   * between epochs, so small images are decoded once per run instead of once per epoch. 0 turns it off.
+   */
+  decode_cache_mb: number;
 }
 
 /** Everything the training loop reads, with PaddleClas's key names and defaults applied. */
@@ -123,7 +128,9 @@ const TOP_LEVEL_KEYS = [
   'last_epoch', 'print_interval', 'use_gpu', 'LEARNING_RATE', 'OPTIMIZER', 'TRAIN', 'VALID',
   'backend', 'seed', 'strict_data', 'allreduce_dtype', 'collective_timeout_s', 'metrics_file', 'loss_temperature',
 ];
-const DATA_KEYS = ['batch_size', 'num_workers', 'file_list', 'data_dir', 'shuffle_seed', 'delimiter', 'transforms', 'mix'];
+const DATA_KEYS = ['batch_size', 'num_workers', 'file_list', 'data_dir', 'shuffle_seed', 'delimiter', 'transforms', 'mix', 'decode_cache_mb'];
+/** default decode_cache_mb: Fashion-MNIST or CIFAR at 32x32 fit (184 / 154 MB); large images simply are not kept */
+export const DEFAULT_DECODE_CACHE_MB = 256;
 const LR_PARAMS: Record<ScheduleName, string[]> = {
   Cosine: ['lr'],
   CosineWarmup: ['lr', 'warmup_epoch'],
@@ -556,6 +563,7 @@ function checkData(c: Checker, raw: unknown, section: 'TRAIN' | 'VALID', worldSi
     data_dir: c.str(m.data_dir, `${section}.data_dir`, ''),
     delimiter: c.str(m.delimiter, `${section}.delimiter`, ' '),
     transforms: checkOps<TransformOp>(c, m.transforms, `${section}.transforms`),
+    decode_cache_mb: c.num(m.decode_cache_mb, `${section}.decode_cache_mb`, { def: DEFAULT_DECODE_CACHE_MB, min: 0 }),
   };
   if (out.delimiter === '') c.fail(`${section}.delimiter`, 'must not be empty');
   if (m.shuffle_seed !== undefined && m.shuffle_seed !== null) out.shuffle_seed = c.int(m.shuffle_seed, `${section}.shuffle_seed`, 0);

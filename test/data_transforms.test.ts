@@ -10,6 +10,7 @@ import {
 } from '../worker/data/transforms.js';
 import { applyOp, autocontrast, equalize } from '../worker/data/autoaugment.js';
 import type { RawImage } from '../worker/data/image.js';
+import { DecodeCache } from '../worker/data/decode_cache.js';
 
 const FIX = path.resolve('test/fixtures/images');
 const fx = (f: string) => path.join(FIX, f);
@@ -194,6 +195,38 @@ test('RandFlipImage mirrors about half of the time; NormalizeImage and ToCHWImag
   const nhwc = toNHWCBatch([chw, chw]);
   assert.deepEqual(nhwc.shape, [2, 30, 40, 3]);
   assert.equal(nhwc.data[1200 * 3 + (29 * 40 + 39) * 3 + 2], chw.data[2 * 1200 + 29 * 40 + 39]);
+});
+
+test('the decode cache: a cached sample gives exactly the uncached pixels, flips included; the budget bounds it', async () => {
+  const ops = [{ DecodeImage: {} }, { ResizeImage: { size: 32 } }, { RandFlipImage: { flip_code: 1 } }, IDENTITY];
+  const cache = new DecodeCache(1 << 20);
+  const cached = buildTransforms(ops, { seed: 3, cache });
+  const plain = buildTransforms(ops, { seed: 3 });
+  const files = [coords, fx('rgba.png'), fx('grey.png')];
+  for (let epoch = 0; epoch < 3; epoch++) {
+    for (const f of files) {
+      for (let s = 0; s < 4; s++) {
+        const want = await plain({ path: f }, epoch * 10 + s);
+        const got = await cached({ path: f }, epoch * 10 + s);
+        assert.deepEqual(got.shape, want.shape);
+        assert.deepEqual(got.data, want.data, `${path.basename(f)}, call ${epoch * 10 + s}`);
+      }
+    }
+  }
+  assert.equal(cache.size, 3);
+  assert.equal(cache.bytes, 3 * 32 * 32 * 3);
+  assert.equal(cache.misses, 3);
+  assert.equal(cache.hits, 3 * 3 * 4 - 3);
+  // a budget of two images keeps two and decodes the third every time
+  const small = new DecodeCache(2 * 32 * 32 * 3);
+  const fn = buildTransforms(ops, { seed: 3, cache: small });
+  for (let k = 0; k < 2; k++) for (const f of files) await fn({ path: f });
+  assert.equal(small.size, 2);
+  assert.equal(small.misses, 4);
+  // a list whose first op after DecodeImage is random is never cached (its decoded images have no fixed size)
+  const none = new DecodeCache(1 << 20);
+  await buildTransforms([{ DecodeImage: {} }, { RandCropImage: { size: 16 } }, IDENTITY], { cache: none })({ path: coords });
+  assert.equal(none.size + none.misses + none.hits, 0);
 });
 
 test('NormalizeImage.scale strings are evaluated like PaddleClas', () => {

@@ -15,6 +15,7 @@ import sharp from 'sharp';
 import { Mulberry32, mixSeed } from '../../shared/rng.js';
 import type { Sample } from './dataset.js';
 import { loadFileList, shuffleLines } from './dataset.js';
+import { DecodeCache } from './decode_cache.js';
 import { DistributedBatchSampler } from './sampler.js';
 import { buildTransforms, type PaddleTransformOp, type TransformFn, type TransformOutput } from './transforms.js';
 
@@ -53,6 +54,8 @@ export interface DataLoaderOptions {
   seed?: number;
   /** a bad sample is an error instead of being replaced */
   strictData?: boolean;
+  /** bytes of decoded images kept between epochs (decode_cache.ts); 0 or absent: none */
+  decodeCacheBytes?: number;
   /** where warnings go (default console.warn) */
   log?: (message: string) => void;
 }
@@ -93,13 +96,16 @@ export class DataLoader implements AsyncIterable<Batch> {
   badSamples = 0;
   /** bad samples replaced since the loader was created */
   badSamplesTotal = 0;
+  /** decoded images kept between epochs, when enabled */
+  readonly decodeCache: DecodeCache | undefined;
   /** released batch buffers, by length */
   private readonly spare: Float32Array[] = [];
 
   constructor(o: DataLoaderOptions) {
     if (!o.samples.length) throw new DataError('DataLoader: no samples');
     this.samples = o.samples;
-    this.transform = typeof o.transforms === 'function' ? o.transforms : buildTransforms(o.transforms, { seed: o.seed, channelsLast: true });
+    this.decodeCache = o.decodeCacheBytes ? new DecodeCache(o.decodeCacheBytes) : undefined;
+    this.transform = typeof o.transforms === 'function' ? o.transforms : buildTransforms(o.transforms, { seed: o.seed, channelsLast: true, cache: this.decodeCache });
     this.sampler = new DistributedBatchSampler({
       datasetSize: o.samples.length,
       batchSize: o.batchSize,
@@ -231,6 +237,8 @@ export interface DataSectionConfig {
   delimiter?: string;
   shuffle_seed?: number;
   transforms: PaddleTransformOp[];
+  /** MiB of decoded images kept between epochs (0: none) */
+  decode_cache_mb?: number;
 }
 
 /**
@@ -260,6 +268,7 @@ export function loaderFromConfig(
     dropLast: train,
     seed: o.seed ?? section.shuffle_seed ?? 0,
     strictData: o.strictData,
+    decodeCacheBytes: (section.decode_cache_mb ?? 0) * 1024 * 1024,
     prefetch: o.prefetch,
     log: o.log,
   });

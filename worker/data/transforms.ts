@@ -18,6 +18,7 @@ import * as fs from 'node:fs/promises';
 import sharp from 'sharp';
 import { Mulberry32, mixSeed, type Rng } from '../../shared/rng.js';
 import { autoAugmentImageNet } from './autoaugment.js';
+import type { DecodeCache } from './decode_cache.js';
 import { chwToHwc, flipRaw, hwcToChw, rawToFloat, type FloatImage, type RawImage } from './image.js';
 
 /** One entry of a config's transforms list: `{OpName: params|null}`. */
@@ -43,6 +44,11 @@ export interface BuildOptions {
    * transpose there and back). Default false: the output is exactly what the list says.
    */
   channelsLast?: boolean;
+  /**
+   * Keep the decoded images after the list's deterministic head (DecodeImage + ResizeImage/CropImage) for later
+   * calls on the same file; see decode_cache.ts. Used only when that head resizes or crops.
+   */
+  cache?: DecodeCache;
 }
 
 /**
@@ -369,8 +375,29 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
     }
   });
   const baseSeed = opts.seed ?? 0;
+  // the deterministic head: DecodeImage and the ResizeImage / CropImage right after it draw no random numbers
+  let head = 1;
+  while (head < names.length && (names[head] === 'ResizeImage' || names[head] === 'CropImage')) head++;
+  const cache = head > 1 ? opts.cache : undefined;
   return async (sample, callSeed = 0, dest) => {
     const ctx: StepContext = { rng: sampleRng(baseSeed, callSeed, sample.path), dest };
+    const cached = cache && !sample.buffer ? cache.get(sample.path) : undefined;
+    let img: Img;
+    if (cached) img = cached;
+    else {
+      img = await decodeHead(sample, ctx);
+      if (cache && !sample.buffer) {
+        img = await toRaw(img, names[head - 1]);
+        cache.put(sample.path, img);
+      }
+    }
+    for (const step of steps.slice(head)) img = await step(img, ctx);
+    const f = img.kind === 'float' ? img : rawToFloat(await toRaw(img, 'output'));
+    const shape: [number, number, number] = f.layout === 'CHW' ? [f.channels, f.height, f.width] : [f.height, f.width, f.channels];
+    return { data: f.data, shape, layout: f.layout };
+  };
+
+  async function decodeHead(sample: TransformInput, ctx: StepContext): Promise<Img> {
     let input = sample.buffer;
     if (!input) {
       try {
@@ -380,11 +407,9 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
       }
     }
     let img: Img = await decodePending(input, sample.path);
-    for (const step of steps) img = await step(img, ctx);
-    const f = img.kind === 'float' ? img : rawToFloat(await toRaw(img, 'output'));
-    const shape: [number, number, number] = f.layout === 'CHW' ? [f.channels, f.height, f.width] : [f.height, f.width, f.channels];
-    return { data: f.data, shape, layout: f.layout };
-  };
+    for (const step of steps.slice(0, head)) img = await step(img, ctx);
+    return img;
+  }
 }
 
 /** Stack HWC (or CHW, transposed) images of one size into one NHWC float32 batch. */
