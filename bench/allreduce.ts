@@ -36,6 +36,7 @@ async function main(): Promise<void> {
     .option('--warmup <n>', 'untimed repetitions first', '3')
     .option('--chunk <bytes>', 'ring chunk size', '1MiB')
     .option('--security <m>', 'curve or plain (default: plain on ipc, curve on tcp)')
+    .option('--shm <on|off>', 'on ipc, float32 payloads through /dev/shm (default) or through the ZeroMQ socket', 'on')
     .option('--profile', 'also print, per rank and op (mean over ranks): CPU ms of all threads (user/sys), minor page faults, and the main thread split: waiting to receive, summing, copying out, queueing sends')
     .option('--kernels', 'instead: the ring\'s sum on its own, JS loop vs WebAssembly SIMD, over 17.6M floats in 1 MiB chunks')
     .option('--json', 'one JSON object per line')
@@ -44,16 +45,18 @@ async function main(): Promise<void> {
   if (o.kernels) return kernels(Number(o.reps));
   if (o.transport !== 'ipc' && o.transport !== 'tcp') throw new Error(`--transport must be ipc or tcp, not ${o.transport}`);
   if (o.dtype !== 'float32' && o.dtype !== 'float16') throw new Error(`--dtype must be float32 or float16, not ${o.dtype}`);
+  if (o.shm !== 'on' && o.shm !== 'off') throw new Error(`--shm must be on or off, not ${o.shm}`);
   const nps = String(o.np).split(',').map((s) => { const n = Number(s); if (!Number.isInteger(n) || n < 1) throw new Error(`--np: ${s} is not a positive integer`); return n; });
   const sizes = String(o.size).split(',').map(parseBytes);
   if (!o.json) {
-    console.log(`# all-reduce SUM float32 (wire ${o.dtype}), ${o.transport}, security ${o.security ?? (o.transport === 'ipc' ? 'plain' : 'curve')}, chunk ${o.chunk}, median of ${o.reps} (max over ranks each)`);
+    const payloads = o.transport === 'ipc' && o.dtype === 'float32' && o.shm !== 'off' ? 'payloads via /dev/shm' : 'payloads in the messages';
+    console.log(`# all-reduce SUM float32 (wire ${o.dtype}), ${o.transport}, security ${o.security ?? (o.transport === 'ipc' ? 'plain' : 'curve')}, ${payloads}, chunk ${o.chunk}, median of ${o.reps} (max over ranks each)`);
     console.log('#     np         bytes  time_ms  algbw_GBps  busbw_GBps  ok');
   }
   for (const np of nps) {
     const g = await spawnGroup({
       np, script: workerScript, transport: o.transport,
-      args: ['bench', JSON.stringify({ sizes, reps: Number(o.reps), warmup: Number(o.warmup), wireDtype: o.dtype, chunkBytes: parseBytes(o.chunk), security: o.security })],
+      args: ['bench', JSON.stringify({ sizes, reps: Number(o.reps), warmup: Number(o.warmup), wireDtype: o.dtype, chunkBytes: parseBytes(o.chunk), security: o.security, sharedMemory: o.shm !== 'off' })],
     });
     const out = await g.done;
     const bad = out.find((r) => r.code !== 0);

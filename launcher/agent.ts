@@ -8,6 +8,7 @@ import type winston from 'winston';
 import { exitCodeOf, formatRootCause, oomEvidence, readOomKillCount, describeEnd, type WorkerExit } from './failure.js';
 import { WorkerOutput, tailLines, writeEndpointsLog, type LogDir } from './logs.js';
 import { workerProcessEnv, type Plan } from './plan.js';
+import { shmJobDir } from '../shared/env.js';
 import { Attempt } from './supervise.js';
 import * as os from 'node:os';
 
@@ -129,5 +130,7 @@ export async function runJob(o: JobOptions): Promise<number> {
     for (const s of signals) process.off(s, onSignal);
     for (const out of outputs) out.close();
     if (plan.ipcDir) fs.rmSync(plan.ipcDir, { recursive: true, force: true });
+    // shared-memory payload files of workers that were killed before their reader unlinked them
+    if (plan.ipcDir) fs.rmSync(shmJobDir(plan.jobId), { recursive: true, force: true });
   }
 }

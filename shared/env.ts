@@ -140,6 +140,14 @@ export function ipcJobDir(jobId: string, tmpDir: string = process.env.TMPDIR || 
   return `${tmpDir.replace(/\/+$/, '')}/hardnet-${jobId}`;
 }
 
+/**
+ * The job's directory on /dev/shm, where ranks on one host pass allReduce payloads (worker/collectives/shm.ts);
+ * the launcher removes it when the job ends.
+ */
+export function shmJobDir(jobId: string, shmRoot = '/dev/shm'): string {
+  return `${shmRoot.replace(/\/+$/, '')}/hardnet-${jobId}`;
+}
+
 export function ipcEndpoints(jobId: string, worldSize: number, tmpDir?: string): string[] {
   const dir = ipcJobDir(jobId, tmpDir);
   return Array.from({ length: worldSize }, (_, rank) => `ipc://${dir}/rank${rank}.sock`);

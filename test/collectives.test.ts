@@ -75,6 +75,16 @@ test('tcp:// transport (CURVE) gives the same bytes as ipc://', async () => {
   assert.deepEqual(tcp[0].result.reduced, ipc[0].result.reduced);
 });
 
+test('ipc:// payloads through shared memory or through the socket (sharedMemory off) give the same bytes; no file is left', async () => {
+  const viaShm = exactRuns.get(3) ?? await runGroup(3, 'exact', exactArgs(3), 'ipc');
+  assertAllAgree(viaShm);
+  const viaSocket = await runGroup(3, 'exact', { ...exactArgs(3), sharedMemory: false }, 'ipc');
+  assertAllAgree(viaSocket);
+  assert.deepEqual(viaSocket[0].result.reduced, viaShm[0].result.reduced);
+  assert.equal(viaSocket[0].result.allReducePayloadBytes, viaShm[0].result.allReducePayloadBytes);
+  for (const o of viaShm) assert.deepEqual(o.result.shmLeft, [], `rank ${o.rank}: files left in /dev/shm`);
+});
+
 test('float16 on the wire: identical bytes on every rank, within half-precision rounding, half the payload', async () => {
   const out = await runGroup(3, 'exact', { ...exactArgs(3), wireDtype: 'float16' });
   assertAllAgree(out);

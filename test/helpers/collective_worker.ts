@@ -4,7 +4,8 @@
  *   node collective_worker.js <scenario> '<json args>'
  */
 import { createHash } from 'node:crypto';
-import { readWorkerEnv } from '../../shared/env.js';
+import * as fs from 'node:fs';
+import { readWorkerEnv, shmJobDir } from '../../shared/env.js';
 import { CollectiveError, createProcessGroup, type ProcessGroup } from '../../worker/collectives/index.js';
 import type { RingTiming } from '../../worker/collectives/process_group.js';
 import { fill, value } from './collective_data.js';
@@ -46,7 +47,7 @@ async function main(): Promise<unknown> {
   const pg = await createProcessGroup(env, {
     timeoutMs: args.timeoutMs, warnAfterMs: args.warnAfterMs, heartbeatMs: args.heartbeatMs,
     wireDtype: scenario === 'mismatch' && env.rank === 1 && args.rank1Dtype ? args.rank1Dtype : args.wireDtype,
-    chunkBytes: args.chunkBytes, security: args.security, log,
+    chunkBytes: args.chunkBytes, security: args.security, sharedMemory: args.sharedMemory, log,
   });
   try {
     switch (scenario) {
@@ -66,7 +67,10 @@ async function main(): Promise<unknown> {
         const gathered = await pg.allGather(Array.from({ length: pg.rank % 3 }, (_, k) => pg.rank * 10 + k + 0.5));
         const gatherOk = gathered.every((v, r) => JSON.stringify(v) === JSON.stringify(Array.from({ length: r % 3 }, (_, k) => r * 10 + k + 0.5)));
         await pg.barrier();
-        return { reduced, broadcastOk: Buffer.from(b.buffer).equals(Buffer.from(expected.buffer)), gatherOk, allReducePayloadBytes: pg.bytesSent.allReduce };
+        // every reader has opened (and so unlinked) its predecessor's shared-memory files by now
+        const shmDir = shmJobDir(env.jobId);
+        const shmLeft = fs.existsSync(shmDir) ? fs.readdirSync(shmDir) : [];
+        return { reduced, broadcastOk: Buffer.from(b.buffer).equals(Buffer.from(expected.buffer)), gatherOk, allReducePayloadBytes: pg.bytesSent.allReduce, shmLeft };
       }
       case 'fault': {
         const buf = new Float32Array(args.size ?? 100_000);

@@ -28,6 +28,11 @@ export interface ProcessGroupOptions {
   heartbeatMs?: number;
   /** how connections authenticate; default plain (+ZAP) on ipc://, curve on tcp:// (see link.ts) */
   security?: SecurityMechanism;
+  /**
+   * allReduce payloads between ranks on one host go through /dev/shm (shm.ts). Default: on, unless the
+   * environment sets HARDNET_SHM_DISABLE=1 (as NCCL_SHM_DISABLE does for NCCL).
+   */
+  sharedMemory?: boolean;
   log?: LogFn;
 }
 
@@ -62,6 +67,7 @@ export async function createProcessGroup(env: WorkerEnv, opts: ProcessGroupOptio
     warnAfterMs,
     heartbeatMs: opts.heartbeatMs ?? 2000,
     security: opts.security,
+    sharedMemory: opts.sharedMemory ?? process.env.HARDNET_SHM_DISABLE !== '1',
     log,
   });
   const group = new RingGroup(link, env, { timeoutMs, warnAfterMs, wireDtype, chunkBytes: opts.chunkBytes ?? 1 << 20, log });

@@ -12,7 +12,8 @@ import * as zmq from 'zeromq';
 import type { JobSecret } from '../../shared/env.js';
 import { assertIpcPathFree, EndpointError, ipcPath, prepareIpcDir, removeIpcPath } from './endpoint.js';
 import { plainCredentials, registerZapDomain, unregisterZapDomain } from './zap.js';
-import { decodeHeader, describe, encodeHeader, Op, OP_NAMES, WireDtype, type Header } from './wire.js';
+import { ShmReader, ShmWriter, shmUnavailable } from './shm.js';
+import { decodeHeader, describe, encodeHeader, FLAG_SHARED_MEMORY, Op, OP_NAMES, WireDtype, type Header } from './wire.js';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
@@ -33,6 +34,8 @@ export interface LinkOptions {
   warnAfterMs: number;
   heartbeatMs: number;
   security?: SecurityMechanism;
+  /** allReduce payloads to a successor on this host go through /dev/shm (shm.ts); default true */
+  sharedMemory?: boolean;
   log: LogFn;
 }
 
@@ -79,6 +82,7 @@ export class RingLink {
   private recvTimeoutSet = -2;
   private sendTimeoutSet = -2;
   private readonly ownIpcPath: string | undefined;
+  private shmIn: ShmReader | undefined;
 
   private constructor(
     private readonly o: LinkOptions,
@@ -86,6 +90,7 @@ export class RingLink {
     private readonly push: zmq.Push,
     ipcSocketPath: string | undefined,
     private readonly zapDomain: string | undefined,
+    private readonly shmOut: ShmWriter | undefined,
   ) {
     this.prev = (o.rank + o.worldSize - 1) % o.worldSize;
     this.next = (o.rank + 1) % o.worldSize;
@@ -141,7 +146,17 @@ export class RingLink {
       throw new CollectiveError(`rank ${o.rank} cannot bind its endpoint ${own}: ${why}`, o.rank);
     }
     push.connect(o.endpoints[nextRank]);
-    return new RingLink(o, pull, push, sockPath, ownMech === 'plain' ? zapDomain : undefined);
+    let shmOut: ShmWriter | undefined;
+    if (o.sharedMemory !== false && sockPath !== undefined && ipcPath(o.endpoints[nextRank]) !== undefined) {
+      const why = shmUnavailable(o.jobId);
+      try {
+        if (why === undefined) shmOut = ShmWriter.create(o.jobId, o.rank);
+      } catch (err) {
+        o.log('warn', `rank ${o.rank}: cannot create its shared-memory file (${(err as Error).message}); allReduce payloads go through the socket`);
+      }
+      if (why !== undefined) o.log('warn', `rank ${o.rank}: no shared memory (${why}); allReduce payloads go through the socket`);
+    }
+    return new RingLink(o, pull, push, sockPath, ownMech === 'plain' ? zapDomain : undefined, shmOut);
   }
 
   /**
@@ -193,8 +208,28 @@ export class RingLink {
     return this.failure;
   }
 
-  header(op: number, dtype: number, seq: number, chunk: number, bytes: number): Buffer {
-    return encodeHeader(this.jobBytes, { op, dtype, from: this.o.rank, seq, chunk, bytes });
+  header(op: number, dtype: number, seq: number, chunk: number, bytes: number, flags = 0): Buffer {
+    return encodeHeader(this.jobBytes, { op, dtype, from: this.o.rank, seq, chunk, bytes, flags });
+  }
+
+  /** Whether this rank's payloads to its successor go through shared memory (same host, /dev/shm usable). */
+  get sendsViaSharedMemory(): boolean {
+    return this.shmOut !== undefined;
+  }
+
+  /** Put payload bytes at `position` of this rank's shared-memory file, before announcing them. */
+  writeShared(parity: number, src: Uint8Array, position: number): void {
+    this.shmOut!.write(parity, src, position);
+  }
+
+  /** Read the predecessor's announced payload bytes from its shared-memory file. */
+  readShared(parity: number, dst: Uint8Array, position: number, ctx: OpContext): void {
+    try {
+      this.shmIn ??= ShmReader.open(this.o.jobId, this.prev);
+      this.shmIn.read(parity, dst, position);
+    } catch (err) {
+      throw this.protocol(`rank ${this.o.rank} in ${ctx.name} #${ctx.seq}: cannot read rank ${this.prev}'s payload from shared memory: ${(err as Error).message}`, ctx);
+    }
   }
 
   /** Check the deadline, warning and neighbours while waiting; throws when the collective cannot complete. */
@@ -267,7 +302,8 @@ export class RingLink {
       if (h.jobId !== this.o.jobId) throw this.protocol(`${where}: received ${describe(h)}, but this is job ${JSON.stringify(this.o.jobId)}`, ctx);
       if (h.op === Op.abort) throw this.onAbort(h, frames[1], ctx);
       if (h.from !== this.prev) throw this.protocol(`${where}: received ${describe(h)}, but only rank ${this.prev} sends to this rank`, ctx);
-      if (h.bytes !== frames[1].length) throw this.protocol(`${where}: ${describe(h)} carries ${frames[1].length} payload bytes`, ctx);
+      const inMessage = (h.flags ?? 0) & FLAG_SHARED_MEMORY ? 0 : h.bytes; // shared-memory payloads come as an empty frame
+      if (inMessage !== frames[1].length) throw this.protocol(`${where}: ${describe(h)} carries ${frames[1].length} payload bytes`, ctx);
       return [h, frames[1]];
     }
   }
@@ -334,6 +370,8 @@ export class RingLink {
     this.push.linger = lingerMs;
     this.push.close();
     this.pull.close();
+    this.shmOut?.close();
+    this.shmIn?.close();
     if (this.ownIpcPath !== undefined) removeIpcPath(this.ownIpcPath);
     if (this.zapDomain !== undefined) unregisterZapDomain(this.zapDomain);
   }

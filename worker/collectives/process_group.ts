@@ -20,8 +20,8 @@
 import type { WorkerEnv } from '../../shared/env.js';
 import { addHalfInto, decodeHalf, encodeHalf } from './float16.js';
 import { CollectiveError, RingLink, type LogFn, type OpContext } from './link.js';
-import { addChunk, addInto, divideBy } from './sum.js';
-import { Op, WireDtype } from './wire.js';
+import { addBlocks, addChunk, addInto, divideBy, type BlockReader } from './sum.js';
+import { FLAG_SHARED_MEMORY, Op, WireDtype, type Header } from './wire.js';
 
 export type WireDtypeName = 'float32' | 'float16';
 
@@ -89,6 +89,8 @@ export class RingGroup implements ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
   private seq = 0;
+  /** allReduce calls so far: their parity picks the shared-memory region (shm.ts) */
+  private allReduces = 0;
   private closed = false;
   private busy = false;
   readonly bytesSent = { allReduce: 0, other: 0 };
@@ -153,6 +155,28 @@ export class RingGroup implements ProcessGroup {
     let heardFrom = 0; // ring steps completed: ranks r-1 .. r-heardFrom have contributed
     const ctx = this.ctx('allReduce', () => Array.from({ length: N - 1 - Math.min(heardFrom, N - 1) }, (_, k) => (r + N - 1 - heardFrom - k) % N));
     this.timing.calls++;
+    // float32 payloads to a successor on this host go through shared memory (shm.ts), at running offsets in
+    // the file of this call's parity; a predecessor's flag says where its payloads are, message by message
+    const shm = !half && this.link.sendsViaSharedMemory;
+    const parity = this.allReduces++ % 2;
+    let txPos = 0;
+    let rxPos = 0;
+    const EMPTY = new Uint8Array(0);
+    /** announce (and, with shared memory, first write) one payload */
+    const sendPayload = async (op: number, index: number, bytes: Uint8Array, written = false) => {
+      if (!shm) return this.send('allReduce', [this.link.header(op, dtype, ctx.seq, index, bytes.length), bytes], ctx);
+      if (!written) this.link.writeShared(parity, bytes, txPos);
+      txPos += bytes.length;
+      this.bytesSent.allReduce += bytes.length;
+      await this.send('allReduce', [this.link.header(op, dtype, ctx.seq, index, bytes.length, FLAG_SHARED_MEMORY), EMPTY], ctx);
+    };
+    /** where a received payload's bytes are: in the message, or in the predecessor's shared-memory file */
+    const payloadReader = (h: Header, payload: Buffer): BlockReader => {
+      if (((h.flags ?? 0) & FLAG_SHARED_MEMORY) === 0) return (dst, o) => dst.set(payload.subarray(o, o + dst.length));
+      const at = rxPos;
+      rxPos += h.bytes;
+      return (dst, o) => this.link.readShared(parity, dst, at + o, ctx);
+    };
     await this.run(ctx, async () => {
       const mod = (x: number) => ((x % N) + N) % N;
       let msg = 0; // running message index within this collective, checked on receipt
@@ -164,7 +188,7 @@ export class RingGroup implements ProcessGroup {
           let payload: Uint8Array;
           if (half) { const h = new Uint16Array(mine.length); encodeHalf(mine, h); payload = new Uint8Array(h.buffer); }
           else payload = new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength);
-          await this.send('allReduce', [this.link.header(Op.reduceScatter, dtype, ctx.seq, msg++, payload.length), payload], ctx);
+          await sendPayload(Op.reduceScatter, msg++, payload);
         }
       }
       let rx = 0;
@@ -177,11 +201,10 @@ export class RingGroup implements ProcessGroup {
           const mine = buf.subarray(c, Math.min(s1, c + chunkElems));
           const [h, payload] = await this.recvT(ctx);
           this.link.expect(h, Op.reduceScatter, dtype, ctx.seq, rx++, mine.length * elemBytes, ctx);
+          const next = last ? [Op.allGatherChunks, agTx++] : [Op.reduceScatter, msg++];
           const ts = performance.now();
-          let out: Uint8Array | Uint16Array; // the view we computed in, whose bytes go on
           if (half) {
             const wire = u16View(payload);
-            out = wire;
             if (last && op === 'mean') {
               // finish in float32 and round to half once
               const acc = this.scratch(wire.length);
@@ -192,14 +215,23 @@ export class RingGroup implements ProcessGroup {
             } else addHalfInto(wire, mine);
             // the owner keeps exactly the (half-rounded) values that the others will receive
             if (last) decodeHalf(wire, mine);
-          } else {
+            this.timing.sumMs += performance.now() - ts;
+            await sendPayload(next[0], next[1], new Uint8Array(wire.buffer, wire.byteOffset, wire.byteLength));
+          } else if (!shm && ((h.flags ?? 0) & FLAG_SHARED_MEMORY) === 0) {
             // summed in the received buffer (any alignment), which is then forwarded; the owner also keeps it
-            out = payload;
             addChunk(payload, mine, last && op === 'mean' ? N : 1, last ? mine : undefined);
+            this.timing.sumMs += performance.now() - ts;
+            await sendPayload(next[0], next[1], payload);
+          } else {
+            // the partial sum comes from the message or the predecessor's file, the result goes to our file
+            // (or, when the successor is not on this host, into a new message)
+            const out = shm ? undefined : Buffer.allocUnsafe(mine.length * 4);
+            const at = txPos;
+            addBlocks(payloadReader(h, payload), mine, last && op === 'mean' ? N : 1,
+              out ? (src, o) => out.set(src, o) : (src, o) => this.link.writeShared(parity, src, at + o), last ? mine : undefined);
+            this.timing.sumMs += performance.now() - ts;
+            await sendPayload(next[0], next[1], out ?? new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength), !out);
           }
-          this.timing.sumMs += performance.now() - ts;
-          const next = last ? [Op.allGatherChunks, agTx++] : [Op.reduceScatter, msg++];
-          await this.send('allReduce', [this.link.header(next[0], dtype, ctx.seq, next[1], payload.length), new Uint8Array(out.buffer, out.byteOffset, out.byteLength)], ctx);
         }
         heardFrom = step;
       }
@@ -214,9 +246,14 @@ export class RingGroup implements ProcessGroup {
           this.link.expect(h, Op.allGatherChunks, dtype, ctx.seq, agRx++, mine.length * elemBytes, ctx);
           const tc = performance.now();
           if (half) decodeHalf(u16View(payload), mine);
-          else bytesOf(mine).set(payload);
+          else payloadReader(h, payload)(bytesOf(mine), 0);
           this.timing.copyMs += performance.now() - tc;
-          if (step < N - 1) await this.send('allReduce', [this.link.header(Op.allGatherChunks, dtype, ctx.seq, agTx++, payload.length), payload], ctx);
+          if (step < N - 1) {
+            // forward what was received; a copy when it now lives only in the caller's array, which the caller
+            // may change as soon as allReduce returns (zeromq may not have sent it by then)
+            const fwd = shm || payload.length === mine.length * elemBytes ? payload : Buffer.from(bytesOf(mine));
+            await sendPayload(Op.allGatherChunks, agTx++, shm ? bytesOf(mine) : fwd);
+          }
         }
         heardFrom = step;
       }

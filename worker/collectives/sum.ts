@@ -38,25 +38,36 @@ function sumKernel(): Kernel {
   return kernel;
 }
 
+/** Fills `dst` (a block of the kernel's memory) with the partial sum's bytes starting at byte `offset`. */
+export type BlockReader = (dst: Uint8Array, offset: number) => void;
+/** Takes the result's bytes for byte `offset` onwards (valid only during the call). */
+export type BlockWriter = (src: Uint8Array, offset: number) => void;
+
 /**
- * acc[i] = acc[i] + mine[i] (divided by `divisor` when it is not 1), in place in `acc`, which holds float32
- * values as bytes (a received message: any byte offset). When `alsoInto` is given the result is written there
- * too (the owner of a segment keeps the final values it forwards).
+ * partial[i] + mine[i] (divided by `divisor` when it is not 1), where the partial sum's float32 bytes come from
+ * `read` (a received message at any byte offset, or a shared-memory file) and the result's bytes go to `write`,
+ * block by block. When `alsoInto` is given the result is written there too (the owner of a segment keeps the
+ * final values it forwards).
  */
-export function addChunk(acc: Uint8Array, mine: Float32Array, divisor = 1, alsoInto?: Float32Array): void {
+export function addBlocks(read: BlockReader, mine: Float32Array, divisor: number, write: BlockWriter, alsoInto?: Float32Array): void {
   const n = mine.length;
-  if (acc.length !== n * 4) throw new RangeError(`addChunk: ${acc.length} bytes for ${n} floats`);
-  if (alsoInto !== undefined && alsoInto.length !== n) throw new RangeError(`addChunk: result target of ${alsoInto.length} floats for ${n}`);
+  if (alsoInto !== undefined && alsoInto.length !== n) throw new RangeError(`addBlocks: result target of ${alsoInto.length} floats for ${n}`);
   const k = sumKernel();
   for (let off = 0; off < n; off += BLOCK) {
     const m = Math.min(BLOCK, n - off);
-    k.u8.set(acc.subarray(off * 4, (off + m) * 4), k.accAt);
+    read(k.u8.subarray(k.accAt, k.accAt + m * 4), off * 4);
     k.f32.set(mine.subarray(off, off + m), k.srcAt >>> 2);
     if (divisor === 1) k.ex.add_into(k.accAt, k.srcAt, m);
     else k.ex.add_divide(k.accAt, k.srcAt, m, divisor);
-    acc.set(k.u8.subarray(k.accAt, k.accAt + m * 4), off * 4);
+    write(k.u8.subarray(k.accAt, k.accAt + m * 4), off * 4);
     if (alsoInto !== undefined) alsoInto.set(k.f32.subarray(k.accAt >>> 2, (k.accAt >>> 2) + m), off);
   }
+}
+
+/** addBlocks in place in `acc`, which holds float32 values as bytes (a received message: any byte offset). */
+export function addChunk(acc: Uint8Array, mine: Float32Array, divisor = 1, alsoInto?: Float32Array): void {
+  if (acc.length !== mine.length * 4) throw new RangeError(`addChunk: ${acc.length} bytes for ${mine.length} floats`);
+  addBlocks((dst, o) => dst.set(acc.subarray(o, o + dst.length)), mine, divisor, (src, o) => acc.set(src, o), alsoInto);
 }
 
 /** acc[i] += src[i] */

@@ -3,7 +3,7 @@
  * how many bytes. The receiver knows exactly which message must come next from its ring predecessor, so any
  * difference is a protocol error (never silently summed).
  *
- * Layout (little endian, 24 bytes + job id): magic u32 | op u8 | dtype u8 | reserved u16 | from u32 | seq u32 |
+ * Layout (little endian, 24 bytes + job id): magic u32 | op u8 | dtype u8 | flags u16 | from u32 | seq u32 |
  * chunk u32 | bytes u32 | job id (utf8)
  */
 export const MAGIC = 0x43_4e_44_48; // "HDNC"
@@ -19,6 +19,9 @@ export const Op = {
   abort: 0xff,
 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
+
+/** flags: the payload is not in the message but in the sender's shared-memory file (shm.ts); the frame is empty */
+export const FLAG_SHARED_MEMORY = 1;
 
 export const WireDtype = { float32: 0, float16: 1, bytes: 2 } as const;
 export type WireDtypeCode = (typeof WireDtype)[keyof typeof WireDtype];
@@ -39,6 +42,8 @@ export interface Header {
   seq: number;
   chunk: number;
   bytes: number;
+  /** FLAG_* bits; 0 when absent */
+  flags?: number;
   jobId: string;
 }
 
@@ -48,7 +53,7 @@ export function encodeHeader(jobBytes: Buffer, h: Omit<Header, 'jobId'>): Buffer
   b.writeUInt32LE(MAGIC, 0);
   b.writeUInt8(h.op, 4);
   b.writeUInt8(h.dtype, 5);
-  b.writeUInt16LE(0, 6);
+  b.writeUInt16LE(h.flags ?? 0, 6);
   b.writeUInt32LE(h.from, 8);
   b.writeUInt32LE(h.seq, 12);
   b.writeUInt32LE(h.chunk, 16);
@@ -65,6 +70,7 @@ export function decodeHeader(b: Buffer): Header | undefined {
   return {
     op: b.readUInt8(4),
     dtype: b.readUInt8(5),
+    flags: b.readUInt16LE(6),
     from: b.readUInt32LE(8),
     seq: b.readUInt32LE(12),
     chunk: b.readUInt32LE(16),
