@@ -212,6 +212,14 @@ export class RingLink {
     return encodeHeader(this.jobBytes, { op, dtype, from: this.o.rank, seq, chunk, bytes, flags });
   }
 
+  /** One line for the worker log: the neighbours, transports and where allReduce payloads go. */
+  describe(): string {
+    const scheme = (e: string) => `${e.split('://')[0]} (${mechanismFor(e, this.o.security)})`;
+    return `ring of ${this.o.worldSize} ranks, rank ${this.prev} -> ${this.o.rank} over ${scheme(this.o.endpoints[this.o.rank])}, ` +
+      `-> rank ${this.next} over ${scheme(this.o.endpoints[this.next])}; allReduce payloads to rank ${this.next} ` +
+      (this.shmOut ? 'via /dev/shm' : 'in the messages');
+  }
+
   /** Whether this rank's payloads to its successor go through shared memory (same host, /dev/shm usable). */
   get sendsViaSharedMemory(): boolean {
     return this.shmOut !== undefined;

@@ -28,6 +28,8 @@ export type WireDtypeName = 'float32' | 'float16';
 export interface ProcessGroup {
   readonly rank: number;
   readonly worldSize: number;
+  /** one line for the worker log: how this rank talks to the others */
+  readonly description: string;
   /** in place; every rank must pass the same length */
   allReduce(buf: Float32Array, op: 'sum' | 'mean'): Promise<void>;
   /** in place: every rank ends with root's bytes */
@@ -66,6 +68,7 @@ export interface GroupTuning {
 export class SoloGroup implements ProcessGroup {
   readonly rank = 0;
   readonly worldSize = 1;
+  readonly description = 'a single worker: no sockets, every collective is the identity';
   readonly bytesSent = { allReduce: 0, other: 0 };
   async allReduce(): Promise<void> { /* sum or mean of one rank is the buffer itself */ }
   async broadcast(_buf: Float32Array, root = 0): Promise<void> {
@@ -99,6 +102,10 @@ export class RingGroup implements ProcessGroup {
   constructor(private readonly link: RingLink, env: WorkerEnv, private readonly t: GroupTuning) {
     this.rank = env.rank;
     this.worldSize = env.worldSize;
+  }
+
+  get description(): string {
+    return this.link.describe();
   }
 
   private ctx(name: string, missing: () => number[]): OpContext {

@@ -44,6 +44,7 @@ export async function train(o: TrainOptions): Promise<number> {
     wireDtype: cfg.allreduce_dtype,
     log: (level, m) => log.log(level, m),
   });
+  log.info(`collectives: ${group.description}`);
   const cleanup: (() => void)[] = [];
   try {
     // ---- data: this worker's shard of the global batch ------------------------------------------------------
