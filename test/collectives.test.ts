@@ -83,6 +83,10 @@ test('ipc:// payloads through shared memory or through the socket (sharedMemory 
   assert.deepEqual(viaSocket[0].result.reduced, viaShm[0].result.reduced);
   assert.equal(viaSocket[0].result.allReducePayloadBytes, viaShm[0].result.allReducePayloadBytes);
   for (const o of viaShm) assert.deepEqual(o.result.shmLeft, [], `rank ${o.rank}: files left in /dev/shm`);
+  // one rank sending through its socket while its neighbours use shared memory: every receiver follows the flag
+  const mixed = await runGroup(3, 'exact', { ...exactArgs(3), noShmRank: 1 }, 'ipc');
+  assertAllAgree(mixed);
+  assert.deepEqual(mixed[0].result.reduced, viaShm[0].result.reduced);
 });
 
 test('float16 on the wire: identical bytes on every rank, within half-precision rounding, half the payload', async () => {

@@ -47,7 +47,7 @@ async function main(): Promise<unknown> {
   const pg = await createProcessGroup(env, {
     timeoutMs: args.timeoutMs, warnAfterMs: args.warnAfterMs, heartbeatMs: args.heartbeatMs,
     wireDtype: scenario === 'mismatch' && env.rank === 1 && args.rank1Dtype ? args.rank1Dtype : args.wireDtype,
-    chunkBytes: args.chunkBytes, security: args.security, sharedMemory: args.sharedMemory, log,
+    chunkBytes: args.chunkBytes, security: args.security, sharedMemory: env.rank === args.noShmRank ? false : args.sharedMemory, log,
   });
   try {
     switch (scenario) {

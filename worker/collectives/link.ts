@@ -12,7 +12,8 @@ import * as zmq from 'zeromq';
 import type { JobSecret } from '../../shared/env.js';
 import { assertIpcPathFree, EndpointError, ipcPath, prepareIpcDir, removeIpcPath } from './endpoint.js';
 import { plainCredentials, registerZapDomain, unregisterZapDomain } from './zap.js';
-import { ShmReader, ShmWriter, shmUnavailable } from './shm.js';
+import * as fs from 'node:fs';
+import { SHM_ROOT, ShmReader, ShmWriter, shmUnavailable } from './shm.js';
 import { decodeHeader, describe, encodeHeader, FLAG_SHARED_MEMORY, Op, OP_NAMES, WireDtype, type Header } from './wire.js';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
@@ -83,6 +84,9 @@ export class RingLink {
   private sendTimeoutSet = -2;
   private readonly ownIpcPath: string | undefined;
   private shmIn: ShmReader | undefined;
+  /** bytes of each parity's shared-memory file already written once (their pages exist) */
+  private readonly shmHave = [0, 0];
+  private shmWarned = false;
 
   private constructor(
     private readonly o: LinkOptions,
@@ -220,14 +224,44 @@ export class RingLink {
       (this.shmOut ? 'via /dev/shm' : 'in the messages');
   }
 
-  /** Whether this rank's payloads to its successor go through shared memory (same host, /dev/shm usable). */
-  get sendsViaSharedMemory(): boolean {
-    return this.shmOut !== undefined;
+  /**
+   * Whether an allReduce that writes up to `bytes` into this rank's file of `parity` can use shared memory:
+   * /dev/shm must have room for the new pages of every rank (a container's /dev/shm is often only 64 MB).
+   * When it has not, that call's payloads go in the messages (the receiver follows each message's flag) and a
+   * warning says so once.
+   */
+  sharedMemoryFor(parity: number, bytes: number): boolean {
+    if (this.shmOut === undefined) return false;
+    const extra = bytes - this.shmHave[parity];
+    if (extra <= 0) return true;
+    let free = Number.POSITIVE_INFINITY;
+    try {
+      const st = fs.statfsSync(SHM_ROOT);
+      free = st.bavail * st.bsize;
+    } catch { /* no figure: try, and let a failed write say why */ }
+    if (free >= extra * this.o.worldSize) {
+      this.shmHave[parity] = bytes;
+      return true;
+    }
+    if (!this.shmWarned) {
+      this.shmWarned = true;
+      const mb = (x: number) => `${(x / 1e6).toFixed(1)} MB`;
+      this.o.log('warn', `rank ${this.o.rank}: ${SHM_ROOT} has ${mb(free)} free, too little for ${mb(extra)} more per rank; ` +
+        'allReduce payloads go through the socket (slower). Give the container a larger /dev/shm (docker --shm-size), or set HARDNET_SHM_DISABLE=1 to silence this');
+    }
+    return false;
   }
 
   /** Put payload bytes at `position` of this rank's shared-memory file, before announcing them. */
-  writeShared(parity: number, src: Uint8Array, position: number): void {
-    this.shmOut!.write(parity, src, position);
+  writeShared(parity: number, src: Uint8Array, position: number, ctx: OpContext): void {
+    try {
+      this.shmOut!.write(parity, src, position);
+    } catch (err) {
+      const e = new CollectiveError(`rank ${this.o.rank} in ${ctx.name} #${ctx.seq}: cannot write its payload to shared memory (${this.shmOut!.files[parity]}): ` +
+        `${(err as Error).message}${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? `; ${SHM_ROOT} is full (df ${SHM_ROOT}); set HARDNET_SHM_DISABLE=1 to use the sockets` : ''}`, this.o.rank, ctx.seq);
+      this.fail(e);
+      throw e;
+    }
   }
 
   /** Read the predecessor's announced payload bytes from its shared-memory file. */

@@ -164,15 +164,16 @@ export class RingGroup implements ProcessGroup {
     this.timing.calls++;
     // float32 payloads to a successor on this host go through shared memory (shm.ts), at running offsets in
     // the file of this call's parity; a predecessor's flag says where its payloads are, message by message
-    const shm = !half && this.link.sendsViaSharedMemory;
     const parity = this.allReduces++ % 2;
+    // what this rank sends per call is at most 2 (N-1)/N of the buffer; n * 8 bytes bounds it
+    const shm = !half && this.link.sharedMemoryFor(parity, n * 8);
     let txPos = 0;
     let rxPos = 0;
     const EMPTY = new Uint8Array(0);
     /** announce (and, with shared memory, first write) one payload */
     const sendPayload = async (op: number, index: number, bytes: Uint8Array, written = false) => {
       if (!shm) return this.send('allReduce', [this.link.header(op, dtype, ctx.seq, index, bytes.length), bytes], ctx);
-      if (!written) this.link.writeShared(parity, bytes, txPos);
+      if (!written) this.link.writeShared(parity, bytes, txPos, ctx);
       txPos += bytes.length;
       this.bytesSent.allReduce += bytes.length;
       await this.send('allReduce', [this.link.header(op, dtype, ctx.seq, index, bytes.length, FLAG_SHARED_MEMORY), EMPTY], ctx);
@@ -235,7 +236,7 @@ export class RingGroup implements ProcessGroup {
             const out = shm ? undefined : Buffer.allocUnsafe(mine.length * 4);
             const at = txPos;
             addBlocks(payloadReader(h, payload), mine, last && op === 'mean' ? N : 1,
-              out ? (src, o) => out.set(src, o) : (src, o) => this.link.writeShared(parity, src, at + o), last ? mine : undefined);
+              out ? (src, o) => out.set(src, o) : (src, o) => this.link.writeShared(parity, src, at + o, ctx), last ? mine : undefined);
             this.timing.sumMs += performance.now() - ts;
             await sendPayload(next[0], next[1], out ?? new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength), !out);
           }
