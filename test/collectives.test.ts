@@ -9,11 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { spawnGroup, type RankOutcome } from './helpers/spawn_group.js';
 import { createProcessGroup } from '../worker/collectives/index.js';
 import { readWorkerEnv } from '../shared/env.js';
+import { nativeMap } from '../worker/collectives/shm.js';
 
 const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'collective_worker.js');
 
-async function runGroup(np: number, scenario: string, args: object, transport: 'ipc' | 'tcp' = 'ipc'): Promise<RankOutcome[]> {
-  const g = await spawnGroup({ np, script: worker, args: [scenario, JSON.stringify(args)], transport });
+async function runGroup(np: number, scenario: string, args: object, transport: 'ipc' | 'tcp' = 'ipc', extraEnv?: Record<string, string>): Promise<RankOutcome[]> {
+  const g = await spawnGroup({ np, script: worker, args: [scenario, JSON.stringify(args)], transport, extraEnv });
   return g.done;
 }
 
@@ -75,9 +76,15 @@ test('tcp:// transport (CURVE) gives the same bytes as ipc://', async () => {
   assert.deepEqual(tcp[0].result.reduced, ipc[0].result.reduced);
 });
 
-test('ipc:// payloads through shared memory or through the socket (sharedMemory off) give the same bytes; no file is left', async () => {
+test('ipc:// payloads through mapped shared memory, pwrite/pread or the socket give the same bytes; no file is left', async () => {
+  assert.ok(nativeMap(), 'the prebuilt mmap module (native/shm/prebuilt/linux-x64.node) loads on this linux-x64 machine');
   const viaShm = exactRuns.get(3) ?? await runGroup(3, 'exact', exactArgs(3), 'ipc');
   assertAllAgree(viaShm);
+  for (const o of viaShm) assert.match(o.result.description, /via \/dev\/shm \(mapped\)/);
+  const viaFiles = await runGroup(3, 'exact', exactArgs(3), 'ipc', { HARDNET_SHM_MMAP: '0' });
+  assertAllAgree(viaFiles);
+  for (const o of viaFiles) assert.match(o.result.description, /via \/dev\/shm \(pwrite\/pread\)/);
+  assert.deepEqual(viaFiles[0].result.reduced, viaShm[0].result.reduced);
   const viaSocket = await runGroup(3, 'exact', { ...exactArgs(3), sharedMemory: false }, 'ipc');
   assertAllAgree(viaSocket);
   assert.deepEqual(viaSocket[0].result.reduced, viaShm[0].result.reduced);

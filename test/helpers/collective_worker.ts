@@ -70,7 +70,7 @@ async function main(): Promise<unknown> {
         // every reader has opened (and so unlinked) its predecessor's shared-memory files by now
         const shmDir = shmJobDir(env.jobId);
         const shmLeft = fs.existsSync(shmDir) ? fs.readdirSync(shmDir) : [];
-        return { reduced, broadcastOk: Buffer.from(b.buffer).equals(Buffer.from(expected.buffer)), gatherOk, allReducePayloadBytes: pg.bytesSent.allReduce, shmLeft };
+        return { reduced, broadcastOk: Buffer.from(b.buffer).equals(Buffer.from(expected.buffer)), gatherOk, allReducePayloadBytes: pg.bytesSent.allReduce, shmLeft, description: pg.description };
       }
       case 'fault': {
         const buf = new Float32Array(args.size ?? 100_000);

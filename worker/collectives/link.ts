@@ -221,7 +221,7 @@ export class RingLink {
     const scheme = (e: string) => `${e.split('://')[0]} (${mechanismFor(e, this.o.security)})`;
     return `ring of ${this.o.worldSize} ranks, rank ${this.prev} -> ${this.o.rank} over ${scheme(this.o.endpoints[this.o.rank])}, ` +
       `-> rank ${this.next} over ${scheme(this.o.endpoints[this.next])}; allReduce payloads to rank ${this.next} ` +
-      (this.shmOut ? 'via /dev/shm' : 'in the messages');
+      (this.shmOut ? `via /dev/shm (${this.shmOut.mapped ? 'mapped' : 'pwrite/pread'})` : 'in the messages');
   }
 
   /**
@@ -239,15 +239,21 @@ export class RingLink {
       const st = fs.statfsSync(SHM_ROOT);
       free = st.bavail * st.bsize;
     } catch { /* no figure: try, and let a failed write say why */ }
-    if (free >= extra * this.o.worldSize) {
-      this.shmHave[parity] = bytes;
-      return true;
+    const mb = (x: number) => `${(x / 1e6).toFixed(1)} MB`;
+    let why = free >= extra * this.o.worldSize ? undefined : `${SHM_ROOT} has ${mb(free)} free, too little for ${mb(extra)} more per rank`;
+    if (why === undefined) {
+      try {
+        this.shmOut.reserve(parity, bytes);
+        this.shmHave[parity] = bytes;
+        return true;
+      } catch (err) {
+        why = `cannot reserve ${mb(bytes)} in ${SHM_ROOT}: ${(err as Error).message}`;
+      }
     }
     if (!this.shmWarned) {
       this.shmWarned = true;
-      const mb = (x: number) => `${(x / 1e6).toFixed(1)} MB`;
-      this.o.log('warn', `rank ${this.o.rank}: ${SHM_ROOT} has ${mb(free)} free, too little for ${mb(extra)} more per rank; ` +
-        'allReduce payloads go through the socket (slower). Give the container a larger /dev/shm (docker --shm-size), or set HARDNET_SHM_DISABLE=1 to silence this');
+      this.o.log('warn', `rank ${this.o.rank}: ${why}; allReduce payloads go through the socket (slower). ` +
+        'Give the container a larger /dev/shm (docker --shm-size), or set HARDNET_SHM_DISABLE=1 to silence this');
     }
     return false;
   }

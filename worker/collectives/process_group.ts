@@ -165,8 +165,8 @@ export class RingGroup implements ProcessGroup {
     // float32 payloads to a successor on this host go through shared memory (shm.ts), at running offsets in
     // the file of this call's parity; a predecessor's flag says where its payloads are, message by message
     const parity = this.allReduces++ % 2;
-    // what this rank sends per call is at most 2 (N-1)/N of the buffer; n * 8 bytes bounds it
-    const shm = !half && this.link.sharedMemoryFor(parity, n * 8);
+    // a rank sends N-1 segments in the reduce-scatter and N-1 in the all-gather, none longer than ceil(n/N)
+    const shm = !half && n > 0 && this.link.sharedMemoryFor(parity, 2 * (N - 1) * Math.ceil(n / N) * 4);
     let txPos = 0;
     let rxPos = 0;
     const EMPTY = new Uint8Array(0);

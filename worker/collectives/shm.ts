@@ -7,8 +7,12 @@
  * and each received message lands in a freshly malloc'd buffer; on 2 cores that put a 70.4 MB all-reduce between
  * two ranks at 66 ms of CPU per rank (bench:allreduce --profile). With pwrite/pread on tmpfs the two copies
  * remain, but they go straight from the summation blocks to the file and from the file into the caller's array,
- * on the rank's own thread. NCCL's SHM transport does the same for ranks on one host. Node has no mmap, so the
- * copies stay (one in, one out).
+ * on the rank's own thread. NCCL's SHM transport does the same for ranks on one host.
+ *
+ * Better still, the files are mapped into both processes (native/shm: Node has no mmap, and the packages that add
+ * it compile at install time): then a payload is one user-space memcpy into the mapping and one out of it, at
+ * memory speed, with no system call at all. Where the prebuilt module cannot load (not linux-x64, or
+ * HARDNET_SHM_MMAP=0) the same files are written and read with pwrite/pread.
  *
  * Layout: rank r writes what it would send to rank r+1 into its own pair of files, the one of the allReduce's
  * parity, at running offsets from 0. Reuse is safe without acknowledgements: rank r can only start allReduce
@@ -21,7 +25,9 @@
  * Access: a 0700 directory of this user, files 0600; a process of another user can neither read nor write them.
  */
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { shmJobDir } from '../../shared/env.js';
 
 export const SHM_ROOT = '/dev/shm';
@@ -56,9 +62,31 @@ function tryRemove(file: string): void {
   try { fs.rmdirSync(path.dirname(file)); } catch { /* other ranks' files are still there, or already removed */ }
 }
 
+interface NativeMap {
+  map(fd: number, bytes: number, writable: boolean, allocate: boolean): ArrayBuffer;
+}
+
+let native: NativeMap | null | undefined;
+/** The prebuilt mmap module (native/shm), or null where it cannot be used. */
+export function nativeMap(): NativeMap | null {
+  if (native === undefined) {
+    native = null;
+    if (process.platform === 'linux' && process.arch === 'x64' && process.env.HARDNET_SHM_MMAP !== '0') {
+      try {
+        // dist/worker/collectives/ -> the package root
+        const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+        native = createRequire(import.meta.url)(path.join(root, 'native', 'shm', 'prebuilt', 'linux-x64.node')) as NativeMap;
+      } catch { /* pwrite/pread instead */ }
+    }
+  }
+  return native;
+}
+
 /** The two files (even and odd allReduce calls) this rank writes its ring payloads into; its successor reads them. */
 export class ShmWriter {
   private fds: number[] | undefined;
+  private readonly maps: (Uint8Array | undefined)[] = [undefined, undefined];
+  private readonly reserved = [0, 0];
 
   private constructor(readonly files: string[]) {
     // O_TRUNC: files left by an earlier group of this rank (whose reader never opened them) start empty
@@ -69,8 +97,28 @@ export class ShmWriter {
     return new ShmWriter([0, 1].map((parity) => shmFilePath(jobId, rank, parity, root)));
   }
 
+  get mapped(): boolean {
+    return nativeMap() !== null;
+  }
+
+  /**
+   * Make room for `bytes` in the file of `parity` (its pages are allocated now, so that a full /dev/shm is this
+   * error, ENOSPC, and not a SIGBUS on a later store into the mapping).
+   */
+  reserve(parity: number, bytes: number): void {
+    if (bytes <= this.reserved[parity]) return;
+    const m = nativeMap();
+    if (m && this.fds) this.maps[parity] = new Uint8Array(m.map(this.fds[parity], bytes, true, true));
+    this.reserved[parity] = bytes;
+  }
+
   write(parity: number, src: Uint8Array, position: number): void {
     if (this.fds === undefined) throw new Error(`shared-memory file ${this.files[parity]} is closed`);
+    const view = this.maps[parity];
+    if (view !== undefined && position + src.length <= view.length) {
+      view.set(src, position);
+      return;
+    }
     const fd = this.fds[parity];
     for (let done = 0; done < src.length;) done += fs.writeSync(fd, src, done, src.length - done, position + done);
   }
@@ -79,6 +127,7 @@ export class ShmWriter {
     if (this.fds === undefined) return;
     for (const fd of this.fds) fs.closeSync(fd);
     this.fds = undefined;
+    this.maps.fill(undefined); // unmapped when collected
     for (const f of this.files) tryRemove(f); // normally the reader has unlinked them already
   }
 }
@@ -96,6 +145,7 @@ function openPrivate(file: string): number {
 /** The predecessor's two files, opened on its first shared-memory message and unlinked at once. */
 export class ShmReader {
   private fds: number[] | undefined;
+  private readonly maps: (Uint8Array | undefined)[] = [undefined, undefined];
 
   private constructor(readonly files: string[]) {
     const fds: number[] = [];
@@ -117,6 +167,19 @@ export class ShmReader {
   read(parity: number, dst: Uint8Array, position: number): void {
     if (this.fds === undefined) throw new Error(`shared-memory file ${this.files[parity]} is closed`);
     const fd = this.fds[parity];
+    const end = position + dst.length;
+    const m = nativeMap();
+    if (m) {
+      let view = this.maps[parity];
+      if (view === undefined || end > view.length) {
+        // the writer grew the file (a larger allReduce): map all of it again
+        const size = fs.fstatSync(fd).size;
+        if (end > size) throw new Error(`shared-memory file ${this.files[parity]} is ${size} bytes, too short for the ${dst.length} bytes announced at ${position}`);
+        view = this.maps[parity] = new Uint8Array(m.map(fd, size, false, false));
+      }
+      dst.set(view.subarray(position, end));
+      return;
+    }
     for (let done = 0; done < dst.length;) {
       const n = fs.readSync(fd, dst, done, dst.length - done, position + done);
       if (n === 0) throw new Error(`shared-memory file ${this.files[parity]} ends at ${position + done}, before the ${dst.length} bytes announced at ${position}`);
@@ -128,5 +191,6 @@ export class ShmReader {
     if (this.fds === undefined) return;
     for (const fd of this.fds) fs.closeSync(fd);
     this.fds = undefined;
+    this.maps.fill(undefined);
   }
 }
