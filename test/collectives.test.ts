@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnGroup, type RankOutcome } from './helpers/spawn_group.js';
 import { createProcessGroup } from '../worker/collectives/index.js';
 import { readWorkerEnv } from '../shared/env.js';
-import { nativeMap } from '../worker/collectives/shm.js';
+import { nativeShm } from '../worker/collectives/shm.js';
 
 const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'collective_worker.js');
 
@@ -77,7 +77,7 @@ test('tcp:// transport (CURVE) gives the same bytes as ipc://', async () => {
 });
 
 test('ipc:// payloads through mapped shared memory, pwrite/pread or the socket give the same bytes; no file is left', async () => {
-  assert.ok(nativeMap(), 'the prebuilt mmap module (native/shm/prebuilt/linux-x64.node) loads on this linux-x64 machine');
+  assert.ok(nativeShm(), 'the prebuilt mmap module (native/shm/prebuilt/linux-x64.node) loads on this linux-x64 machine');
   const viaShm = exactRuns.get(3) ?? await runGroup(3, 'exact', exactArgs(3), 'ipc');
   assertAllAgree(viaShm);
   for (const o of viaShm) assert.match(o.result.description, /via \/dev\/shm \(mapped\)/);

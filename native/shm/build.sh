@@ -5,6 +5,6 @@ set -eu
 cd "$(dirname "$0")"
 NODE_INCLUDE="$(dirname "$(readlink -f "$(command -v node)")")/../include/node"
 mkdir -p prebuilt
-gcc -O2 -Wall -Wextra -fPIC -shared -fvisibility=hidden -I"$NODE_INCLUDE" -o prebuilt/linux-x64.node shm.c
+gcc -O3 -Wall -Wextra -fPIC -shared -fvisibility=hidden -I"$NODE_INCLUDE" -o prebuilt/linux-x64.node shm.c
 strip prebuilt/linux-x64.node
 ls -l prebuilt/linux-x64.node

@@ -270,11 +270,25 @@ export class RingLink {
     }
   }
 
+  /** This rank's own mapped file as floats at `position` (undefined when not mapped that far). */
+  ownView(parity: number, position: number, floats: number): Float32Array | undefined {
+    return this.shmOut?.view(parity, position, floats);
+  }
+
+  /** The predecessor's announced floats in place in its mapped file (undefined when not mapped). */
+  sharedView(parity: number, position: number, floats: number, ctx: OpContext): Float32Array | undefined {
+    return this.fromPredecessor(ctx, (r) => r.view(parity, position, floats));
+  }
+
   /** Read the predecessor's announced payload bytes from its shared-memory file. */
   readShared(parity: number, dst: Uint8Array, position: number, ctx: OpContext): void {
+    this.fromPredecessor(ctx, (r) => r.read(parity, dst, position));
+  }
+
+  private fromPredecessor<T>(ctx: OpContext, use: (r: ShmReader) => T): T {
     try {
       this.shmIn ??= ShmReader.open(this.o.jobId, this.prev);
-      this.shmIn.read(parity, dst, position);
+      return use(this.shmIn);
     } catch (err) {
       throw this.protocol(`rank ${this.o.rank} in ${ctx.name} #${ctx.seq}: cannot read rank ${this.prev}'s payload from shared memory: ${(err as Error).message}`, ctx);
     }

@@ -22,6 +22,7 @@ import { addHalfInto, decodeHalf, encodeHalf } from './float16.js';
 import { CollectiveError, RingLink, type LogFn, type OpContext } from './link.js';
 import { addBlocks, addChunk, addInto, divideBy, type BlockReader } from './sum.js';
 import { FLAG_SHARED_MEMORY, Op, WireDtype, type Header } from './wire.js';
+import { nativeShm } from './shm.js';
 
 export type WireDtypeName = 'float32' | 'float16';
 
@@ -185,6 +186,17 @@ export class RingGroup implements ProcessGroup {
       rxPos += h.bytes;
       return (dst, o) => this.link.readShared(parity, dst, at + o, ctx);
     };
+    /** with both files mapped, the sum reads the partial in the predecessor's file and writes into ours in place */
+    const native = shm ? nativeShm() : null;
+    const sumInPlace = (h: Header, mine: Float32Array, divisor: number, owner: boolean): boolean => {
+      if (native === null || ((h.flags ?? 0) & FLAG_SHARED_MEMORY) === 0) return false;
+      const src = this.link.sharedView(parity, rxPos, mine.length, ctx);
+      const dst = this.link.ownView(parity, txPos, mine.length);
+      if (src === undefined || dst === undefined) return false;
+      rxPos += h.bytes;
+      native.add(src, mine, divisor, dst, owner ? mine : undefined);
+      return true;
+    };
     await this.run(ctx, async () => {
       const mod = (x: number) => ((x % N) + N) % N;
       let msg = 0; // running message index within this collective, checked on receipt
@@ -230,6 +242,9 @@ export class RingGroup implements ProcessGroup {
             addChunk(payload, mine, last && op === 'mean' ? N : 1, last ? mine : undefined);
             this.timing.sumMs += performance.now() - ts;
             await sendPayload(next[0], next[1], payload);
+          } else if (sumInPlace(h, mine, last && op === 'mean' ? N : 1, last)) {
+            this.timing.sumMs += performance.now() - ts;
+            await sendPayload(next[0], next[1], new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength), true);
           } else {
             // the partial sum comes from the message or the predecessor's file, the result goes to our file
             // (or, when the successor is not on this host, into a new message)

@@ -62,20 +62,22 @@ function tryRemove(file: string): void {
   try { fs.rmdirSync(path.dirname(file)); } catch { /* other ranks' files are still there, or already removed */ }
 }
 
-interface NativeMap {
+export interface NativeShm {
   map(fd: number, bytes: number, writable: boolean, allocate: boolean): ArrayBuffer;
+  /** out1[i] (and out2[i]) = (a[i] + b[i]) / divisor */
+  add(a: Float32Array, b: Float32Array, divisor: number, out1: Float32Array, out2?: Float32Array): void;
 }
 
-let native: NativeMap | null | undefined;
+let native: NativeShm | null | undefined;
 /** The prebuilt mmap module (native/shm), or null where it cannot be used. */
-export function nativeMap(): NativeMap | null {
+export function nativeShm(): NativeShm | null {
   if (native === undefined) {
     native = null;
     if (process.platform === 'linux' && process.arch === 'x64' && process.env.HARDNET_SHM_MMAP !== '0') {
       try {
         // dist/worker/collectives/ -> the package root
         const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-        native = createRequire(import.meta.url)(path.join(root, 'native', 'shm', 'prebuilt', 'linux-x64.node')) as NativeMap;
+        native = createRequire(import.meta.url)(path.join(root, 'native', 'shm', 'prebuilt', 'linux-x64.node')) as NativeShm;
       } catch { /* pwrite/pread instead */ }
     }
   }
@@ -98,7 +100,7 @@ export class ShmWriter {
   }
 
   get mapped(): boolean {
-    return nativeMap() !== null;
+    return nativeShm() !== null;
   }
 
   /**
@@ -107,9 +109,16 @@ export class ShmWriter {
    */
   reserve(parity: number, bytes: number): void {
     if (bytes <= this.reserved[parity]) return;
-    const m = nativeMap();
+    const m = nativeShm();
     if (m && this.fds) this.maps[parity] = new Uint8Array(m.map(this.fds[parity], bytes, true, true));
     this.reserved[parity] = bytes;
+  }
+
+  /** The mapped bytes [position, position + 4 * floats) of a file as floats, when mapped and reserved that far. */
+  view(parity: number, position: number, floats: number): Float32Array | undefined {
+    const m = this.maps[parity];
+    if (m === undefined || position + floats * 4 > m.length) return undefined;
+    return new Float32Array(m.buffer, m.byteOffset + position, floats);
   }
 
   write(parity: number, src: Uint8Array, position: number): void {
@@ -163,20 +172,32 @@ export class ShmReader {
     return new ShmReader([0, 1].map((parity) => shmFilePath(jobId, rank, parity, root)));
   }
 
+  /** The mapping of a file covering [position, end), mapped (again, if the writer grew the file) as needed. */
+  private mapped(parity: number, position: number, end: number): Uint8Array | undefined {
+    const m = nativeShm();
+    if (m === null || this.fds === undefined) return undefined;
+    let view = this.maps[parity];
+    if (view === undefined || end > view.length) {
+      const size = fs.fstatSync(this.fds[parity]).size;
+      if (end > size) throw new Error(`shared-memory file ${this.files[parity]} is ${size} bytes, too short for the ${end - position} bytes announced at ${position}`);
+      view = this.maps[parity] = new Uint8Array(m.map(this.fds[parity], size, false, false));
+    }
+    return view;
+  }
+
+  /** The announced floats at `position` of a file, read in place (undefined when not mapped). */
+  view(parity: number, position: number, floats: number): Float32Array | undefined {
+    const m = this.mapped(parity, position, position + floats * 4);
+    return m && new Float32Array(m.buffer, m.byteOffset + position, floats);
+  }
+
   /** Fill `dst` from the file of that parity at `position`; the writer wrote those bytes before announcing them. */
   read(parity: number, dst: Uint8Array, position: number): void {
     if (this.fds === undefined) throw new Error(`shared-memory file ${this.files[parity]} is closed`);
     const fd = this.fds[parity];
     const end = position + dst.length;
-    const m = nativeMap();
-    if (m) {
-      let view = this.maps[parity];
-      if (view === undefined || end > view.length) {
-        // the writer grew the file (a larger allReduce): map all of it again
-        const size = fs.fstatSync(fd).size;
-        if (end > size) throw new Error(`shared-memory file ${this.files[parity]} is ${size} bytes, too short for the ${dst.length} bytes announced at ${position}`);
-        view = this.maps[parity] = new Uint8Array(m.map(fd, size, false, false));
-      }
+    const view = this.mapped(parity, position, end);
+    if (view) {
       dst.set(view.subarray(position, end));
       return;
     }
