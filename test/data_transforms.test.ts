@@ -11,6 +11,8 @@ import {
 import { applyOp, autocontrast, equalize } from '../worker/data/autoaugment.js';
 import type { RawImage } from '../worker/data/image.js';
 import { DecodeCache } from '../worker/data/decode_cache.js';
+import { SharedDecodeCache } from '../worker/data/shared_decode_cache.js';
+import { nativeShm } from '../worker/sys/shm.js';
 
 const FIX = path.resolve('test/fixtures/images');
 const fx = (f: string) => path.join(FIX, f);
@@ -227,6 +229,45 @@ test('the decode cache: a cached sample gives exactly the uncached pixels, flips
   const none = new DecodeCache(1 << 20);
   await buildTransforms([{ DecodeImage: {} }, { RandCropImage: { size: 16 } }, IDENTITY], { cache: none })({ path: coords });
   assert.equal(none.size + none.misses + none.hits, 0);
+});
+
+test('the shared decode cache: what one worker decoded serves another through one /dev/shm file', async () => {
+  const native = nativeShm();
+  assert.ok(native, 'the prebuilt mmap module loads on this linux-x64 machine');
+  const dir = fs.mkdtempSync('/dev/shm/decode-cache-test-');
+  try {
+    const file = path.join(dir, 'decoded.bin');
+    const files = [coords, fx('rgba.png'), fx('grey.png')];
+    // two "workers": two caches on the same file, as two processes would map it
+    const a = new SharedDecodeCache(file, files.length, 1 << 20, native);
+    const b = new SharedDecodeCache(file, files.length, 1 << 20, native);
+    a.unlinkName(); // both have it open: the name can go, the pages stay
+    assert.equal(fs.existsSync(file), false);
+    const ops = [{ DecodeImage: {} }, { ResizeImage: { size: 32 } }, { RandFlipImage: { flip_code: 1 } }, IDENTITY];
+    const plain = buildTransforms(ops, { seed: 5 });
+    const viaA = buildTransforms(ops, { seed: 5, cache: a });
+    const viaB = buildTransforms(ops, { seed: 5, cache: b });
+    for (let i = 0; i < files.length; i++) await viaA({ path: files[i], index: i }, 1);
+    assert.equal(a.misses, 3);
+    for (let call = 0; call < 4; call++) {
+      for (let i = 0; i < files.length; i++) {
+        const got = await viaB({ path: files[i], index: i }, call);
+        assert.deepEqual(got.data, (await plain({ path: files[i] }, call)).data, `${path.basename(files[i])}, call ${call}`);
+      }
+    }
+    assert.equal(b.misses, 0, 'worker B decoded nothing');
+    assert.equal(b.hits, 12);
+    assert.equal(b.size, 3);
+    assert.match(b.describe(), /3 of 3 images \(0\.0 MB\) shared/);
+    // an image of another size is not shared; a budget too small for the whole list turns the cache off
+    b.put('x', { kind: 'raw', data: new Uint8Array(16 * 16 * 3), width: 16, height: 16 }, 0);
+    const small = new SharedDecodeCache(path.join(dir, 'small.bin'), 100, 100 * 32 * 32 * 3 - 1, native);
+    small.put('y', { kind: 'raw', data: new Uint8Array(32 * 32 * 3), width: 32, height: 32 }, 7);
+    assert.equal(small.get('y', 7), undefined);
+    assert.match(small.describe(), /off/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('NormalizeImage.scale strings are evaluated like PaddleClas', () => {

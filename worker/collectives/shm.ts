@@ -25,63 +25,19 @@
  * Access: a 0700 directory of this user, files 0600; a process of another user can neither read nor write them.
  */
 import * as fs from 'node:fs';
-import { createRequire } from 'node:module';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { shmJobDir } from '../../shared/env.js';
+import { nativeShm, SHM_ROOT } from '../sys/shm.js';
 
-export const SHM_ROOT = '/dev/shm';
+export { nativeShm, SHM_ROOT, shmUnavailable } from '../sys/shm.js';
 
 function shmFilePath(jobId: string, rank: number, parity: number, root: string): string {
   return path.join(shmJobDir(jobId, root), `ring${rank}.${parity}.bin`);
 }
 
-/** Why shared memory cannot be used here (undefined: it can). */
-export function shmUnavailable(jobId: string, root = SHM_ROOT): string | undefined {
-  try {
-    const st = fs.statSync(root);
-    if (!st.isDirectory()) return `${root} is not a directory`;
-    fs.accessSync(root, fs.constants.W_OK);
-  } catch (e) {
-    return `${root}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
-  }
-  const dir = shmJobDir(jobId, root);
-  try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const st = fs.statSync(dir);
-    if (st.uid !== process.getuid?.()) return `${dir} belongs to uid ${st.uid}, not to this user`;
-    if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
-  } catch (e) {
-    return `${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
-  }
-  return undefined;
-}
-
 function tryRemove(file: string): void {
   try { fs.rmSync(file, { force: true }); } catch { /* already gone */ }
   try { fs.rmdirSync(path.dirname(file)); } catch { /* other ranks' files are still there, or already removed */ }
-}
-
-export interface NativeShm {
-  map(fd: number, bytes: number, writable: boolean, allocate: boolean): ArrayBuffer;
-  /** out1[i] (and out2[i]) = (a[i] + b[i]) / divisor */
-  add(a: Float32Array, b: Float32Array, divisor: number, out1: Float32Array, out2?: Float32Array): void;
-}
-
-let native: NativeShm | null | undefined;
-/** The prebuilt mmap module (native/shm), or null where it cannot be used. */
-export function nativeShm(): NativeShm | null {
-  if (native === undefined) {
-    native = null;
-    if (process.platform === 'linux' && process.arch === 'x64' && process.env.HARDNET_SHM_MMAP !== '0') {
-      try {
-        // dist/worker/collectives/ -> the package root
-        const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-        native = createRequire(import.meta.url)(path.join(root, 'native', 'shm', 'prebuilt', 'linux-x64.node')) as NativeShm;
-      } catch { /* pwrite/pread instead */ }
-    }
-  }
-  return native;
 }
 
 /** The two files (even and odd allReduce calls) this rank writes its ring payloads into; its successor reads them. */

@@ -13,7 +13,20 @@
  */
 import type { RawImage } from './image.js';
 
-export class DecodeCache {
+/** What the transforms need of a cache: `index` is the sample's position in the file list, when known. */
+export interface ImageCache {
+  get(key: string, index?: number): RawImage | undefined;
+  put(key: string, img: RawImage, index?: number): void;
+  readonly hits: number;
+  readonly misses: number;
+  /** a shared cache's file name is removed once every worker has it open */
+  unlinkName?(): void;
+  /** for the log: what it holds and how often it was used */
+  describe(): string;
+}
+
+/** One worker's cache, keyed by file path. */
+export class DecodeCache implements ImageCache {
   private readonly images = new Map<string, RawImage>();
   bytes = 0;
   hits = 0;
@@ -41,5 +54,9 @@ export class DecodeCache {
 
   get size(): number {
     return this.images.size;
+  }
+
+  describe(): string {
+    return `${this.size} images (${(this.bytes / 1e6).toFixed(1)} MB) kept by this worker; since the start: hits ${this.hits}, misses ${this.misses}`;
   }
 }

@@ -15,7 +15,9 @@ import sharp from 'sharp';
 import { Mulberry32, mixSeed } from '../../shared/rng.js';
 import type { Sample } from './dataset.js';
 import { loadFileList, shuffleLines } from './dataset.js';
-import { DecodeCache } from './decode_cache.js';
+import { nativeShm } from '../sys/shm.js';
+import { DecodeCache, type ImageCache } from './decode_cache.js';
+import { SharedDecodeCache } from './shared_decode_cache.js';
 import { DistributedBatchSampler } from './sampler.js';
 import { buildTransforms, type PaddleTransformOp, type TransformFn, type TransformOutput } from './transforms.js';
 
@@ -56,6 +58,11 @@ export interface DataLoaderOptions {
   strictData?: boolean;
   /** bytes of decoded images kept between epochs (decode_cache.ts); 0 or absent: none */
   decodeCacheBytes?: number;
+  /**
+   * a file on /dev/shm through which the workers of this host share that cache (shared_decode_cache.ts); every
+   * worker must pass the same samples in the same order. A private cache where it cannot be used.
+   */
+  sharedDecodeCacheFile?: string;
   /** where warnings go (default console.warn) */
   log?: (message: string) => void;
 }
@@ -97,14 +104,15 @@ export class DataLoader implements AsyncIterable<Batch> {
   /** bad samples replaced since the loader was created */
   badSamplesTotal = 0;
   /** decoded images kept between epochs, when enabled */
-  readonly decodeCache: DecodeCache | undefined;
+  readonly decodeCache: ImageCache | undefined;
   /** released batch buffers, by length */
   private readonly spare: Float32Array[] = [];
 
   constructor(o: DataLoaderOptions) {
     if (!o.samples.length) throw new DataError('DataLoader: no samples');
     this.samples = o.samples;
-    this.decodeCache = o.decodeCacheBytes ? new DecodeCache(o.decodeCacheBytes) : undefined;
+    this.log = o.log ?? ((m) => console.warn(m));
+    this.decodeCache = o.decodeCacheBytes ? this.makeCache(o.decodeCacheBytes, o.sharedDecodeCacheFile) : undefined;
     this.transform = typeof o.transforms === 'function' ? o.transforms : buildTransforms(o.transforms, { seed: o.seed, channelsLast: true, cache: this.decodeCache });
     this.sampler = new DistributedBatchSampler({
       datasetSize: o.samples.length,
@@ -122,7 +130,18 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.slots = new Slots(Math.max(1, o.concurrency ?? Math.min(pool + 2, os.availableParallelism() * 4)));
     this.seed = o.seed ?? 0;
     this.strict = o.strictData ?? false;
-    this.log = o.log ?? ((m) => console.warn(m));
+  }
+
+  private makeCache(bytes: number, sharedFile: string | undefined): ImageCache {
+    const native = nativeShm();
+    if (sharedFile && native) {
+      try {
+        return new SharedDecodeCache(sharedFile, this.samples.length, bytes, native);
+      } catch (e) {
+        this.log(`WARNING: cannot share the decode cache through ${sharedFile} (${(e as Error).message}); each worker keeps its own`);
+      }
+    }
+    return new DecodeCache(bytes);
   }
 
   /** batches per epoch for this worker */
@@ -141,7 +160,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       const s = this.samples[idx];
       await this.slots.acquire();
       try {
-        const out = await this.transform({ path: s.path }, mixSeed(epoch, position, attempt), dest);
+        const out = await this.transform({ path: s.path, index: idx }, mixSeed(epoch, position, attempt), dest);
         return { out, index: idx };
       } catch (e) {
         const where = s.line ? `line ${s.line}` : 'folder tree';
@@ -248,7 +267,10 @@ export interface DataSectionConfig {
  */
 export function loaderFromConfig(
   section: DataSectionConfig,
-  o: { mode: 'train' | 'valid'; classesNum?: number; rank?: number; worldSize?: number; strictData?: boolean; seed?: number; prefetch?: number; log?: (m: string) => void },
+  o: {
+    mode: 'train' | 'valid'; classesNum?: number; rank?: number; worldSize?: number; strictData?: boolean; seed?: number; prefetch?: number;
+    log?: (m: string) => void; sharedDecodeCacheFile?: string;
+  },
 ): DataLoader {
   const worldSize = o.worldSize ?? 1;
   const perWorker = Math.floor(section.batch_size / worldSize);
@@ -269,6 +291,7 @@ export function loaderFromConfig(
     seed: o.seed ?? section.shuffle_seed ?? 0,
     strictData: o.strictData,
     decodeCacheBytes: (section.decode_cache_mb ?? 0) * 1024 * 1024,
+    sharedDecodeCacheFile: o.sharedDecodeCacheFile,
     prefetch: o.prefetch,
     log: o.log,
   });

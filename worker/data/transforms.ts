@@ -18,7 +18,7 @@ import * as fs from 'node:fs/promises';
 import sharp from 'sharp';
 import { Mulberry32, mixSeed, type Rng } from '../../shared/rng.js';
 import { autoAugmentImageNet } from './autoaugment.js';
-import type { DecodeCache } from './decode_cache.js';
+import type { ImageCache } from './decode_cache.js';
 import { chwToHwc, flipRaw, hwcToChw, rawToFloat, type FloatImage, type RawImage } from './image.js';
 
 /** One entry of a config's transforms list: `{OpName: params|null}`. */
@@ -28,6 +28,8 @@ export interface TransformInput {
   path: string;
   /** already-read file contents; read from path when absent */
   buffer?: Buffer;
+  /** the sample's position in its file list (the slot of a shared decode cache) */
+  index?: number;
 }
 
 export interface TransformOutput {
@@ -48,7 +50,7 @@ export interface BuildOptions {
    * Keep the decoded images after the list's deterministic head (DecodeImage + ResizeImage/CropImage) for later
    * calls on the same file; see decode_cache.ts. Used only when that head resizes or crops.
    */
-  cache?: DecodeCache;
+  cache?: ImageCache;
 }
 
 /**
@@ -381,14 +383,14 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
   const cache = head > 1 ? opts.cache : undefined;
   return async (sample, callSeed = 0, dest) => {
     const ctx: StepContext = { rng: sampleRng(baseSeed, callSeed, sample.path), dest };
-    const cached = cache && !sample.buffer ? cache.get(sample.path) : undefined;
+    const cached = cache && !sample.buffer ? cache.get(sample.path, sample.index) : undefined;
     let img: Img;
     if (cached) img = cached;
     else {
       img = await decodeHead(sample, ctx);
       if (cache && !sample.buffer) {
         img = await toRaw(img, names[head - 1]);
-        cache.put(sample.path, img);
+        cache.put(sample.path, img, sample.index);
       }
     }
     for (const step of steps.slice(head)) img = await step(img, ctx);

@@ -48,7 +48,7 @@ export async function train(o: TrainOptions): Promise<number> {
   const cleanup: (() => void)[] = [];
   try {
     // ---- data: this worker's shard of the global batch ------------------------------------------------------
-    const loaderCtx = { rank: env.rank, worldSize: env.worldSize, seed, log: (m: string) => log.warn(m) };
+    const loaderCtx = { rank: env.rank, worldSize: env.worldSize, seed, log: (m: string) => log.warn(m), jobId: env.jobId, localWorldSize: env.localWorldSize };
     const trainLoader = await buildLoader(cfg, 'train', loaderCtx);
     const validLoader = cfg.validate && cfg.VALID ? await buildLoader(cfg, 'valid', loaderCtx) : undefined;
     if (!cfg.TRAIN || !cfg.LEARNING_RATE || !cfg.OPTIMIZER) throw new Error('config: train mode needs TRAIN, LEARNING_RATE and OPTIMIZER');
@@ -84,6 +84,9 @@ export async function train(o: TrainOptions): Promise<number> {
     const weights = await GradientBuffer.weightsOf(model.weights);
     await group.broadcast(weights.flat, 0);
     weights.assignTo(model.weights);
+    // after this barrier every worker has opened the shared decode caches: drop their names, so nothing outlives the job
+    await group.barrier();
+    for (const l of [trainLoader, validLoader]) l?.decodeCache?.unlinkName?.();
     if (env.rank === 0) saveConfig(cfg, runDir);
     // a resumed run keeps the records up to its checkpoint and drops what the interrupted run wrote after it
     const metrics = env.rank === 0
@@ -180,6 +183,8 @@ export async function train(o: TrainOptions): Promise<number> {
       metrics?.write({ mode: 'train', end: true, epoch, step, loss: trainEnd.loss, top1: trainEnd.top1, top5: trainEnd.top5, lr: 0, batch_cost: trainEnd.batchCost, reader_cost: trainEnd.readerCost, ips: trainEnd.ips });
       log.info(`epoch ${epoch} time split per step: data wait ${split.data.mean.toFixed(4)} s, forward+backward ${split.compute.mean.toFixed(4)} s, ` +
         `all-reduce ${split.allreduce.mean.toFixed(4)} s, optimizer ${split.optimizer.mean.toFixed(4)} s (epoch ${epochS.toFixed(1)} s)`);
+      const cache = trainLoader.decodeCache;
+      if (cache) log.info(`epoch ${epoch} decode cache: ${cache.describe()}`);
 
       // ---- validation: metrics summed over all workers --------------------------------------------------
       state.epoch = epoch;

@@ -1,0 +1,56 @@
+/**
+ * Shared memory on this host: the job's directory on /dev/shm and the prebuilt mmap module (native/shm).
+ * Used by the collectives (allReduce payloads between ranks, collectives/shm.ts) and by the data loader (decoded
+ * images shared by the workers of a host, data/shared_decode_cache.ts).
+ */
+import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { shmJobDir } from '../../shared/env.js';
+
+export const SHM_ROOT = '/dev/shm';
+
+/** Why shared memory cannot be used here (undefined: it can). */
+export function shmUnavailable(jobId: string, root = SHM_ROOT): string | undefined {
+  try {
+    const st = fs.statSync(root);
+    if (!st.isDirectory()) return `${root} is not a directory`;
+    fs.accessSync(root, fs.constants.W_OK);
+  } catch (e) {
+    return `${root}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+  }
+  const dir = shmJobDir(jobId, root);
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const st = fs.statSync(dir);
+    if (st.uid !== process.getuid?.()) return `${dir} belongs to uid ${st.uid}, not to this user`;
+    if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
+  } catch (e) {
+    return `${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+  }
+  return undefined;
+}
+
+export interface NativeShm {
+  map(fd: number, bytes: number, writable: boolean, allocate: boolean): ArrayBuffer;
+  /** out1[i] (and out2[i]) = (a[i] + b[i]) / divisor */
+  add(a: Float32Array, b: Float32Array, divisor: number, out1: Float32Array, out2?: Float32Array): void;
+}
+
+let native: NativeShm | null | undefined;
+/** The prebuilt mmap module (native/shm), or null where it cannot be used. */
+export function nativeShm(): NativeShm | null {
+  if (native === undefined) {
+    native = null;
+    if (process.platform === 'linux' && process.arch === 'x64' && process.env.HARDNET_SHM_MMAP !== '0') {
+      try {
+        // dist/worker/collectives/ -> the package root
+        const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+        native = createRequire(import.meta.url)(path.join(root, 'native', 'shm', 'prebuilt', 'linux-x64.node')) as NativeShm;
+      } catch { /* pwrite/pread instead */ }
+    }
+  }
+  return native;
+}
+
