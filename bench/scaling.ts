@@ -1,5 +1,5 @@
 /**
- * npm run bench:scaling -- [--np 1,2] [--batch 64] [--model HarDNet39ds] [--image_size 32] [--epochs 3] [--json]
+ * npm run bench:scaling -- [--np 1,2] [--batch 64] [--model HarDNet39ds] [--image_size 32] [--epochs 3] [--repeat 1] [--json]
  *
  * Data-parallel scaling on this machine: `launch --nproc_per_node N train` on the bundled Fashion-MNIST (5,000
  * images) with the same per-worker batch for every N, timed from rank 0's metrics.jsonl (median step, the first
@@ -7,6 +7,8 @@
  * and the optimizer. One row per epoch: epoch 0 decodes every image; later epochs take more and more of them
  * from the decode cache (each worker keeps the images it has decoded; with N workers it has seen 1 - (1-1/N)^k
  * of them after k epochs).
+ * This VM's speed drifts by 10-30 % from minute to minute: --repeat R runs every worker count R times, interleaved,
+ * and reports the median images/s of each (worker count, epoch).
  */
 import { Command } from 'commander';
 import fs from 'node:fs';
@@ -21,6 +23,7 @@ const o = new Command('bench:scaling')
   .option('--model <name>', 'architecture', 'HarDNet39ds')
   .option('--image_size <n>', 'input size', '32')
   .option('--epochs <n>', 'epochs per run (one row each)', '3')
+  .option('--repeat <n>', 'runs per worker count, interleaved; medians are reported', '1')
   .option('--json', 'one JSON object per line')
   .parse()
   .opts();
@@ -30,8 +33,9 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const perWorker = Number(o.batch);
 const epochs = Number(o.epochs);
 interface Row { np: number; epoch: number; images_per_s: number; step_s: number; allreduce_s: number; compute_s: number; data_s: number }
-const rows: Row[] = [];
-for (const np of String(o.np).split(',').map(Number)) {
+const runs: Row[] = [];
+const nps = String(o.np).split(',').map(Number);
+for (let rep = 0; rep < Number(o.repeat); rep++) for (const np of nps) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-scaling-'));
   const global = perWorker * np;
   const overrides = [
@@ -47,12 +51,20 @@ for (const np of String(o.np).split(',').map(Number)) {
     const mine = recs.filter((m) => m.epoch === epoch);
     // per-step wall time is the sum of its parts as the loop measures them
     const stepS = median(mine.map((m) => m.data_s + m.compute_s + m.allreduce_s + m.optimizer_s));
-    rows.push({
+    runs.push({
       np, epoch, images_per_s: global / stepS, step_s: stepS,
       allreduce_s: median(mine.map((m) => m.allreduce_s)), compute_s: median(mine.map((m) => m.compute_s)), data_s: median(mine.map((m) => m.data_s)),
     });
   }
   fs.rmSync(dir, { recursive: true, force: true });
+}
+// the run with the median images/s of each (worker count, epoch)
+const rows: Row[] = [];
+for (const np of nps) {
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    const same = runs.filter((r) => r.np === np && r.epoch === epoch).sort((a, b) => a.images_per_s - b.images_per_s);
+    rows.push(same[Math.floor(same.length / 2)]);
+  }
 }
 for (const r of rows) {
   const base = rows.find((b) => b.epoch === r.epoch)!;
