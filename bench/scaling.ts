@@ -69,7 +69,11 @@ for (const np of nps) {
 for (const r of rows) {
   const base = rows.find((b) => b.epoch === r.epoch)!;
   const line = { ...r, model: o.model, per_worker_batch: perWorker, image_size: Number(o.image_size), speedup: r.images_per_s / base.images_per_s };
-  if (o.json) console.log(JSON.stringify(line));
-  else console.log(`np ${r.np} epoch ${r.epoch}: ${r.images_per_s.toFixed(1)} images/s (step ${(r.step_s * 1000).toFixed(0)} ms: data ${(r.data_s * 1000).toFixed(0)}, ` +
+  const all = runs.filter((x) => x.np === r.np && x.epoch === r.epoch).map((x) => x.images_per_s);
+  if (o.json) {
+    console.log(JSON.stringify({ ...line, runs: all }));
+    continue;
+  }
+  console.log(`np ${r.np} epoch ${r.epoch}: ${r.images_per_s.toFixed(1)} images/s${all.length > 1 ? ` (median of ${all.map((x) => x.toFixed(0)).join(', ')})` : ''} (step ${(r.step_s * 1000).toFixed(0)} ms: data ${(r.data_s * 1000).toFixed(0)}, ` +
     `fwd+bwd ${(r.compute_s * 1000).toFixed(0)}, all-reduce ${(r.allreduce_s * 1000).toFixed(0)} ms), ${line.speedup.toFixed(2)}x the images/s of ${base.np} worker(s)`);
 }
