@@ -1,7 +1,7 @@
 /**
  * All-reduce benchmark, nccl-tests style:
  *   npm run bench:allreduce -- --np 2,4 --size 1MB,14MB,70.4MB [--transport ipc|tcp] [--dtype float32|float16]
- *                              [--reps 11] [--warmup 3] [--chunk 1MiB] [--json]
+ *                              [--reps 11] [--warmup 3] [--chunk 4MiB] [--json]
  * Spawns real worker processes with the launcher's env contract and secret pipe (test/helpers/spawn_group.ts),
  * times SUM over float32 buffers: per repetition the max over ranks, reported as the median over repetitions.
  * algbw = S / t, busbw = algbw * 2(N-1)/N.
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     .option('--dtype <d>', 'wire dtype: float32 or float16', 'float32')
     .option('--reps <n>', 'timed repetitions', '11')
     .option('--warmup <n>', 'untimed repetitions first', '3')
-    .option('--chunk <bytes>', 'ring chunk size', '1MiB')
+    .option('--chunk <bytes>', 'ring chunk size', '4MiB')
     .option('--security <m>', 'curve or plain (default: plain on ipc, curve on tcp)')
     .option('--shm <on|off>', 'on ipc, float32 payloads through /dev/shm (default) or through the ZeroMQ socket', 'on')
     .option('--profile', 'also print, per rank and op (mean over ranks): CPU ms of all threads (user/sys), minor page faults, and the main thread split: waiting to receive, summing, copying out, queueing sends')
