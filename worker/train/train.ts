@@ -128,21 +128,26 @@ export async function train(o: TrainOptions): Promise<number> {
         const [loss] = await r.loss.data();
         await grads.gather(r.grads);
         const computeS = since(t);
-        // gradients averaged over all workers
+        // gradients averaged over all workers; while this worker waits for the others' data, it does the work that
+        // does not need the averaged gradients (BN running statistics, accuracy), so a step's skew is not all idle
         t = performance.now();
         grads.stopFlag = stopRequested;
-        await group.allReduce(grads.flat, 'mean');
-        const allreduceS = since(t);
+        const averaging = group.allReduce(grads.flat, 'mean');
+        averaging.catch(() => {}); // its failure is thrown by the await below, not reported as unhandled meanwhile
+        const tLocal = performance.now();
+        model.updateBatchNormStats(r.batchStats);
+        const correct = await topkCorrect(r.logits, batch.labels, cfg.topk);
+        const localS = since(tLocal);
+        await averaging;
+        const allreduceS = since(t) - localS;
         const stopNow = grads.stopFlag;
         // the update
         t = performance.now();
         const reduced = grads.scatter();
         opt.apply(model.weights, reduced, lr);
-        model.updateBatchNormStats(r.batchStats);
-        const correct = await topkCorrect(r.logits, batch.labels, cfg.topk);
         tf.dispose([x, y, ...(yB ? [yB] : []), r.loss, r.logits, ...r.grads.values(), ...reduced.values()]);
         batch.release(); // the loader reuses the buffer (the tensors that wrapped it are gone)
-        const optimizerS = since(t);
+        const optimizerS = since(t) + localS;
 
         // bookkeeping, as PaddleClas does it: running means reset after the first 10 steps
         if (step === 10) { batchCost.reset(); readerCost.reset(); }
