@@ -130,7 +130,7 @@ export async function runJob(o: JobOptions): Promise<number> {
     for (const s of signals) process.off(s, onSignal);
     for (const out of outputs) out.close();
     if (plan.ipcDir) fs.rmSync(plan.ipcDir, { recursive: true, force: true });
-    // shared-memory payload files of workers that were killed before their reader unlinked them
-    if (plan.ipcDir) fs.rmSync(shmJobDir(plan.jobId), { recursive: true, force: true });
+    // shared-memory files (ring payloads, decode caches) of workers killed before their names were unlinked
+    fs.rmSync(shmJobDir(plan.jobId), { recursive: true, force: true });
   }
 }

@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { spawnGroup, type RankOutcome } from './helpers/spawn_group.js';
 import { createProcessGroup } from '../worker/collectives/index.js';
 import { readWorkerEnv } from '../shared/env.js';
-import { nativeShm } from '../worker/collectives/shm.js';
+import { nativeShm, shmUnavailable } from '../worker/collectives/shm.js';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 
 const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'collective_worker.js');
 
@@ -94,6 +96,21 @@ test('ipc:// payloads through mapped shared memory, pwrite/pread or the socket g
   const mixed = await runGroup(3, 'exact', { ...exactArgs(3), noShmRank: 1 }, 'ipc');
   assertAllAgree(mixed);
   assert.deepEqual(mixed[0].result.reduced, viaShm[0].result.reduced);
+});
+
+test('a symlink planted where the job\'s /dev/shm directory goes is refused, not followed', () => {
+  const target = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-target-'));
+  const jobId = `symlink-test-${process.pid}`;
+  const link = `/dev/shm/hardnet-${jobId}`;
+  fs.symlinkSync(target, link);
+  try {
+    assert.match(shmUnavailable(jobId) ?? '', /not a directory \(a symlink\?\)/);
+  } finally {
+    fs.rmSync(link, { force: true });
+    fs.rmSync(target, { recursive: true, force: true });
+  }
+  assert.equal(shmUnavailable(jobId), undefined, 'a fresh job directory is fine');
+  fs.rmdirSync(`/dev/shm/hardnet-${jobId}`);
 });
 
 test('float16 on the wire: identical bytes on every rank, within half-precision rounding, half the payload', async () => {

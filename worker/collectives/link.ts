@@ -364,7 +364,11 @@ export class RingLink {
       if (h.jobId !== this.o.jobId) throw this.protocol(`${where}: received ${describe(h)}, but this is job ${JSON.stringify(this.o.jobId)}`, ctx);
       if (h.op === Op.abort) throw this.onAbort(h, frames[1], ctx);
       if (h.from !== this.prev) throw this.protocol(`${where}: received ${describe(h)}, but only rank ${this.prev} sends to this rank`, ctx);
-      const inMessage = (h.flags ?? 0) & FLAG_SHARED_MEMORY ? 0 : h.bytes; // shared-memory payloads come as an empty frame
+      const viaShm = ((h.flags ?? 0) & FLAG_SHARED_MEMORY) !== 0;
+      if (viaShm && !((h.op === Op.reduceScatter || h.op === Op.allGatherChunks) && h.dtype === WireDtype.float32)) {
+        throw this.protocol(`${where}: ${describe(h)} claims a shared-memory payload, which only float32 allReduce messages have`, ctx);
+      }
+      const inMessage = viaShm ? 0 : h.bytes; // shared-memory payloads come as an empty frame
       if (inMessage !== frames[1].length) throw this.protocol(`${where}: ${describe(h)} carries ${frames[1].length} payload bytes`, ctx);
       return [h, frames[1]];
     }

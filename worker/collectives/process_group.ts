@@ -26,7 +26,7 @@ import { addHalfInto, decodeHalf, encodeHalf } from './float16.js';
 import { CollectiveError, RingLink, type LogFn, type OpContext } from './link.js';
 import { addBlocks, addChunk, addInto, divideBy, type BlockReader } from './sum.js';
 import { FLAG_SHARED_MEMORY, Op, WireDtype, type Header } from './wire.js';
-import { nativeShm } from './shm.js';
+import { nativeShm, type NativeShm } from './shm.js';
 
 export type WireDtypeName = 'float32' | 'float16';
 
@@ -168,10 +168,11 @@ export class RingGroup implements ProcessGroup {
     const ctx = this.ctx('allReduce', () => Array.from({ length: N - 1 - Math.min(heardFrom, N - 1) }, (_, k) => (r + N - 1 - heardFrom - k) % N));
     this.timing.calls++;
     // float32 payloads to a successor on this host go through shared memory (shm.ts), at running offsets in
-    // the file of this call's parity; a predecessor's flag says where its payloads are, message by message
-    const parity = this.allReduces++ % 2;
-    // a rank sends N-1 segments in the reduce-scatter and N-1 in the all-gather, none longer than ceil(n/N)
-    const shm = !half && n > 0 && this.link.sharedMemoryFor(parity, 2 * (N - 1) * Math.ceil(n / N) * 4);
+    // the file of this call's parity; a predecessor's flag says where its payloads are, message by message.
+    // Set when the call starts (below), so that a call refused as busy or closed takes no turn.
+    let parity = 0;
+    let shm = false;
+    let native: NativeShm | null = null;
     let txPos = 0;
     let rxPos = 0;
     const EMPTY = new Uint8Array(0);
@@ -191,7 +192,6 @@ export class RingGroup implements ProcessGroup {
       return (dst, o) => this.link.readShared(parity, dst, at + o, ctx);
     };
     /** with both files mapped, the sum reads the partial in the predecessor's file and writes into ours in place */
-    const native = shm ? nativeShm() : null;
     const sumInPlace = (h: Header, mine: Float32Array, divisor: number, owner: boolean): boolean => {
       if (native === null || ((h.flags ?? 0) & FLAG_SHARED_MEMORY) === 0) return false;
       const src = this.link.sharedView(parity, rxPos, mine.length, ctx);
@@ -202,6 +202,13 @@ export class RingGroup implements ProcessGroup {
       return true;
     };
     await this.run(ctx, async () => {
+      // an empty call sends nothing and so synchronises nobody: it must not take a turn of the parity files
+      if (n > 0) {
+        parity = this.allReduces++ % 2;
+        // a rank sends N-1 segments in the reduce-scatter and N-1 in the all-gather, none longer than ceil(n/N)
+        shm = !half && this.link.sharedMemoryFor(parity, 2 * (N - 1) * Math.ceil(n / N) * 4);
+        native = shm ? nativeShm() : null;
+      }
       const mod = (x: number) => ((x % N) + N) % N;
       let msg = 0; // running message index within this collective, checked on receipt
       // reduce-scatter step 0: our own segment r, as it is

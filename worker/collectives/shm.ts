@@ -27,9 +27,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { shmJobDir } from '../../shared/env.js';
-import { nativeShm, SHM_ROOT } from '../sys/shm.js';
+import { assertPrivateFile, nativeShm, NO_FOLLOW, SHM_ROOT } from '../sys/shm.js';
 
-export { nativeShm, SHM_ROOT, shmUnavailable } from '../sys/shm.js';
+export { nativeShm, SHM_ROOT, shmUnavailable, type NativeShm } from '../sys/shm.js';
 
 function shmFilePath(jobId: string, rank: number, parity: number, root: string): string {
   return path.join(shmJobDir(jobId, root), `ring${rank}.${parity}.bin`);
@@ -47,8 +47,12 @@ export class ShmWriter {
   private readonly reserved = [0, 0];
 
   private constructor(readonly files: string[]) {
-    // O_TRUNC: files left by an earlier group of this rank (whose reader never opened them) start empty
-    this.fds = files.map((f) => fs.openSync(f, 'w+', 0o600));
+    // a name left by an earlier group of this rank (whose reader never opened it) is replaced, never followed
+    const { O_RDWR, O_CREAT, O_EXCL } = fs.constants;
+    this.fds = files.map((f) => {
+      fs.rmSync(f, { force: true });
+      return fs.openSync(f, O_RDWR | O_CREAT | O_EXCL | NO_FOLLOW, 0o600);
+    });
   }
 
   static create(jobId: string, rank: number, root = SHM_ROOT): ShmWriter {
@@ -98,11 +102,12 @@ export class ShmWriter {
 }
 
 function openPrivate(file: string): number {
-  const fd = fs.openSync(file, 'r');
-  const st = fs.fstatSync(fd);
-  if (st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0) {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | NO_FOLLOW);
+  try {
+    assertPrivateFile(fd, `shared-memory file ${file}`);
+  } catch (e) {
     fs.closeSync(fd);
-    throw new Error(`shared-memory file ${file} is not this user's private file (uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)})`);
+    throw e;
   }
   return fd;
 }

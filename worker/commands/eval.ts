@@ -24,7 +24,7 @@ export async function evalCommand(o: EvalOptions): Promise<number> {
   await selectBackend(cfg.backend, { gpuAssigned: env.selectedGpus !== '', log: (m) => log.info(m) });
   const group = await createProcessGroup(env, { timeoutMs: cfg.collective_timeout_s * 1000, log: (level, m) => log.log(level, m) });
   try {
-    const loader = await buildLoader(cfg, 'valid', { rank: env.rank, worldSize: env.worldSize, seed: mixSeed(cfg.seed, env.rank), log: (m) => log.warn(m) });
+    const loader = await buildLoader(cfg, 'valid', { rank: env.rank, worldSize: env.worldSize, seed: mixSeed(cfg.seed, env.rank), log: (m) => log.warn(m), decodeCache: false });
     const model = new HarDNet(cfg.ARCHITECTURE.name, cfg.classes_num, cfg.seed);
     await loadPretrained(model, cfg.pretrained_model);
     const v = await evaluate(model, loader, group, {

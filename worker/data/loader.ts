@@ -269,7 +269,7 @@ export function loaderFromConfig(
   section: DataSectionConfig,
   o: {
     mode: 'train' | 'valid'; classesNum?: number; rank?: number; worldSize?: number; strictData?: boolean; seed?: number; prefetch?: number;
-    log?: (m: string) => void; sharedDecodeCacheFile?: string;
+    log?: (m: string) => void; sharedDecodeCacheFile?: string; decodeCache?: boolean;
   },
 ): DataLoader {
   const worldSize = o.worldSize ?? 1;
@@ -290,7 +290,7 @@ export function loaderFromConfig(
     dropLast: train,
     seed: o.seed ?? section.shuffle_seed ?? 0,
     strictData: o.strictData,
-    decodeCacheBytes: (section.decode_cache_mb ?? 0) * 1024 * 1024,
+    decodeCacheBytes: o.decodeCache === false ? 0 : (section.decode_cache_mb ?? 0) * 1024 * 1024,
     sharedDecodeCacheFile: o.sharedDecodeCacheFile,
     prefetch: o.prefetch,
     log: o.log,

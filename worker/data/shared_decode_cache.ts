@@ -4,7 +4,7 @@
  * decodes every image itself, and only sees 1/W of them per epoch, so its cache fills slowly; here an image
  * decoded by any worker serves all of them from then on, and the host holds one copy.
  *
- * Layout: 64-byte header (Int32: magic, width, height), one state byte per sample (1 = ready), then the slots of
+ * Layout: 64-byte header (Int32: magic, width, height, sample count), one state byte per sample (1 = ready), then the slots of
  * width*height*3 bytes. The first image fixes the slot size (the transform list's head ends in a fixed-size
  * resize or crop); an image of another size is simply not shared. A slot is written before its state byte is
  * set with Atomics.store, and read only after Atomics.load sees it set. Two workers that decode the same image at
@@ -14,7 +14,7 @@
  * (unlinkName), so a killed job leaves nothing behind in RAM.
  */
 import * as fs from 'node:fs';
-import type { NativeShm } from '../sys/shm.js';
+import { assertPrivateFile, NO_FOLLOW, SHM_ROOT, type NativeShm } from '../sys/shm.js';
 import type { ImageCache } from './decode_cache.js';
 import type { RawImage } from './image.js';
 
@@ -29,21 +29,28 @@ export class SharedDecodeCache implements ImageCache {
   private slotBytes = 0;
   private readonly dataStart: number;
   private disabled = false;
+  /** why the cache is off, for describe() */
+  private offReason = '';
   hits = 0;
   misses = 0;
 
   constructor(readonly file: string, readonly count: number, readonly budgetBytes: number, private readonly native: NativeShm) {
-    this.fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
-    const st = fs.fstatSync(this.fd);
-    if (st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0) {
-      fs.closeSync(this.fd);
-      throw new Error(`decode cache ${file} is not this user's private file`);
+    // O_CREAT without O_EXCL: the first worker creates it, the others open the same file
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | NO_FOLLOW, 0o600);
+    try {
+      assertPrivateFile(fd, `decode cache ${file}`);
+      this.dataStart = Math.ceil((HEADER + count) / 64) * 64;
+      const head = new Uint8Array(native.map(fd, this.dataStart, true, true));
+      this.header = new Int32Array(head.buffer, 0, HEADER / 4);
+      this.states = head.subarray(HEADER, HEADER + count);
+      // a file left by an earlier attempt of the job for another list is not used
+      if (Atomics.compareExchange(this.header, 0, 0, MAGIC) === 0) Atomics.store(this.header, 3, count);
+      else if (Atomics.load(this.header, 0) !== MAGIC || Atomics.load(this.header, 3) !== count) throw new Error(`${file} holds another list's images`);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
     }
-    this.dataStart = Math.ceil((HEADER + count) / 64) * 64;
-    const head = new Uint8Array(native.map(this.fd, this.dataStart, true, true));
-    this.header = new Int32Array(head.buffer, 0, HEADER / 4);
-    this.states = head.subarray(HEADER, HEADER + count);
-    Atomics.compareExchange(this.header, 0, 0, MAGIC);
+    this.fd = fd;
   }
 
   /** Remove the file's name; the pages stay while any worker has it open. */
@@ -60,12 +67,22 @@ export class SharedDecodeCache implements ImageCache {
     if (w === 0 || h === 0) return false;
     this.slotBytes = w * h * 3;
     const total = this.dataStart + this.count * this.slotBytes;
-    if (this.count * this.slotBytes > this.budgetBytes) {
-      this.disabled = true;
-      return false;
+    if (this.count * this.slotBytes > this.budgetBytes) return this.off('the images exceed decode_cache_mb');
+    try {
+      // a container's /dev/shm is often 64 MB: check before allocating (posix_fallocate in map)
+      const st = fs.statfsSync(SHM_ROOT);
+      if (st.bavail * st.bsize < total - fs.fstatSync(this.fd).size) return this.off(`${SHM_ROOT} has too little room for ${(total / 1e6).toFixed(0)} MB`);
+      this.slots = new Uint8Array(this.native.map(this.fd, total, true, true)).subarray(this.dataStart);
+    } catch (e) {
+      return this.off(`cannot map ${(total / 1e6).toFixed(0)} MB: ${(e as Error).message}`);
     }
-    this.slots = new Uint8Array(this.native.map(this.fd, total, true, true)).subarray(this.dataStart);
     return true;
+  }
+
+  private off(reason: string): false {
+    this.disabled = true;
+    this.offReason = reason;
+    return false;
   }
 
   get size(): number {
@@ -81,7 +98,7 @@ export class SharedDecodeCache implements ImageCache {
   describe(): string {
     const n = this.size;
     return `${n} of ${this.count} images (${((n * this.slotBytes) / 1e6).toFixed(1)} MB) shared by the workers of this host; ` +
-      `this worker since the start: hits ${this.hits}, misses ${this.misses}${this.disabled ? ' (off: the images exceed decode_cache_mb)' : ''}`;
+      `this worker since the start: hits ${this.hits}, misses ${this.misses}${this.disabled ? ` (off: ${this.offReason})` : ''}`;
   }
 
   get(_key: string, index?: number): RawImage | undefined {

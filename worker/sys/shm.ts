@@ -22,14 +22,32 @@ export function shmUnavailable(jobId: string, root = SHM_ROOT): string | undefin
   }
   const dir = shmJobDir(jobId, root);
   try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const st = fs.statSync(dir);
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    // lstat: a symlink planted by another user (job ids can be guessed) must not redirect our files; once the
+    // directory is a real one of ours, /dev/shm's sticky bit keeps anyone else from replacing it
+    const st = fs.lstatSync(dir);
+    if (!st.isDirectory()) return `${dir} is not a directory (a symlink?)`;
     if (st.uid !== process.getuid?.()) return `${dir} belongs to uid ${st.uid}, not to this user`;
     if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
   } catch (e) {
     return `${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
   }
   return undefined;
+}
+
+/** open(2) flags that never follow a symlink at the last path component */
+export const NO_FOLLOW = fs.constants.O_NOFOLLOW;
+
+/** Throws unless `fd` is a regular file of this user, mode 0600 or stricter, with one name. */
+export function assertPrivateFile(fd: number, file: string): void {
+  const st = fs.fstatSync(fd);
+  if (!st.isFile() || st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0 || st.nlink > 1) {
+    throw new Error(`${file} is not a private file of this user (uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}, links ${st.nlink})`);
+  }
 }
 
 export interface NativeShm {

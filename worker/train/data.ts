@@ -22,6 +22,8 @@ export interface LoaderContext {
   /** with several workers on this host, they share one decode cache on /dev/shm under this job's directory */
   jobId?: string;
   localWorldSize?: number;
+  /** false: no decode cache (a single pass, as eval makes, gains nothing from one) */
+  decodeCache?: boolean;
 }
 
 /** The shared decode cache's file for a data section: the same for every worker of the job on this host. */
@@ -44,6 +46,7 @@ export async function buildLoader(cfg: TrainConfig, which: 'train' | 'valid', o:
   const resolved = await resolveSection(section, which === 'train' ? 'train' : 'val');
   return loaderFromConfig(resolved, {
     mode: which, classesNum: cfg.classes_num, rank: o.rank, worldSize: o.worldSize, strictData: cfg.strict_data, seed: o.seed, log: o.log,
-    sharedDecodeCacheFile: sharedCacheFile(resolved, which, o),
+    sharedDecodeCacheFile: o.decodeCache === false ? undefined : sharedCacheFile(resolved, which, o),
+    decodeCache: o.decodeCache,
   });
 }
