@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     .option('--reps <n>', 'timed repetitions', '11')
     .option('--warmup <n>', 'untimed repetitions first', '3')
     .option('--chunk <bytes>', 'ring chunk size', '4MiB')
-    .option('--security <m>', 'curve or plain (default: plain on ipc, curve on tcp)')
+    .option('--security <m>', 'curve (default) or plain')
     .option('--shm <on|off>', 'on ipc, float32 payloads through /dev/shm (default) or through the ZeroMQ socket', 'on')
     .option('--profile', 'also print, per rank and op (mean over ranks): CPU ms of all threads (user/sys), minor page faults, and the main thread split: waiting to receive, summing, copying out, queueing sends')
     .option('--kernels', 'instead: the ring\'s sum on its own, JS loop vs WebAssembly SIMD, over 17.6M floats in 1 MiB chunks')
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   const sizes = String(o.size).split(',').map(parseBytes);
   if (!o.json) {
     const payloads = o.transport === 'ipc' && o.dtype === 'float32' && o.shm !== 'off' ? 'payloads via /dev/shm' : 'payloads in the messages';
-    console.log(`# all-reduce SUM float32 (wire ${o.dtype}), ${o.transport}, security ${o.security ?? (o.transport === 'ipc' ? 'plain' : 'curve')}, ${payloads}, chunk ${o.chunk}, median of ${o.reps} (max over ranks each)`);
+    console.log(`# all-reduce SUM float32 (wire ${o.dtype}), ${o.transport}, security ${o.security ?? 'curve'}, ${payloads}, chunk ${o.chunk}, median of ${o.reps} (max over ranks each)`);
     console.log('#     np         bytes  time_ms  algbw_GBps  busbw_GBps  ok');
   }
   for (const np of nps) {

@@ -31,7 +31,7 @@ export interface ProcessGroupOptions {
   chunkBytes?: number;
   /** ZMTP heartbeat interval; a peer silent for 3 intervals (a stopped process) is treated as gone. Default 2 s */
   heartbeatMs?: number;
-  /** how connections authenticate; default plain (+ZAP) on ipc://, curve on tcp:// (see link.ts) */
+  /** how connections authenticate: curve (default) or plain (+ZAP) (see link.ts) */
   security?: SecurityMechanism;
   /**
    * allReduce payloads between ranks on one host go through /dev/shm (shm.ts). Default: on, unless the
