@@ -2,18 +2,38 @@
  * All-reduce benchmark, nccl-tests style:
  *   npm run bench:allreduce -- --np 2,4 --size 1MB,14MB,70.4MB [--transport ipc|tcp] [--dtype float32|float16]
  *                              [--reps 11] [--warmup 3] [--chunk 4MiB] [--json]
- * Spawns real worker processes with the launcher's env contract and secret pipe (test/helpers/spawn_group.ts),
+ * Over ipc the workers are started by the launcher itself (`launch --nproc_per_node N run -- node
+ * collective_worker.js bench ...`, rank 0's RESULT line read from its workerlog.0); over tcp by
+ * test/helpers/spawn_group.ts, which gives them the same env contract and secret pipe on loopback ports;
  * times SUM over float32 buffers: per repetition the max over ranks, reported as the median over repetitions.
  * algbw = S / t, busbw = algbw * 2(N-1)/N.
  */
 import { Command } from 'commander';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { spawnGroup } from '../test/helpers/spawn_group.js';
 import { addChunk } from '../worker/collectives/sum.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const workerScript = path.join(here, '..', 'test', 'helpers', 'collective_worker.js');
+const launchCli = path.join(here, '..', 'launcher', 'cli.js');
+
+/** Rank 0's result of one benchmark job run by the launcher (one host, ipc). */
+function viaLauncher(np: number, args: string[]): { rows: unknown[] } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-allreduce-'));
+  try {
+    const r = spawnSync(process.execPath, [launchCli, '--nproc_per_node', String(np), '--log_dir', dir, 'run', '--', process.execPath, workerScript, ...args], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`launch --nproc_per_node ${np} failed (exit ${r.status}):\n${r.stderr.slice(-3000)}`);
+    const line = fs.readFileSync(path.join(dir, 'workerlog.0'), 'utf8').split('\n').find((l) => l.startsWith('RESULT '));
+    if (!line) throw new Error(`rank 0 printed no RESULT line (${path.join(dir, 'workerlog.0')})`);
+    return JSON.parse(line.slice('RESULT '.length));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 /** "70.4MB" -> 70_400_000 bytes (decimal units as nccl-tests and gloo_allreduce.py), "1MiB" -> 1_048_576 */
 export function parseBytes(s: string): number {
@@ -54,14 +74,16 @@ async function main(): Promise<void> {
     console.log('#     np         bytes  time_ms  algbw_GBps  busbw_GBps  ok');
   }
   for (const np of nps) {
-    const g = await spawnGroup({
-      np, script: workerScript, transport: o.transport,
-      args: ['bench', JSON.stringify({ sizes, reps: Number(o.reps), warmup: Number(o.warmup), wireDtype: o.dtype, chunkBytes: parseBytes(o.chunk), security: o.security, sharedMemory: o.shm !== 'off' })],
-    });
-    const out = await g.done;
-    const bad = out.find((r) => r.code !== 0);
-    if (bad) throw new Error(`rank ${bad.rank} failed (exit ${bad.code ?? bad.signal}): ${bad.error?.message ?? bad.stderr.slice(-2000)}`);
-    for (const row of out[0].result.rows as { bytes: number; times_ms: number[]; ok: boolean; profile: Record<string, number> }[]) {
+    const args = ['bench', JSON.stringify({ sizes, reps: Number(o.reps), warmup: Number(o.warmup), wireDtype: o.dtype, chunkBytes: parseBytes(o.chunk), security: o.security, sharedMemory: o.shm !== 'off' })];
+    let result: { rows: unknown[] };
+    if (o.transport === 'ipc' && np > 1) result = viaLauncher(np, args);
+    else {
+      const out = await (await spawnGroup({ np, script: workerScript, transport: o.transport, args })).done;
+      const bad = out.find((r) => r.code !== 0);
+      if (bad) throw new Error(`rank ${bad.rank} failed (exit ${bad.code ?? bad.signal}): ${bad.error?.message ?? bad.stderr.slice(-2000)}`);
+      result = out[0].result;
+    }
+    for (const row of result.rows as { bytes: number; times_ms: number[]; ok: boolean; profile: Record<string, number> }[]) {
       const t = median(row.times_ms);
       const algbw = row.bytes / (t / 1e3) / 1e9;
       const busbw = (algbw * 2 * (np - 1)) / np;
