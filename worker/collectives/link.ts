@@ -14,7 +14,7 @@ import { assertIpcPathFree, EndpointError, ipcPath, prepareIpcDir, removeIpcPath
 import { plainCredentials, registerZapDomain, unregisterZapDomain } from './zap.js';
 import * as fs from 'node:fs';
 import { SHM_ROOT, ShmReader, ShmWriter, shmUnavailable } from './shm.js';
-import { decodeHeader, describe, encodeHeader, FLAG_SHARED_MEMORY, Op, OP_NAMES, WireDtype, type Header } from './wire.js';
+import { decodeHeader, describe, encodeHeader, Op, OP_NAMES, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
@@ -365,7 +365,7 @@ export class RingLink {
       if (h.jobId !== this.o.jobId) throw this.protocol(`${where}: received ${describe(h)}, but this is job ${JSON.stringify(this.o.jobId)}`, ctx);
       if (h.op === Op.abort) throw this.onAbort(h, frames[1], ctx);
       if (h.from !== this.prev) throw this.protocol(`${where}: received ${describe(h)}, but only rank ${this.prev} sends to this rank`, ctx);
-      const viaShm = ((h.flags ?? 0) & FLAG_SHARED_MEMORY) !== 0;
+      const viaShm = payloadInSharedMemory(h);
       if (viaShm && !((h.op === Op.reduceScatter || h.op === Op.allGatherChunks) && h.dtype === WireDtype.float32)) {
         throw this.protocol(`${where}: ${describe(h)} claims a shared-memory payload, which only float32 allReduce messages have`, ctx);
       }

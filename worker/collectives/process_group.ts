@@ -25,7 +25,7 @@ import type { WorkerEnv } from '../../shared/env.js';
 import { addHalfInto, decodeHalf, encodeHalf } from './float16.js';
 import { CollectiveError, RingLink, type LogFn, type OpContext } from './link.js';
 import { addBlocks, addChunk, addInto, divideBy, type BlockReader } from './sum.js';
-import { FLAG_SHARED_MEMORY, Op, WireDtype, type Header } from './wire.js';
+import { FLAG_SHARED_MEMORY, Op, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
 import { nativeShm, type NativeShm } from './shm.js';
 
 export type WireDtypeName = 'float32' | 'float16';
@@ -186,14 +186,14 @@ export class RingGroup implements ProcessGroup {
     };
     /** where a received payload's bytes are: in the message, or in the predecessor's shared-memory file */
     const payloadReader = (h: Header, payload: Buffer): BlockReader => {
-      if (((h.flags ?? 0) & FLAG_SHARED_MEMORY) === 0) return (dst, o) => dst.set(payload.subarray(o, o + dst.length));
+      if (!payloadInSharedMemory(h)) return (dst, o) => dst.set(payload.subarray(o, o + dst.length));
       const at = rxPos;
       rxPos += h.bytes;
       return (dst, o) => this.link.readShared(parity, dst, at + o, ctx);
     };
     /** with both files mapped, the sum reads the partial in the predecessor's file and writes into ours in place */
     const sumInPlace = (h: Header, mine: Float32Array, divisor: number, owner: boolean): boolean => {
-      if (native === null || ((h.flags ?? 0) & FLAG_SHARED_MEMORY) === 0) return false;
+      if (native === null || !payloadInSharedMemory(h)) return false;
       const src = this.link.sharedView(parity, rxPos, mine.length, ctx);
       const dst = this.link.ownView(parity, txPos, mine.length);
       if (src === undefined || dst === undefined) return false;
@@ -218,7 +218,7 @@ export class RingGroup implements ProcessGroup {
           const mine = buf.subarray(c, Math.min(s1, c + chunkElems));
           let payload: Uint8Array;
           if (half) { const h = new Uint16Array(mine.length); encodeHalf(mine, h); payload = new Uint8Array(h.buffer); }
-          else payload = new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength);
+          else payload = bytesOf(mine);
           await sendPayload(Op.reduceScatter, msg++, payload);
         }
       }
@@ -248,14 +248,14 @@ export class RingGroup implements ProcessGroup {
             if (last) decodeHalf(wire, mine);
             this.timing.sumMs += performance.now() - ts;
             await sendPayload(next[0], next[1], new Uint8Array(wire.buffer, wire.byteOffset, wire.byteLength));
-          } else if (!shm && ((h.flags ?? 0) & FLAG_SHARED_MEMORY) === 0) {
+          } else if (!shm && !payloadInSharedMemory(h)) {
             // summed in the received buffer (any alignment), which is then forwarded; the owner also keeps it
             addChunk(payload, mine, last && op === 'mean' ? N : 1, last ? mine : undefined);
             this.timing.sumMs += performance.now() - ts;
             await sendPayload(next[0], next[1], payload);
           } else if (sumInPlace(h, mine, last && op === 'mean' ? N : 1, last)) {
             this.timing.sumMs += performance.now() - ts;
-            await sendPayload(next[0], next[1], new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength), true);
+            await sendPayload(next[0], next[1], bytesOf(mine), true);
           } else {
             // the partial sum comes from the message or the predecessor's file, the result goes to our file
             // (or, when the successor is not on this host, into a new message)
@@ -264,7 +264,7 @@ export class RingGroup implements ProcessGroup {
             addBlocks(payloadReader(h, payload), mine, last && op === 'mean' ? N : 1,
               out ? (src, o) => out.set(src, o) : (src, o) => this.link.writeShared(parity, src, at + o, ctx), last ? mine : undefined);
             this.timing.sumMs += performance.now() - ts;
-            await sendPayload(next[0], next[1], out ?? new Uint8Array(mine.buffer, mine.byteOffset, mine.byteLength), !out);
+            await sendPayload(next[0], next[1], out ?? bytesOf(mine), !out);
           }
         }
         heardFrom = step;

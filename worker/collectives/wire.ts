@@ -23,6 +23,11 @@ export type OpCode = (typeof Op)[keyof typeof Op];
 /** flags: the payload is not in the message but in the sender's shared-memory file (shm.ts); the frame is empty */
 export const FLAG_SHARED_MEMORY = 1;
 
+/** Whether a message's payload is in the sender's shared-memory file rather than in the message. */
+export function payloadInSharedMemory(h: Pick<Header, 'flags'>): boolean {
+  return ((h.flags ?? 0) & FLAG_SHARED_MEMORY) !== 0;
+}
+
 export const WireDtype = { float32: 0, float16: 1, bytes: 2 } as const;
 export type WireDtypeCode = (typeof WireDtype)[keyof typeof WireDtype];
 
