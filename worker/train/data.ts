@@ -28,7 +28,7 @@ export interface LoaderContext {
 
 /** The shared decode cache's file for a data section: the same for every worker of the job on this host. */
 function sharedCacheFile(section: DataConfig, which: string, o: LoaderContext): string | undefined {
-  if (!o.jobId || (o.localWorldSize ?? 1) < 2 || section.decode_cache_mb <= 0) return undefined;
+  if (!o.jobId || (o.localWorldSize ?? 1) < 2 || section.decode_cache_mb <= 0 || o.decodeCache === false) return undefined;
   if (shmUnavailable(o.jobId) !== undefined) return undefined;
   const id = createHash('sha256').update(JSON.stringify([section.file_list, section.data_dir, section.shuffle_seed, section.transforms])).digest('hex').slice(0, 16);
   return path.join(shmJobDir(o.jobId), `decoded-${which}-${id}.bin`);
@@ -46,7 +46,7 @@ export async function buildLoader(cfg: TrainConfig, which: 'train' | 'valid', o:
   const resolved = await resolveSection(section, which === 'train' ? 'train' : 'val');
   return loaderFromConfig(resolved, {
     mode: which, classesNum: cfg.classes_num, rank: o.rank, worldSize: o.worldSize, strictData: cfg.strict_data, seed: o.seed, log: o.log,
-    sharedDecodeCacheFile: o.decodeCache === false ? undefined : sharedCacheFile(resolved, which, o),
+    sharedDecodeCacheFile: sharedCacheFile(resolved, which, o),
     decodeCache: o.decodeCache,
   });
 }
