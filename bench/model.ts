@@ -43,7 +43,7 @@ const classes = Number(o.classes_num);
 const model = new HarDNet(o.model, classes, 1);
 const x = tf.randomNormal([batch, size, size, 3]) as tf.Tensor4D;
 const labels = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % classes), 'int32');
-const opt = new Momentum({ momentum: 0.9, l2Decay: 5e-5 });
+const opt = new Momentum(model.weights, { momentum: 0.9, l2Decay: 5e-5 });
 
 const fwd = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
   const y = model.forward(x, { training: false });
@@ -53,7 +53,7 @@ const fwd = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
 const train = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
   const r = computeGradients(model, x, labels);
   await r.loss.data();
-  opt.apply(model.weights, r.grads, 0.01);
+  opt.apply(r.grads, 0.01);
   model.updateBatchNormStats(r.batchStats);
   tf.dispose([r.loss, r.logits, ...r.grads.values()]);
 });

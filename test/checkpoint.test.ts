@@ -16,7 +16,7 @@ const state = (epoch: number): TrainState => ({ epoch, iteration: 10 * epoch, be
 test('a save killed between its two renames leaves <dir>.old, which loading and --resume auto fall back to', async () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-'));
   const model = new HarDNet('HarDNet39ds', 10, 0);
-  const opt = new Momentum({ momentum: 0.9, l2Decay: 0 });
+  const opt = new Momentum(model.weights, { momentum: 0.9, l2Decay: 0 });
   await saveCheckpoint(path.join(root, '3'), model, opt, state(3));
   assert.equal(latestCheckpoint(root), path.join(root, '3'));
   await saveCheckpoint(path.join(root, '3'), model, opt, state(3)); // replacing leaves no .old or temporary copy
@@ -32,7 +32,6 @@ test('a save killed between its two renames leaves <dir>.old, which loading and 
   await saveCheckpoint(path.join(root, '3'), model, opt, state(3));
   assert.deepEqual(fs.readdirSync(root).sort(), ['3']);
   assert.throws(() => loadCheckpoint(path.join(root, '7'), other), /checkpoint '.*7' does not exist or is incomplete/);
-  opt.dispose();
   model.dispose();
   other.dispose();
 });
@@ -40,11 +39,10 @@ test('a save killed between its two renames leaves <dir>.old, which loading and 
 test('creating and disposing a model and its optimizer state returns every tensor', async () => {
   const cycle = () => {
     const model = new HarDNet('HarDNet39ds', 10, 0);
-    const opt = new Momentum({ momentum: 0.9, l2Decay: 1e-4 });
+    const opt = new Momentum(model.weights, { momentum: 0.9, l2Decay: 1e-4 });
     const grads = new Map([...model.weights].map(([n, v]) => [n, tf.onesLike(v)]));
-    opt.apply(model.weights, grads, 0.1);
+    opt.apply(grads, 0.1);
     tf.dispose([...grads.values()]);
-    opt.dispose();
     model.dispose();
   };
   cycle();

@@ -12,7 +12,7 @@ const [dir, mode] = process.argv.slice(2);
 await tf.setBackend('cpu');
 const model = new HarDNet('HarDNet68', 1000, 0); // ~70 MB of weights: a save takes long enough to be hit
 if (mode === '--check') {
-  const opt = new Momentum({ momentum: 0.9, l2Decay: 0 });
+  const opt = new Momentum(model.weights, { momentum: 0.9, l2Decay: 0 });
   const state = loadCheckpoint(dir, model, opt);
   // every saved epoch wrote weights equal to the epoch number (see below)
   const w = await model.weights.get('base.0.conv.weight')!.data();

@@ -88,7 +88,10 @@ export async function saveCheckpoint(dir: string, model: HarDNet, opt: Momentum 
     const specs = await writeTensors(tmp, 'weights', new Map([...model.weights, ...model.buffers]));
     // the same weights.bin, described for tf.loadLayersModel
     writeFileSynced(path.join(tmp, 'model.json'), JSON.stringify(layersModelJson(model, specs, 'weights.bin')));
-    if (opt) await writeTensors(tmp, 'optimizer', opt.velocities);
+    if (opt) {
+      const velocities = opt.velocityTensors();
+      try { await writeTensors(tmp, 'optimizer', velocities); } finally { tf.dispose([...velocities.values()]); }
+    }
     writeFileSynced(path.join(tmp, 'state.json'), JSON.stringify(state, null, 1));
     if (isCheckpoint(dir)) {
       fs.rmSync(old, { recursive: true, force: true }); // <dir> is whole, so <dir>.old is redundant
@@ -123,10 +126,7 @@ export function loadCheckpoint(requested: string, model: HarDNet, opt?: Momentum
   loadCheckpointWeights(dir, model);
   if (opt && fs.existsSync(path.join(dir, 'optimizer.json'))) {
     const velocities = readTensors(dir, 'optimizer');
-    for (const [name, t] of velocities) {
-      const old = opt.velocities.get(name);
-      if (old) { old.assign(t); t.dispose(); } else { opt.velocities.set(name, tf.variable(t, false)); t.dispose(); }
-    }
+    try { opt.loadVelocities(velocities, path.join(dir, 'optimizer.json')); } finally { tf.dispose([...velocities.values()]); }
   }
   return state;
 }

@@ -1,6 +1,6 @@
 /**
  * Gradients as one fused Float32Array: one all-reduce per step over every parameter, as the collectives
- * expect, and back into tensors for the optimizer.
+ * expect; the optimizer (optim/momentum.ts) reads the same layout.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -36,11 +36,6 @@ export class GradientBuffer {
       if (!g) throw new Error(`no gradient for parameter '${l.name}'`);
       this.flat.set((await g.data()) as Float32Array, l.offset);
     }
-  }
-
-  /** The (reduced) gradients as tensors, by parameter name; the caller disposes them. */
-  scatter(): Map<string, tf.Tensor> {
-    return new Map(this.layout.map((l) => [l.name, tf.tensor(this.flat.subarray(l.offset, l.offset + l.size), l.shape)]));
   }
 
   /** Fill from the model's weights (for broadcasting rank 0's initial weights). */

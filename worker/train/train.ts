@@ -61,7 +61,7 @@ export async function train(o: TrainOptions): Promise<number> {
 
     // ---- model, optimizer, learning-rate schedule ------------------------------------------------------------
     const model = new HarDNet(cfg.ARCHITECTURE.name, cfg.classes_num, cfg.seed);
-    const opt = new Momentum({ momentum: cfg.OPTIMIZER.params.momentum, l2Decay: cfg.OPTIMIZER.regularizer?.factor ?? 0 });
+    const opt = new Momentum(model.weights, { momentum: cfg.OPTIMIZER.params.momentum, l2Decay: cfg.OPTIMIZER.regularizer?.factor ?? 0 });
     const lrAt = makeSchedule(cfg.LEARNING_RATE, { stepsPerEpoch, epochs: cfg.epochs });
     const runDir = path.join(cfg.model_save_dir, model.variant.name);
 
@@ -143,9 +143,8 @@ export async function train(o: TrainOptions): Promise<number> {
         const stopNow = grads.stopFlag;
         // the update
         t = performance.now();
-        const reduced = grads.scatter();
-        opt.apply(model.weights, reduced, lr);
-        tf.dispose([x, y, ...(yB ? [yB] : []), r.loss, r.logits, ...r.grads.values(), ...reduced.values()]);
+        opt.apply(grads.flat, lr);
+        tf.dispose([x, y, ...(yB ? [yB] : []), r.loss, r.logits, ...r.grads.values()]);
         batch.release(); // the loader reuses the buffer (the tensors that wrapped it are gone)
         const optimizerS = since(t) + localS;
 
@@ -216,7 +215,6 @@ export async function train(o: TrainOptions): Promise<number> {
       await group.barrier();
     }
     metrics?.close();
-    opt.dispose();
     model.dispose();
     return 0;
   } finally {
