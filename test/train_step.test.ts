@@ -1,7 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { HarDNet } from '../worker/model/hardnet.js';
+import { HarDNet, BN_MOMENTUM, type BatchStats } from '../worker/model/hardnet.js';
 import { computeGradients } from '../worker/train/step.js';
 import { GradientBuffer } from '../worker/train/grads.js';
 import { Momentum } from '../worker/optim/momentum.js';
@@ -17,7 +17,7 @@ async function step(model: HarDNet, opt: Momentum, buf: GradientBuffer, i: numbe
   const y = tf.tensor1d(labels, 'int32');
   const r = computeGradients(model, x, y, { labelSmoothing: 0.1, seed: i });
   const [loss] = await r.loss.data();
-  await buf.gather(r.grads);
+  buf.gather(r.grads);
   opt.apply(buf.flat, 0.01);
   model.updateBatchNormStats(r.batchStats);
   await topkCorrect(r.logits, labels, 5);
@@ -119,4 +119,31 @@ test('the optimizer re-reads a weight assigned by someone else, and restores sav
   assert.throws(() => other.loadVelocities(new Map([['nope', saved.get('w')!]]), 'ckpt/optimizer.json'), /ckpt\/optimizer\.json: optimizer velocity for unknown parameter 'nope'/);
   assert.throws(() => other.apply(new Float32Array(3), 1), /3 gradient values for 5 parameters/);
   tf.dispose([p, ...saved.values()]);
+});
+
+test('the BN running-statistics update equals the tfjs ops it replaced, bit for bit', async () => {
+  const model = new HarDNet('HarDNet39ds', 10, 0);
+  const x = tf.randomNormal([3, 32, 32, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
+  // two steps, so the second starts from running statistics that are no longer 0 and 1
+  for (let i = 0; i < 2; i++) {
+    const stats: BatchStats[] = [];
+    tf.dispose(model.forward(x, { training: true, dropout: false, batchStats: stats }));
+    const expected = stats.map((s) => tf.tidy(() => {
+      const mean = model.buffers.get(`${s.prefix}.norm.running_mean`)!;
+      const variance = model.buffers.get(`${s.prefix}.norm.running_var`)!;
+      const unbiased = tf.mul(s.variance, s.count / Math.max(s.count - 1, 1));
+      return [
+        Array.from(tf.add(tf.mul(mean, 1 - BN_MOMENTUM), tf.mul(s.mean, BN_MOMENTUM)).dataSync()),
+        Array.from(tf.add(tf.mul(variance, 1 - BN_MOMENTUM), tf.mul(unbiased, BN_MOMENTUM)).dataSync()),
+      ];
+    }));
+    const prefixes = stats.map((s) => s.prefix);
+    model.updateBatchNormStats(stats);
+    prefixes.forEach((p, j) => {
+      assert.deepEqual(Array.from(model.buffers.get(`${p}.norm.running_mean`)!.dataSync()), expected[j][0], `${p} running_mean`);
+      assert.deepEqual(Array.from(model.buffers.get(`${p}.norm.running_var`)!.dataSync()), expected[j][1], `${p} running_var`);
+    });
+  }
+  x.dispose();
+  model.dispose();
 });

@@ -77,18 +77,35 @@ export class HarDNet {
     });
   }
 
-  /** Fold batch statistics into the running statistics as PyTorch does (unbiased variance), and dispose them. */
+  /**
+   * Fold batch statistics into the running statistics as PyTorch does (unbiased variance), and dispose them.
+   * Computed on the values in float32, each operation rounded like the tfjs ops this replaced (so the results are
+   * the same bits): as tfjs ops it cost ~8 kernel dispatches per BN layer, ~10 ms of a HarDNet39ds step.
+   */
   updateBatchNormStats(stats: BatchStats[]): void {
+    const f = Math.fround;
+    const keep = f(1 - BN_MOMENTUM);
+    const take = f(BN_MOMENTUM);
     for (const s of stats) {
-      tf.tidy(() => {
-        const mean = this.buffers.get(`${s.prefix}.norm.running_mean`)!;
-        const variance = this.buffers.get(`${s.prefix}.norm.running_var`)!;
-        const unbiased = tf.mul(s.variance, s.count / Math.max(s.count - 1, 1));
-        mean.assign(tf.add(tf.mul(mean, 1 - BN_MOMENTUM), tf.mul(s.mean, BN_MOMENTUM)));
-        variance.assign(tf.add(tf.mul(variance, 1 - BN_MOMENTUM), tf.mul(unbiased, BN_MOMENTUM)));
-      });
-      s.mean.dispose();
-      s.variance.dispose();
+      const runningMean = this.buffers.get(`${s.prefix}.norm.running_mean`)!;
+      const runningVar = this.buffers.get(`${s.prefix}.norm.running_var`)!;
+      // dataSync may return the backend's own array (cpu backend): read only, write into new arrays
+      const rm = runningMean.dataSync() as Float32Array;
+      const rv = runningVar.dataSync() as Float32Array;
+      const bm = s.mean.dataSync() as Float32Array;
+      const bv = s.variance.dataSync() as Float32Array;
+      const unbias = f(s.count / Math.max(s.count - 1, 1));
+      const mean = new Float32Array(rm.length);
+      const variance = new Float32Array(rv.length);
+      for (let i = 0; i < rm.length; i++) {
+        mean[i] = f(rm[i] * keep) + f(bm[i] * take);
+        variance[i] = f(rv[i] * keep) + f(f(bv[i] * unbias) * take);
+      }
+      const nm = tf.tensor1d(mean);
+      const nv = tf.tensor1d(variance);
+      runningMean.assign(nm);
+      runningVar.assign(nv);
+      tf.dispose([nm, nv, s.mean, s.variance]);
     }
   }
 

@@ -3,6 +3,7 @@
  * expect; the optimizer (optim/momentum.ts) reads the same layout.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { copyInto } from '../backend/read.js';
 
 export class GradientBuffer {
   /** the gradients, then one control slot (see `stopFlag`) */
@@ -30,18 +31,18 @@ export class GradientBuffer {
   set stopFlag(v: boolean) { this.flat[this.controlSlot] = v ? 1 : 0; }
 
   /** Copy the gradients in (the tensors are not disposed). */
-  async gather(grads: Map<string, tf.Tensor>): Promise<void> {
+  gather(grads: Map<string, tf.Tensor>): void {
     for (const l of this.layout) {
       const g = grads.get(l.name);
       if (!g) throw new Error(`no gradient for parameter '${l.name}'`);
-      this.flat.set((await g.data()) as Float32Array, l.offset);
+      copyInto(g, this.flat, l.offset);
     }
   }
 
   /** Fill from the model's weights (for broadcasting rank 0's initial weights). */
-  static async weightsOf(params: Map<string, tf.Variable>): Promise<GradientBuffer> {
+  static weightsOf(params: Map<string, tf.Variable>): GradientBuffer {
     const b = new GradientBuffer(params);
-    await b.gather(params);
+    b.gather(params);
     return b;
   }
 

@@ -81,7 +81,7 @@ export async function train(o: TrainOptions): Promise<number> {
       await loadPretrained(model, cfg.pretrained_model);
       log.info(`loaded pretrained weights from ${cfg.pretrained_model}`);
     }
-    const weights = await GradientBuffer.weightsOf(model.weights);
+    const weights = GradientBuffer.weightsOf(model.weights);
     await group.broadcast(weights.flat, 0);
     weights.assignTo(model.weights);
     // after this barrier every worker has opened the shared decode caches: drop their names, so nothing outlives the job
@@ -126,7 +126,7 @@ export async function train(o: TrainOptions): Promise<number> {
           temperature: cfg.loss_temperature,
         });
         const [loss] = await r.loss.data();
-        await grads.gather(r.grads);
+        grads.gather(r.grads);
         const computeS = since(t);
         // gradients averaged over all workers; while this worker waits for the others' data, it does the work that
         // does not need the averaged gradients (BN running statistics, accuracy), so a step's skew is not all idle
