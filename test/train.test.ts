@@ -125,3 +125,27 @@ test('a checkpoint save killed by SIGKILL leaves the previous checkpoint intact 
   assert.equal(check.status, 0, check.stderr);
   assert.match(check.stdout, /checkpoint ok: epoch \d+/);
 });
+
+test('Ctrl-C stops a single worker after its step even when no step does I/O (decode cache warm)', async () => {
+  const logDir = path.join(tmp, 'log-ctrlc');
+  const out = path.join(tmp, 'ctrlc');
+  // 96 images in 3 steps per epoch: from epoch 1 on every image comes from the decode cache and a step awaits nothing
+  // but settled promises, so only the loop's explicit turn of the event loop lets the SIGINT handler run
+  const args = ['--nproc_per_node', '1', '--log_dir', logDir, 'train', ...small(out, ['epochs=100000', 'validate=False', 'save_interval=100000'])];
+  const child = spawn(process.execPath, [LAUNCH, ...args], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const log0 = path.join(logDir, 'workerlog.0');
+  const deadline = Date.now() + 120_000;
+  while (!(fs.existsSync(log0) && /epoch:3  , train step:/.test(fs.readFileSync(log0, 'utf8')))) {
+    assert.ok(Date.now() < deadline, 'the worker never reached epoch 3');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  child.kill('SIGINT');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const code = await exited;
+  clearTimeout(timer);
+  const log = fs.readFileSync(log0, 'utf8');
+  assert.equal(code, 130, `the launcher did not stop within 30 s of SIGINT (exit ${code}); workerlog.0 ends:\n${log.slice(-600)}`);
+  assert.match(log, /SIGINT received: stopping after this step/);
+  assert.match(log, /stopped on request in epoch \d+ after iteration \d+/);
+});

@@ -168,8 +168,11 @@ export async function train(o: TrainOptions): Promise<number> {
         });
         state.iteration++;
         step++;
-        tBatch = performance.now();
         if (stopNow) break;
+        // one turn of the event loop per step: with one worker and a warm decode cache nothing in a step does I/O,
+        // every await above resolves as a microtask, and Node would never run the SIGINT handler (a Ctrl-C)
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        tBatch = performance.now();
       }
       if (grads.stopFlag) {
         const last = latestCheckpoint(runDir);
