@@ -112,6 +112,11 @@ export interface TrainConfig {
    * trained with 0.5 (its logged loss reflects that): set 0.5 to compare losses with its logs. Accuracy is unaffected.
    */
   loss_temperature: number;
+  /**
+   * BN normalises over groups of this many images of each worker's batch (ghost batch norm; 0: the worker's whole
+   * batch). Set to the per-worker batch of a multi-worker run, it makes a run on fewer workers normalise the same way.
+   */
+  bn_virtual_batch_size: number;
 }
 
 export interface LoadOptions {
@@ -127,6 +132,7 @@ const TOP_LEVEL_KEYS = [
   'validate', 'valid_interval', 'epochs', 'topk', 'image_shape', 'use_mix', 'ls_epsilon', 'checkpoints',
   'last_epoch', 'print_interval', 'use_gpu', 'LEARNING_RATE', 'OPTIMIZER', 'TRAIN', 'VALID',
   'backend', 'seed', 'strict_data', 'allreduce_dtype', 'collective_timeout_s', 'metrics_file', 'loss_temperature',
+  'bn_virtual_batch_size',
 ];
 const DATA_KEYS = ['batch_size', 'num_workers', 'file_list', 'data_dir', 'shuffle_seed', 'delimiter', 'transforms', 'mix', 'decode_cache_mb'];
 /** default decode_cache_mb: Fashion-MNIST or CIFAR at 32x32 fit (184 / 154 MB); large images simply are not kept */
@@ -636,6 +642,7 @@ function validate(raw: Record<string, unknown>, source: string, opts: LoadOption
     collective_timeout_s: c.num(raw.collective_timeout_s, 'collective_timeout_s', { def: 300, positive: true }),
     metrics_file: c.str(raw.metrics_file, 'metrics_file', path.join(modelSaveDir, name, 'metrics.jsonl')),
     loss_temperature: c.num(raw.loss_temperature, 'loss_temperature', { def: 1, positive: true }),
+    bn_virtual_batch_size: c.int(raw.bn_virtual_batch_size, 'bn_virtual_batch_size', 0, 0),
   };
   if (cfg.topk > classes) c.fail('topk', `must be at most classes_num (${classes}), got ${cfg.topk}`);
   if (cfg.last_epoch >= epochs) c.fail('last_epoch', `resuming after epoch ${cfg.last_epoch} leaves nothing to train (epochs: ${epochs})`);
@@ -650,6 +657,11 @@ function validate(raw: Record<string, unknown>, source: string, opts: LoadOption
     cfg.TRAIN = checkData(c, raw.TRAIN, 'TRAIN', worldSize, warn, useMix);
     if (cfg.total_images < cfg.TRAIN.batch_size) {
       c.fail('total_images', `${cfg.total_images} is less than TRAIN.batch_size (${cfg.TRAIN.batch_size}): an epoch would have no iterations`);
+    }
+    const perWorker = Math.floor(cfg.TRAIN.batch_size / worldSize);
+    if (cfg.bn_virtual_batch_size > 0 && perWorker % cfg.bn_virtual_batch_size !== 0) {
+      c.fail('bn_virtual_batch_size', `${cfg.bn_virtual_batch_size} does not divide the per-worker batch ` +
+        `(TRAIN.batch_size ${cfg.TRAIN.batch_size} // ${worldSize} worker(s) = ${perWorker})`);
     }
     if (worldSize > 1 && cfg.TRAIN.shuffle_seed === undefined) {
       c.fail('TRAIN.shuffle_seed', `is required when training with ${worldSize} workers, so that every worker shuffles the file list identically`);

@@ -191,6 +191,9 @@ test('validation names the key path of a wrong type or an unknown value', () => 
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'classes_num=ten'], quiet())), /config key classes_num: must be an integer, got string \("ten"\)/);
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'TRAIN.batch_size=0'], quiet())), /config key TRAIN\.batch_size: must be >= 1/);
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'validate=maybe'], quiet())), /config key validate: must be True or False/);
+  assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'TRAIN.batch_size=64', 'bn_virtual_batch_size=24'], { ...quiet(), worldSize: 2 })),
+    /config key bn_virtual_batch_size: 24 does not divide the per-worker batch \(TRAIN\.batch_size 64 \/\/ 2 worker\(s\) = 32\)/);
+  assert.equal(loadConfig(HARDNET, [...DATA, 'TRAIN.batch_size=64', 'bn_virtual_batch_size=32'], { ...quiet(), worldSize: 1 }).bn_virtual_batch_size, 32);
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'backend=gpu'], quiet())), /config key backend: unknown backend 'gpu'; expected one of auto, tensorflow, wasm, cpu/);
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'allreduce_dtype=int8'], quiet())), /config key allreduce_dtype: unknown dtype 'int8'/);
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'OPTIMIZER.function=Adam'], quiet())), /config key OPTIMIZER\.function: unknown optimizer 'Adam'; expected one of Momentum/);

@@ -147,3 +147,27 @@ test('the BN running-statistics update equals the tfjs ops it replaced, bit for 
   x.dispose();
   model.dispose();
 });
+
+test('bn_virtual_batch_size: ghost batch norm over groups gives, per group, what that group alone gives, and averages the moments', async () => {
+  const model = new HarDNet('HarDNet39ds', 10, 0);
+  const x = tf.randomNormal([4, 32, 32, 3], 0, 1, 'float32', 11) as tf.Tensor4D;
+  const [a, b] = tf.split(x, 2, 0) as tf.Tensor4D[];
+  const statsGhost: BatchStats[] = [];
+  const ghost = model.forward(x, { training: true, dropout: false, batchStats: statsGhost, bnGroupSize: 2 });
+  const statsA: BatchStats[] = [];
+  const statsB: BatchStats[] = [];
+  const alone = tf.concat([model.forward(a, { training: true, dropout: false, batchStats: statsA }), model.forward(b, { training: true, dropout: false, batchStats: statsB })], 0);
+  const diff = tf.max(tf.abs(tf.sub(ghost, alone))).dataSync()[0];
+  assert.ok(diff < 1e-4, `ghost BN logits differ from the groups run alone by ${diff}`);
+  const whole = model.forward(x, { training: true, dropout: false });
+  assert.ok(tf.max(tf.abs(tf.sub(ghost, whole))).dataSync()[0] > 1e-3, 'ghost BN should differ from BN over the whole batch');
+  assert.equal(statsGhost.length, 2 * statsA.length, 'one moments entry per group and layer');
+  // the running mean moves towards the mean of the two groups' batch means
+  const prefix = statsA[0].prefix;
+  const expected = Array.from(tf.mul(tf.add(statsA[0].mean, statsB[0].mean), 0.5 * BN_MOMENTUM).dataSync());
+  model.updateBatchNormStats(statsGhost);
+  const got = Array.from(model.buffers.get(`${prefix}.norm.running_mean`)!.dataSync());
+  got.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6, `running_mean[${i}] ${v} vs ${expected[i]}`));
+  tf.dispose([x, a, b, ghost, alone, whole, ...[...statsA, ...statsB].flatMap((s) => [s.mean, s.variance])]);
+  model.dispose();
+});

@@ -33,6 +33,11 @@ export interface ForwardOptions {
   batchStats?: BatchStats[];
   /** seed for dropout masks */
   seed?: number;
+  /**
+   * training: BN normalises over groups of this many images of the batch ("ghost" batch norm, Keras's
+   * virtual_batch_size), as it does over each worker's share in a data-parallel run; 0 or absent: the whole batch
+   */
+  bnGroupSize?: number;
 }
 
 export class HarDNet {
@@ -86,26 +91,40 @@ export class HarDNet {
     const f = Math.fround;
     const keep = f(1 - BN_MOMENTUM);
     const take = f(BN_MOMENTUM);
-    for (const s of stats) {
-      const runningMean = this.buffers.get(`${s.prefix}.norm.running_mean`)!;
-      const runningVar = this.buffers.get(`${s.prefix}.norm.running_var`)!;
+    // ghost batch norm records one entry per group of a layer: the layer's update takes their size-weighted mean
+    const byLayer = new Map<string, BatchStats[]>();
+    for (const s of stats) byLayer.set(s.prefix, [...(byLayer.get(s.prefix) ?? []), s]);
+    for (const [prefix, groups] of byLayer) {
+      const runningMean = this.buffers.get(`${prefix}.norm.running_mean`)!;
+      const runningVar = this.buffers.get(`${prefix}.norm.running_var`)!;
       // dataSync may return the backend's own array (cpu backend): read only, write into new arrays
       const rm = runningMean.dataSync() as Float32Array;
       const rv = runningVar.dataSync() as Float32Array;
-      const bm = s.mean.dataSync() as Float32Array;
-      const bv = s.variance.dataSync() as Float32Array;
-      const unbias = f(s.count / Math.max(s.count - 1, 1));
+      let bm = groups[0].mean.dataSync() as Float32Array;
+      let bu = unbiasedVariance(groups[0]);
+      if (groups.length > 1) {
+        const total = groups.reduce((a, g) => a + g.count, 0);
+        const m = new Float64Array(bm.length);
+        const u = new Float64Array(bm.length);
+        for (const g of groups) {
+          const gm = g.mean.dataSync() as Float32Array;
+          const gu = unbiasedVariance(g);
+          for (let i = 0; i < m.length; i++) { m[i] += (gm[i] * g.count) / total; u[i] += (gu[i] * g.count) / total; }
+        }
+        bm = Float32Array.from(m);
+        bu = Float32Array.from(u);
+      }
       const mean = new Float32Array(rm.length);
       const variance = new Float32Array(rv.length);
       for (let i = 0; i < rm.length; i++) {
         mean[i] = f(rm[i] * keep) + f(bm[i] * take);
-        variance[i] = f(rv[i] * keep) + f(f(bv[i] * unbias) * take);
+        variance[i] = f(rv[i] * keep) + f(bu[i] * take);
       }
       const nm = tf.tensor1d(mean);
       const nv = tf.tensor1d(variance);
       runningMean.assign(nm);
       runningVar.assign(nv);
-      tf.dispose([nm, nv, s.mean, s.variance]);
+      tf.dispose([nm, nv, ...groups.flatMap((g) => [g.mean, g.variance])]);
     }
   }
 
@@ -114,6 +133,13 @@ export class HarDNet {
     this.weights.clear();
     this.buffers.clear();
   }
+}
+
+/** A layer's batch variance made unbiased (n / (n - 1)) in float32, as PyTorch's running_var takes it. */
+function unbiasedVariance(s: BatchStats): Float32Array {
+  const v = s.variance.dataSync() as Float32Array;
+  const unbias = Math.fround(s.count / Math.max(s.count - 1, 1));
+  return v.map((x) => x * unbias);
 }
 
 interface Ctx { model: HarDNet; opts: ForwardOptions; dropout: boolean; nextSeed: () => number }
@@ -153,8 +179,13 @@ function batchNorm(ctx: Ctx, prefix: string, x: tf.Tensor4D, relu6 = false): tf.
   // training normalises with the biased batch variance, as PyTorch does
   const stats = ctx.opts.batchStats;
   const [n, hh, ww] = x.shape;
-  return batchNormTrain(x, gamma, beta, BN_EPSILON, stats && ((m) => stats.push({ prefix, ...m, count: n * hh * ww })),
-    relu6);
+  const group = ctx.opts.bnGroupSize ?? 0;
+  const normalise = (part: tf.Tensor4D) =>
+    batchNormTrain(part, gamma, beta, BN_EPSILON, stats && ((m) => stats.push({ prefix, ...m, count: part.shape[0] * hh * ww })), relu6);
+  if (group <= 0 || n <= group) return normalise(x);
+  // ghost batch norm: each group of images on its own; every group's moments go to the running statistics
+  const sizes = Array.from({ length: Math.ceil(n / group) }, (_, i) => Math.min(group, n - i * group));
+  return tf.concat4d((tf.split(x, sizes, 0) as tf.Tensor4D[]).map(normalise), 0);
 }
 
 /** ConvLayer: conv k x k (padding k//2 on every side, no bias) -> BN -> ReLU6 */

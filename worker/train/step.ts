@@ -14,6 +14,8 @@ export interface GradientOptions {
   seed?: number;
   /** logits are divided by this before the loss (PaddleClas's HarDNet reproduction used 0.5); default 1 */
   temperature?: number;
+  /** BN over groups of this many images (ghost batch norm); 0 or absent: the whole batch */
+  bnGroupSize?: number;
   /** mixup/cutmix: loss = lam * CE(labels) + (1 - lam) * CE(labelsB) */
   mix?: { labelsB: tf.Tensor1D; lam: number };
 }
@@ -38,7 +40,7 @@ export function computeGradients(model: HarDNet, images: tf.Tensor4D, labels: tf
   const vars = model.trainableVariables();
   let logits: tf.Tensor2D | undefined;
   const { value, grads } = tf.variableGrads(() => {
-    const out = model.forward(images, { training: true, dropout: opts.dropout ?? true, batchStats, seed: opts.seed });
+    const out = model.forward(images, { training: true, dropout: opts.dropout ?? true, batchStats, seed: opts.seed, bnGroupSize: opts.bnGroupSize });
     logits = tf.keep(out);
     const ls = opts.labelSmoothing ?? 0;
     const t = opts.temperature ?? 1;

@@ -124,6 +124,7 @@ export async function train(o: TrainOptions): Promise<number> {
           seed: mixSeed(seed, state.iteration),
           mix: mixed && { labelsB: yB!, lam: mixed.lam },
           temperature: cfg.loss_temperature,
+          bnGroupSize: cfg.bn_virtual_batch_size,
         });
         const [loss] = await r.loss.data();
         grads.gather(r.grads);
