@@ -49,9 +49,7 @@ export interface LinkOptions {
  */
 export type SecurityMechanism = 'curve' | 'plain';
 
-export function mechanismFor(forced?: SecurityMechanism): SecurityMechanism {
-  return forced ?? 'curve';
-}
+const DEFAULT_SECURITY: SecurityMechanism = 'curve';
 
 /** What the rank is doing right now, for warnings and errors. */
 export interface OpContext {
@@ -113,20 +111,20 @@ export class RingLink {
       heartbeatTimeout: o.heartbeatMs * 3,
       heartbeatTimeToLive: o.heartbeatMs * 3,
     };
-    const ownMech = mechanismFor(o.security);
-    const nextMech = mechanismFor(o.security);
+    // one mechanism for both sockets: every rank of the job binds and connects the same way
+    const mech = o.security ?? DEFAULT_SECURITY;
     const creds = plainCredentials(o.secret);
     const zapDomain = `hardnet-${o.jobId}`;
-    if (ownMech === 'plain') await registerZapDomain(zapDomain, creds);
+    if (mech === 'plain') await registerZapDomain(zapDomain, creds);
     const pull = new zmq.Pull({
-      ...(ownMech === 'curve'
+      ...(mech === 'curve'
         ? { curveServer: true, curveSecretKey: o.secret.curve.serverSecretKey }
         : { plainServer: true, zapDomain }),
       linger: 0,
       ...heartbeat,
     });
     const push = new zmq.Push({
-      ...(nextMech === 'curve'
+      ...(mech === 'curve'
         ? { curveServerKey: o.secret.curve.serverPublicKey, curvePublicKey: o.secret.curve.clientPublicKey, curveSecretKey: o.secret.curve.clientSecretKey }
         : { plainUsername: creds.username, plainPassword: creds.password }),
       linger: 0,
@@ -144,7 +142,7 @@ export class RingLink {
     } catch (err) {
       pull.close();
       push.close();
-      if (ownMech === 'plain') unregisterZapDomain(zapDomain);
+      if (mech === 'plain') unregisterZapDomain(zapDomain);
       if (err instanceof EndpointError) throw new CollectiveError(`rank ${o.rank}: ${err.message}`, o.rank);
       const code = (err as NodeJS.ErrnoException).code;
       const why = code === 'EADDRINUSE' ? 'the address is already in use (another job or a stale process holds it)' : (err as Error).message;
@@ -161,7 +159,7 @@ export class RingLink {
       }
       if (why !== undefined) o.log('warn', `rank ${o.rank}: no shared memory (${why}); allReduce payloads go through the socket`);
     }
-    return new RingLink(o, pull, push, sockPath, ownMech === 'plain' ? zapDomain : undefined, shmOut);
+    return new RingLink(o, pull, push, sockPath, mech === 'plain' ? zapDomain : undefined, shmOut);
   }
 
   /**
@@ -219,7 +217,7 @@ export class RingLink {
 
   /** One line for the worker log: the neighbours, transports and where allReduce payloads go. */
   describe(): string {
-    const scheme = (e: string) => `${e.split('://')[0]} (${mechanismFor(this.o.security)})`;
+    const scheme = (e: string) => `${e.split('://')[0]} (${this.o.security ?? DEFAULT_SECURITY})`;
     return `ring of ${this.o.worldSize} ranks, rank ${this.prev} -> ${this.o.rank} over ${scheme(this.o.endpoints[this.o.rank])}, ` +
       `-> rank ${this.next} over ${scheme(this.o.endpoints[this.next])}; allReduce payloads to rank ${this.next} ` +
       (this.shmOut ? `via /dev/shm (${this.shmOut.mapped ? 'mapped' : 'pwrite/pread'})` : 'in the messages');

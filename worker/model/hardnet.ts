@@ -100,20 +100,9 @@ export class HarDNet {
       // dataSync may return the backend's own array (cpu backend): read only, write into new arrays
       const rm = runningMean.dataSync() as Float32Array;
       const rv = runningVar.dataSync() as Float32Array;
-      let bm = groups[0].mean.dataSync() as Float32Array;
-      let bu = unbiasedVariance(groups[0]);
-      if (groups.length > 1) {
-        const total = groups.reduce((a, g) => a + g.count, 0);
-        const m = new Float64Array(bm.length);
-        const u = new Float64Array(bm.length);
-        for (const g of groups) {
-          const gm = g.mean.dataSync() as Float32Array;
-          const gu = unbiasedVariance(g);
-          for (let i = 0; i < m.length; i++) { m[i] += (gm[i] * g.count) / total; u[i] += (gu[i] * g.count) / total; }
-        }
-        bm = Float32Array.from(m);
-        bu = Float32Array.from(u);
-      }
+      const [bm, bu] = groups.length === 1
+        ? [groups[0].mean.dataSync() as Float32Array, unbiasedVariance(groups[0])]
+        : groupMoments(groups);
       const mean = new Float32Array(rm.length);
       const variance = new Float32Array(rv.length);
       for (let i = 0; i < rm.length; i++) {
@@ -140,6 +129,20 @@ function unbiasedVariance(s: BatchStats): Float32Array {
   const v = s.variance.dataSync() as Float32Array;
   const unbias = Math.fround(s.count / Math.max(s.count - 1, 1));
   return v.map((x) => x * unbias);
+}
+
+/** Ghost batch norm's groups of one layer: their batch means and unbiased variances, weighted by group size. */
+function groupMoments(groups: BatchStats[]): [Float32Array, Float32Array] {
+  const total = groups.reduce((a, g) => a + g.count, 0);
+  const channels = groups[0].mean.size;
+  const m = new Float64Array(channels);
+  const u = new Float64Array(channels);
+  for (const g of groups) {
+    const gm = g.mean.dataSync() as Float32Array;
+    const gu = unbiasedVariance(g);
+    for (let i = 0; i < channels; i++) { m[i] += (gm[i] * g.count) / total; u[i] += (gu[i] * g.count) / total; }
+  }
+  return [Float32Array.from(m), Float32Array.from(u)];
 }
 
 interface Ctx { model: HarDNet; opts: ForwardOptions; dropout: boolean; nextSeed: () => number }

@@ -13,6 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { MOMENTUM_WASM_BASE64 } from './momentum_wasm.js';
+import { assignFromFlat, flatLayout, type FlatSlot } from '../model/flat_params.js';
 
 export interface MomentumOptions { momentum: number; l2Decay: number }
 
@@ -22,11 +23,7 @@ interface MomentumExports {
   momentum_step(w: number, v: number, g: number, n: number, lr: number, mu: number, coeff: number): void;
 }
 
-interface Slot {
-  name: string;
-  shape: number[];
-  offset: number;
-  size: number;
+interface Slot extends FlatSlot {
   variable: tf.Variable;
   /** the dataId this optimizer last assigned to the variable: while it is unchanged, the copy here is current */
   assigned?: object;
@@ -35,8 +32,8 @@ interface Slot {
 let compiled: WebAssembly.Module | undefined;
 
 export class Momentum {
-  /** parameters in the order of the fused buffers */
-  private readonly slots: Slot[] = [];
+  /** parameters in the order of the fused buffers (model/flat_params.ts) */
+  private readonly slots: Slot[];
   /** floats in all parameters together */
   readonly size: number;
   private readonly ex: MomentumExports;
@@ -45,16 +42,13 @@ export class Momentum {
   private readonly v: Float32Array;
   private readonly g: Float32Array;
 
-  constructor(params: Map<string, tf.Variable>, readonly opts: MomentumOptions) {
-    let offset = 0;
-    for (const [name, variable] of params) {
-      this.slots.push({ name, shape: variable.shape, offset, size: variable.size, variable });
-      offset += variable.size;
-    }
-    this.size = offset;
+  constructor(private readonly params: Map<string, tf.Variable>, readonly opts: MomentumOptions) {
+    const { slots, size } = flatLayout(params);
+    this.slots = slots.map((s) => ({ ...s, variable: params.get(s.name)! }));
+    this.size = size;
     compiled ??= new WebAssembly.Module(Buffer.from(MOMENTUM_WASM_BASE64, 'base64'));
     this.ex = new WebAssembly.Instance(compiled, {}).exports as unknown as MomentumExports;
-    const bytes = Math.ceil((offset * 4) / 64) * 64;
+    const bytes = Math.ceil((size * 4) / 64) * 64;
     const base = Math.ceil((this.ex.__heap_base.value as number) / 64) * 64;
     this.at = { w: base, v: base + bytes, g: base + 2 * bytes };
     const end = base + 3 * bytes;
@@ -62,14 +56,14 @@ export class Momentum {
     // grown once, here: views on the module's memory stay valid because it never grows again
     if (end > have) this.ex.memory.grow(Math.ceil((end - have) / 65536));
     const buf = this.ex.memory.buffer;
-    this.w = new Float32Array(buf, this.at.w, offset);
-    this.v = new Float32Array(buf, this.at.v, offset);
-    this.g = new Float32Array(buf, this.at.g, offset);
+    this.w = new Float32Array(buf, this.at.w, size);
+    this.v = new Float32Array(buf, this.at.v, size);
+    this.g = new Float32Array(buf, this.at.g, size);
   }
 
   /**
-   * One step. `grads` is either the fused gradients (the parameters' values back to back in constructor order, as
-   * GradientBuffer lays them out; extra trailing values are ignored) or a map from parameter name to gradient
+   * One step. `grads` is either the fused gradients (laid out by model/flat_params.ts, as GradientBuffer holds
+   * them; extra trailing values are ignored) or a map from parameter name to gradient
    * tensor (not disposed here), which must name every parameter.
    */
   apply(grads: Float32Array | Map<string, tf.Tensor>, lr: number): void {
@@ -91,15 +85,8 @@ export class Momentum {
     }
     const { momentum, l2Decay } = this.opts;
     this.ex.momentum_step(this.at.w, this.at.v, this.at.g, this.size, lr, momentum, l2Decay);
-    // the wasm backend copies a new tensor's values into its heap; the others keep the array, so they get their own
-    const shares = tf.getBackend() !== 'wasm';
-    for (const s of this.slots) {
-      const values = this.w.subarray(s.offset, s.offset + s.size);
-      const t = tf.tensor(shares ? values.slice() : values, s.shape, 'float32');
-      s.variable.assign(t);
-      t.dispose();
-      s.assigned = s.variable.dataId;
-    }
+    assignFromFlat(this.w, this.slots, this.params);
+    for (const s of this.slots) s.assigned = s.variable.dataId;
   }
 
   /** The velocities by parameter name, as new tensors (the caller disposes them): what a checkpoint stores. */

@@ -4,20 +4,18 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { copyInto } from '../backend/read.js';
+import { assignFromFlat, flatLayout, type FlatSlot } from '../model/flat_params.js';
 
 export class GradientBuffer {
   /** the gradients, then one control slot (see `stopFlag`) */
   readonly flat: Float32Array;
-  private readonly layout: { name: string; shape: number[]; offset: number; size: number }[] = [];
+  private readonly layout: FlatSlot[];
 
   constructor(params: Map<string, tf.Variable>) {
-    let offset = 0;
-    for (const [name, v] of params) {
-      this.layout.push({ name, shape: v.shape, offset, size: v.size });
-      offset += v.size;
-    }
-    this.flat = new Float32Array(offset + 1);
-    this.controlSlot = offset;
+    const { slots, size } = flatLayout(params);
+    this.layout = slots;
+    this.flat = new Float32Array(size + 1);
+    this.controlSlot = size;
   }
 
   private readonly controlSlot: number;
@@ -48,10 +46,6 @@ export class GradientBuffer {
 
   /** Assign the buffer's contents back to the parameters. */
   assignTo(params: Map<string, tf.Variable>): void {
-    for (const l of this.layout) {
-      const t = tf.tensor(this.flat.subarray(l.offset, l.offset + l.size), l.shape);
-      params.get(l.name)!.assign(t);
-      t.dispose();
-    }
+    assignFromFlat(this.flat, this.layout, params);
   }
 }
