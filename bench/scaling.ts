@@ -1,5 +1,6 @@
 /**
- * npm run bench:scaling -- [--np 1,2] [--batch 64] [--model HarDNet39ds] [--image_size 32] [--epochs 3] [--repeat 1] [--json]
+ * npm run bench:scaling -- [--np 1,2] [--batch 64] [--model HarDNet39ds] [--image_size 32] [--epochs 3] [--repeat 1]
+ *                           [--independent] [--json]
  *
  * Data-parallel scaling on this machine: `launch --nproc_per_node N train` on the bundled Fashion-MNIST (5,000
  * images) with the same per-worker batch for every N, timed from rank 0's metrics.jsonl (median step, the first
@@ -9,12 +10,17 @@
  * of them after k epochs).
  * This VM's speed drifts by 10-30 % from minute to minute: --repeat R runs every worker count R times, interleaved,
  * and reports the median images/s of each (worker count, epoch).
+ * --independent separates what the job loses from what the machine does: for each N > 1 it also runs N separate
+ * 1-worker jobs at the same time (no collectives, nothing shared) and reports their summed images/s, the most that N
+ * processes get from this machine, and each N-worker row as a share of it. On a VM whose cores slow each other
+ * down (shared caches, memory bandwidth, host scheduling) that ceiling is well under N x one worker.
  */
 import { Command } from 'commander';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
 const o = new Command('bench:scaling')
@@ -24,6 +30,7 @@ const o = new Command('bench:scaling')
   .option('--image_size <n>', 'input size', '32')
   .option('--epochs <n>', 'epochs per run (one row each)', '3')
   .option('--repeat <n>', 'runs per worker count, interleaved; medians are reported', '1')
+  .option('--independent', 'also run N separate 1-worker jobs at once for each N > 1: the machine\'s ceiling for N processes')
   .option('--json', 'one JSON object per line')
   .parse()
   .opts();
@@ -32,10 +39,10 @@ const launch = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../la
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const perWorker = Number(o.batch);
 const epochs = Number(o.epochs);
-interface Row { np: number; epoch: number; images_per_s: number; step_s: number; allreduce_s: number; compute_s: number; data_s: number }
-const runs: Row[] = [];
-const nps = String(o.np).split(',').map(Number);
-for (let rep = 0; rep < Number(o.repeat); rep++) for (const np of nps) {
+interface Row { np: number; independent: boolean; epoch: number; images_per_s: number; step_s: number; allreduce_s: number; compute_s: number; data_s: number }
+
+/** One `launch --nproc_per_node np train` with `np` x the per-worker batch; resolves to its rows, one per epoch. */
+async function launchJob(np: number): Promise<Omit<Row, 'independent'>[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-scaling-'));
   const global = perWorker * np;
   const overrides = [
@@ -43,37 +50,67 @@ for (let rep = 0; rep < Number(o.repeat); rep++) for (const np of nps) {
     `model_save_dir=${dir}`, 'print_interval=1000', 'backend=wasm', 'save_interval=1000',
     `TRAIN.transforms.1.ResizeImage.size=${o.image_size}`,
   ];
-  const r = spawnSync(process.execPath, [launch, '--nproc_per_node', String(np), '--log_dir', path.join(dir, 'log'), 'train', ...overrides.flatMap((x) => ['-o', x])], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`launch with ${np} workers failed:\n${r.stdout}\n${r.stderr}`);
+  const child = spawn(process.execPath, [launch, '--nproc_per_node', String(np), '--log_dir', path.join(dir, 'log'), 'train', ...overrides.flatMap((x) => ['-o', x])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => { output += d; });
+  child.stderr.on('data', (d) => { output += d; });
+  const [status] = await once(child, 'exit') as [number | null];
+  if (status !== 0) throw new Error(`launch with ${np} workers failed:\n${output}`);
   const metricsFile = fs.readdirSync(dir).map((d) => path.join(dir, d, 'metrics.jsonl')).find((f) => fs.existsSync(f))!;
   const recs = fs.readFileSync(metricsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.mode === 'train' && !m.end && m.step >= 5);
-  for (let epoch = 0; epoch < epochs; epoch++) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  return Array.from({ length: epochs }, (_, epoch) => {
     const mine = recs.filter((m) => m.epoch === epoch);
     // per-step wall time is the sum of its parts as the loop measures them
     const stepS = median(mine.map((m) => m.data_s + m.compute_s + m.allreduce_s + m.optimizer_s));
-    runs.push({
+    return {
       np, epoch, images_per_s: global / stepS, step_s: stepS,
       allreduce_s: median(mine.map((m) => m.allreduce_s)), compute_s: median(mine.map((m) => m.compute_s)), data_s: median(mine.map((m) => m.data_s)),
-    });
-  }
-  fs.rmSync(dir, { recursive: true, force: true });
+    };
+  });
 }
-// the run with the median images/s of each (worker count, epoch)
+
+/**
+ * --independent: `np` separate 1-worker jobs at the same time, no collectives between them. Their summed images/s
+ * is what this machine gives np processes doing this work, the ceiling of any np-worker data-parallel run on it.
+ */
+async function independentJobs(np: number): Promise<Row[]> {
+  const jobs = await Promise.all(Array.from({ length: np }, () => launchJob(1)));
+  return jobs[0].map((first, epoch) => ({
+    ...first, np, independent: true,
+    images_per_s: jobs.reduce((sum, job) => sum + job[epoch].images_per_s, 0),
+  }));
+}
+
+const runs: Row[] = [];
+const nps = String(o.np).split(',').map(Number);
+for (let rep = 0; rep < Number(o.repeat); rep++) {
+  for (const np of nps) {
+    runs.push(...(await launchJob(np)).map((r) => ({ ...r, independent: false })));
+    if (o.independent && np > 1) runs.push(...await independentJobs(np));
+  }
+}
+// the run with the median images/s of each (worker count, mode, epoch)
 const rows: Row[] = [];
 for (const np of nps) {
-  for (let epoch = 0; epoch < epochs; epoch++) {
-    const same = runs.filter((r) => r.np === np && r.epoch === epoch).sort((a, b) => a.images_per_s - b.images_per_s);
-    rows.push(same[Math.floor(same.length / 2)]);
+  for (const independent of o.independent && np > 1 ? [false, true] : [false]) {
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      const same = runs.filter((r) => r.np === np && r.independent === independent && r.epoch === epoch).sort((a, b) => a.images_per_s - b.images_per_s);
+      rows.push(same[Math.floor(same.length / 2)]);
+    }
   }
 }
 for (const r of rows) {
   const base = rows.find((b) => b.epoch === r.epoch)!;
   const line = { ...r, model: o.model, per_worker_batch: perWorker, image_size: Number(o.image_size), speedup: r.images_per_s / base.images_per_s };
-  const all = runs.filter((x) => x.np === r.np && x.epoch === r.epoch).map((x) => x.images_per_s);
+  const all = runs.filter((x) => x.np === r.np && x.independent === r.independent && x.epoch === r.epoch).map((x) => x.images_per_s);
   if (o.json) {
     console.log(JSON.stringify({ ...line, runs: all }));
     continue;
   }
-  console.log(`np ${r.np} epoch ${r.epoch}: ${r.images_per_s.toFixed(1)} images/s${all.length > 1 ? ` (median of ${all.map((x) => x.toFixed(0)).join(', ')})` : ''} (step ${(r.step_s * 1000).toFixed(0)} ms: data ${(r.data_s * 1000).toFixed(0)}, ` +
-    `fwd+bwd ${(r.compute_s * 1000).toFixed(0)}, all-reduce ${(r.allreduce_s * 1000).toFixed(0)} ms), ${line.speedup.toFixed(2)}x the images/s of ${base.np} worker(s)`);
+  const ceiling = rows.find((c) => c.np === r.np && c.independent && c.epoch === r.epoch);
+  const ofCeiling = !r.independent && ceiling ? `, ${(100 * r.images_per_s / ceiling.images_per_s).toFixed(0)} % of ${r.np} independent jobs` : '';
+  const name = r.independent ? `${r.np} x 1 independent` : `np ${r.np}`;
+  console.log(`${name} epoch ${r.epoch}: ${r.images_per_s.toFixed(1)} images/s${all.length > 1 ? ` (median of ${all.map((x) => x.toFixed(0)).join(', ')})` : ''} (step ${(r.step_s * 1000).toFixed(0)} ms: data ${(r.data_s * 1000).toFixed(0)}, ` +
+    `fwd+bwd ${(r.compute_s * 1000).toFixed(0)}, all-reduce ${(r.allreduce_s * 1000).toFixed(0)} ms), ${line.speedup.toFixed(2)}x the images/s of ${base.np} worker(s)${ofCeiling}`);
 }
