@@ -265,6 +265,17 @@ test('the shared decode cache: what one worker decoded serves another through on
     small.put('y', { kind: 'raw', data: new Uint8Array(32 * 32 * 3), width: 32, height: 32 }, 7);
     assert.equal(small.get('y', 7), undefined);
     assert.match(small.describe(), /off/);
+    // opening while another worker is half-way through claiming the header: whichever of the two values it has
+    // stored so far (the order once used stored the magic first, and a worker opening then saw a count of 0)
+    const half = path.join(dir, 'half.bin');
+    for (const [at, value] of [[3, files.length], [0, 0x31434448]]) {
+      const header = new Int32Array(16);
+      header[at] = value;
+      fs.writeFileSync(half, new Uint8Array(header.buffer), { mode: 0o600 });
+      assert.doesNotThrow(() => new SharedDecodeCache(half, files.length, 1 << 20, native), `header[${at}] set`);
+    }
+    // a file of another list (another sample count) is refused
+    assert.throws(() => new SharedDecodeCache(half, files.length + 1, 1 << 20, native), /holds another list's images \(3 samples/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

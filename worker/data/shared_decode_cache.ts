@@ -43,9 +43,15 @@ export class SharedDecodeCache implements ImageCache {
       const head = new Uint8Array(native.map(fd, this.dataStart, true, true));
       this.header = new Int32Array(head.buffer, 0, HEADER / 4);
       this.states = head.subarray(HEADER, HEADER + count);
-      // a file left by an earlier attempt of the job for another list is not used
-      if (Atomics.compareExchange(this.header, 0, 0, MAGIC) === 0) Atomics.store(this.header, 3, count);
-      else if (Atomics.load(this.header, 0) !== MAGIC || Atomics.load(this.header, 3) !== count) throw new Error(`${file} holds another list's images`);
+      // Each header value is claimed with a compare-exchange, the sample count before the magic: a worker opening
+      // the file while the first one is between the two finds the count already there (and claims the magic
+      // itself, with the same value), never a magic with no count yet. A file left by an earlier attempt of the
+      // job for another list is not used.
+      const countThere = Atomics.compareExchange(this.header, 3, 0, count);
+      const magicThere = Atomics.compareExchange(this.header, 0, 0, MAGIC);
+      if ((countThere !== 0 && countThere !== count) || (magicThere !== 0 && magicThere !== MAGIC)) {
+        throw new Error(`${file} holds another list's images (${countThere} samples, magic ${magicThere.toString(16)}; this list has ${count})`);
+      }
     } catch (e) {
       fs.closeSync(fd);
       throw e;
