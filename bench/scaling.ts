@@ -50,15 +50,19 @@ async function launchJob(np: number): Promise<Omit<Row, 'independent'>[]> {
     `model_save_dir=${dir}`, 'print_interval=1000', 'backend=wasm', 'save_interval=1000',
     `TRAIN.transforms.1.ResizeImage.size=${o.image_size}`,
   ];
-  const child = spawn(process.execPath, [launch, '--nproc_per_node', String(np), '--log_dir', path.join(dir, 'log'), 'train', ...overrides.flatMap((x) => ['-o', x])], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d) => { output += d; });
-  child.stderr.on('data', (d) => { output += d; });
-  const [status] = await once(child, 'exit') as [number | null];
-  if (status !== 0) throw new Error(`launch with ${np} workers failed:\n${output}`);
-  const metricsFile = fs.readdirSync(dir).map((d) => path.join(dir, d, 'metrics.jsonl')).find((f) => fs.existsSync(f))!;
-  const recs = fs.readFileSync(metricsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.mode === 'train' && !m.end && m.step >= 5);
-  fs.rmSync(dir, { recursive: true, force: true });
+  let recs: { epoch: number; data_s: number; compute_s: number; allreduce_s: number; optimizer_s: number }[];
+  try {
+    const child = spawn(process.execPath, [launch, '--nproc_per_node', String(np), '--log_dir', path.join(dir, 'log'), 'train', ...overrides.flatMap((x) => ['-o', x])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => { output += d; });
+    child.stderr.on('data', (d) => { output += d; });
+    const [status] = await once(child, 'close') as [number | null]; // 'close': its output is all read by then
+    if (status !== 0) throw new Error(`launch with ${np} workers failed:\n${output}`);
+    const metricsFile = fs.readdirSync(dir).map((d) => path.join(dir, d, 'metrics.jsonl')).find((f) => fs.existsSync(f))!;
+    recs = fs.readFileSync(metricsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.mode === 'train' && !m.end && m.step >= 5);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
   return Array.from({ length: epochs }, (_, epoch) => {
     const mine = recs.filter((m) => m.epoch === epoch);
     // per-step wall time is the sum of its parts as the loop measures them
@@ -75,7 +79,11 @@ async function launchJob(np: number): Promise<Omit<Row, 'independent'>[]> {
  * is what this machine gives np processes doing this work, the ceiling of any np-worker data-parallel run on it.
  */
 async function independentJobs(np: number): Promise<Row[]> {
-  const jobs = await Promise.all(Array.from({ length: np }, () => launchJob(1)));
+  // allSettled: when one job fails the others still run to their end, not on into the next measurement
+  const settled = await Promise.allSettled(Array.from({ length: np }, () => launchJob(1)));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  const jobs = settled.map((r) => (r as PromiseFulfilledResult<Omit<Row, 'independent'>[]>).value);
   return jobs[0].map((first, epoch) => ({
     ...first, np, independent: true,
     images_per_s: jobs.reduce((sum, job) => sum + job[epoch].images_per_s, 0),

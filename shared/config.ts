@@ -659,6 +659,10 @@ function validate(raw: Record<string, unknown>, source: string, opts: LoadOption
       c.fail('total_images', `${cfg.total_images} is less than TRAIN.batch_size (${cfg.TRAIN.batch_size}): an epoch would have no iterations`);
     }
     const perWorker = Math.floor(cfg.TRAIN.batch_size / worldSize);
+    // a group of one image leaves BN one value per channel at the 1x1 last stage (PyTorch refuses that batch)
+    if (cfg.bn_virtual_batch_size === 1) {
+      c.fail('bn_virtual_batch_size', 'must be 0 (off) or at least 2: batch norm over a single image normalises every 1x1 feature map to its bias');
+    }
     if (cfg.bn_virtual_batch_size > 0 && perWorker % cfg.bn_virtual_batch_size !== 0) {
       c.fail('bn_virtual_batch_size', `${cfg.bn_virtual_batch_size} does not divide the per-worker batch ` +
         `(TRAIN.batch_size ${cfg.TRAIN.batch_size} // ${worldSize} worker(s) = ${perWorker})`);

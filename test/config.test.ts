@@ -194,6 +194,8 @@ test('validation names the key path of a wrong type or an unknown value', () => 
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'TRAIN.batch_size=64', 'bn_virtual_batch_size=24'], { ...quiet(), worldSize: 2 })),
     /config key bn_virtual_batch_size: 24 does not divide the per-worker batch \(TRAIN\.batch_size 64 \/\/ 2 worker\(s\) = 32\)/);
   assert.equal(loadConfig(HARDNET, [...DATA, 'TRAIN.batch_size=64', 'bn_virtual_batch_size=32'], { ...quiet(), worldSize: 1 }).bn_virtual_batch_size, 32);
+  assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'TRAIN.batch_size=64', 'bn_virtual_batch_size=1'], { ...quiet(), worldSize: 1 })),
+    /config key bn_virtual_batch_size: must be 0 \(off\) or at least 2/);
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'backend=gpu'], quiet())), /config key backend: unknown backend 'gpu'; expected one of auto, tensorflow, wasm, cpu/);
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'allreduce_dtype=int8'], quiet())), /config key allreduce_dtype: unknown dtype 'int8'/);
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'OPTIMIZER.function=Adam'], quiet())), /config key OPTIMIZER\.function: unknown optimizer 'Adam'; expected one of Momentum/);

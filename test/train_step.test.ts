@@ -118,7 +118,13 @@ test('the optimizer re-reads a weight assigned by someone else, and restores sav
   assert.deepEqual(Array.from(p.dataSync()), [7, 7, 7, 7, 7]);
   assert.throws(() => other.loadVelocities(new Map([['nope', saved.get('w')!]]), 'ckpt/optimizer.json'), /ckpt\/optimizer\.json: optimizer velocity for unknown parameter 'nope'/);
   assert.throws(() => other.apply(new Float32Array(3), 1), /3 gradient values for 5 parameters/);
-  tf.dispose([p, ...saved.values()]);
+  // same number of values, another shape: the values would land in the wrong order, so refused
+  const transposed = new Map([['w', tf.zeros([5, 1])]]);
+  assert.throws(() => other.loadVelocities(transposed, 'ckpt/optimizer.json'), /optimizer velocity 'w' has shape \[5,1\], the parameter \[5\]/);
+  assert.throws(() => other.apply(new Map([['w', tf.zeros([4])]]), 1), /gradient for parameter 'w' has shape \[4\], the parameter \[5\]/);
+  const buffer = new GradientBuffer(params);
+  assert.throws(() => buffer.gather(new Map([['w', tf.zeros([6])]])), /gradient for parameter 'w' has shape \[6\], the parameter \[5\]/);
+  tf.dispose([p, ...saved.values(), ...transposed.values()]);
 });
 
 test('the BN running-statistics update equals the tfjs ops it replaced, bit for bit', async () => {

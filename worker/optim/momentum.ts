@@ -77,6 +77,7 @@ export class Momentum {
       for (const s of this.slots) {
         const g = grads.get(s.name);
         if (!g) throw new Error(`optimizer: no gradient for parameter '${s.name}'`);
+        if (g.size !== s.size) throw new Error(`optimizer: gradient for parameter '${s.name}' has shape [${g.shape}], the parameter [${s.shape}]`);
         this.g.set(g.dataSync() as Float32Array, s.offset);
       }
     }
@@ -103,7 +104,7 @@ export class Momentum {
     for (const [name, t] of saved) {
       const s = this.slots.find((x) => x.name === name);
       if (!s) throw new Error(`${source}: optimizer velocity for unknown parameter '${name}'`);
-      if (t.size !== s.size) throw new Error(`${source}: optimizer velocity '${name}' has shape [${t.shape}], the parameter [${s.shape}]`);
+      if (!tf.util.arraysEqual(t.shape, s.shape)) throw new Error(`${source}: optimizer velocity '${name}' has shape [${t.shape}], the parameter [${s.shape}]`);
       this.v.set(t.dataSync() as Float32Array, s.offset);
     }
   }

@@ -33,6 +33,8 @@ export class GradientBuffer {
     for (const l of this.layout) {
       const g = grads.get(l.name);
       if (!g) throw new Error(`no gradient for parameter '${l.name}'`);
+      // a wrong size would spill into the next parameter's slot (or leave stale values) without any other sign
+      if (g.size !== l.size) throw new Error(`gradient for parameter '${l.name}' has shape [${g.shape}], the parameter [${l.shape}]`);
       copyInto(g, this.flat, l.offset);
     }
   }
