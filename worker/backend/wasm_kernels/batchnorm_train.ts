@@ -6,8 +6,8 @@
 //   HardnetBatchNormGrad  {x, dy, gamma, beta, mean, variance} {epsilon, relu6} -> [dx, dgamma, dbeta]
 import type { KernelConfig, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { copyIn, copyOut, kernelModule, layoutRegions } from './module.js';
-import { checkShape, heapFloats, requireInput, sizeOf } from './tensors.js';
+import { copyFloats, kernelsOn, offsetOf, scratchOn } from './module.js';
+import { checkFloat32, checkShape, requireInput, sizeOf } from './tensors.js';
 
 export const BATCH_NORM_TRAIN = 'HardnetBatchNormTrain';
 export const BATCH_NORM_GRAD = 'HardnetBatchNormGrad';
@@ -40,18 +40,16 @@ function batchNormTrain(args: KernelArgs): TensorInfo[] {
   checkShape(gamma.shape, [c], kernel, 'gamma');
   checkShape(beta.shape, [c], kernel, 'beta');
   if (m === 0) throw new Error(`${kernel}: 'x' of shape [${x.shape}] has no rows to take statistics over`);
-  const k = kernelModule();
-  const [xOff, gOff, bOff, meanOff, varOff, scratch] = layoutRegions([m * c * 4, c * 4, c * 4, c * 4, c * 4, c * 12]);
-  copyIn(xOff, heapFloats(backend, x, kernel, 'x'));
-  copyIn(gOff, heapFloats(backend, gamma, kernel, 'gamma'));
-  copyIn(bOff, heapFloats(backend, beta, kernel, 'beta'));
-  k.bn_train_forward(xOff, gOff, bOff, meanOff, varOff, m, c, epsilon, relu6 ? 1 : 0, scratch);
+  for (const [t, name] of [[x, 'x'], [gamma, 'gamma'], [beta, 'beta']] as const) checkFloat32(t, kernel, name);
+  const k = kernelsOn(backend);
   const y = backend.makeOutput(x.shape, 'float32');
   const mean = backend.makeOutput([c], 'float32');
   const variance = backend.makeOutput([c], 'float32');
-  copyOut(xOff, backend.typedArrayFromHeap(y) as Float32Array);
-  copyOut(meanOff, backend.typedArrayFromHeap(mean) as Float32Array);
-  copyOut(varOff, backend.typedArrayFromHeap(variance) as Float32Array);
+  const scratch = scratchOn(backend, c * 12);
+  // the kernel normalises in place: y starts as a copy of x (x itself is kept for the backward pass)
+  copyFloats(backend, offsetOf(backend, y), offsetOf(backend, x), m * c);
+  k.bn_train_forward(offsetOf(backend, y), offsetOf(backend, gamma), offsetOf(backend, beta), offsetOf(backend, mean),
+    offsetOf(backend, variance), m, c, epsilon, relu6 ? 1 : 0, scratch);
   return [y, mean, variance];
 }
 
@@ -66,22 +64,22 @@ function batchNormGrad(args: KernelArgs): TensorInfo[] {
   const perChannel = names.map((n) => {
     const t = requireInput(args.inputs, n, kernel);
     checkShape(t.shape, [c], kernel, n);
-    return heapFloats(backend, t, kernel, n);
+    checkFloat32(t, kernel, n);
+    return t;
   });
+  checkFloat32(x, kernel, 'x');
+  checkFloat32(dy, kernel, 'dy');
   const { epsilon, relu6 } = attrsOf(args, kernel);
-  const k = kernelModule();
-  const [xOff, dyOff, gOff, bOff, meanOff, varOff, dgOff, dbOff, scratch] =
-    layoutRegions([m * c * 4, m * c * 4, c * 4, c * 4, c * 4, c * 4, c * 4, c * 4, c * 28]);
-  copyIn(xOff, heapFloats(backend, x, kernel, 'x'));
-  copyIn(dyOff, heapFloats(backend, dy, kernel, 'dy'));
-  [gOff, bOff, meanOff, varOff].forEach((off, i) => copyIn(off, perChannel[i]!));
-  k.bn_train_backward(xOff, dyOff, gOff, bOff, meanOff, varOff, dgOff, dbOff, m, c, epsilon, relu6 ? 1 : 0, scratch);
+  const k = kernelsOn(backend);
   const dx = backend.makeOutput(x.shape, 'float32');
   const dgamma = backend.makeOutput([c], 'float32');
   const dbeta = backend.makeOutput([c], 'float32');
-  copyOut(dyOff, backend.typedArrayFromHeap(dx) as Float32Array);
-  copyOut(dgOff, backend.typedArrayFromHeap(dgamma) as Float32Array);
-  copyOut(dbOff, backend.typedArrayFromHeap(dbeta) as Float32Array);
+  const scratch = scratchOn(backend, c * 28);
+  // the kernel turns dy into dx in place: dx starts as a copy of dy (dy may feed other gradients)
+  copyFloats(backend, offsetOf(backend, dx), offsetOf(backend, dy), m * c);
+  const [gOff, bOff, meanOff, varOff] = perChannel.map((t) => offsetOf(backend, t)) as [number, number, number, number];
+  k.bn_train_backward(offsetOf(backend, x), offsetOf(backend, dx), gOff, bOff, meanOff, varOff, offsetOf(backend, dgamma),
+    offsetOf(backend, dbeta), m, c, epsilon, relu6 ? 1 : 0, scratch);
   return [dx, dgamma, dbeta];
 }
 

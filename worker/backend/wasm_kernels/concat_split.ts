@@ -8,7 +8,7 @@ import { backend_util, Concat, type ConcatAttrs, getKernel, type KernelConfig, t
   type NamedTensorInfoMap, SplitV, type SplitVAttrs, type TensorInfo, util } from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm'; // registers the stock kernels captured below
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { copyIn, copyInInts, copyOut, kernelModule, layoutRegions } from './module.js';
+import { kernelsOn, offsetOf, scratchOn, writeInts } from './module.js';
 import { sizeOf } from './tensors.js';
 
 type KernelArgs = { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown };
@@ -33,15 +33,11 @@ function concat(args: KernelArgs): TensorInfo {
   const outShape = backend_util.computeOutShape(inputs.map((t) => t.shape), $axis);
   const rows = sizeOf(outShape.slice(0, $axis));
   const widths = parts.map((t) => sizeOf(t.shape.slice($axis)));
-  const k = kernelModule();
-  const offsets = layoutRegions([sizeOf(outShape) * 4, parts.length * 8, ...parts.map((t) => sizeOf(t.shape) * 4)]);
-  const [outOff, tableOff] = offsets as [number, number];
-  const partOffs = offsets.slice(2);
-  parts.forEach((t, i) => copyIn(partOffs[i]!, backend.typedArrayFromHeap(t) as Float32Array));
-  copyInInts(tableOff, [...partOffs, ...widths]);
-  k.concat_rows(outOff, tableOff, tableOff + parts.length * 4, parts.length, rows);
+  const k = kernelsOn(backend);
   const out = backend.makeOutput(outShape, 'float32');
-  copyOut(outOff, backend.typedArrayFromHeap(out) as Float32Array);
+  const table = scratchOn(backend, parts.length * 8);
+  writeInts(backend, table, [...parts.map((t) => offsetOf(backend, t)), ...widths]);
+  k.concat_rows(offsetOf(backend, out), table, table + parts.length * 4, parts.length, rows);
   return out;
 }
 
@@ -58,20 +54,16 @@ function splitV(args: KernelArgs): TensorInfo[] {
   const rows = sizeOf(x.shape.slice(0, $axis));
   const inner = sizeOf(x.shape.slice($axis + 1));
   const widths = sizes.map((s) => s * inner);
-  const k = kernelModule();
-  const offsets = layoutRegions([sizeOf(x.shape) * 4, sizes.length * 8, ...widths.map((w) => rows * w * 4)]);
-  const [xOff, tableOff] = offsets as [number, number];
-  const partOffs = offsets.slice(2);
-  copyIn(xOff, backend.typedArrayFromHeap(x) as Float32Array);
-  copyInInts(tableOff, [...partOffs, ...widths]);
-  k.split_rows(xOff, tableOff, tableOff + sizes.length * 4, sizes.length, rows);
-  return sizes.map((s, i) => {
+  const k = kernelsOn(backend);
+  const outs = sizes.map((size) => {
     const shape = x.shape.slice();
-    shape[$axis] = s;
-    const out = backend.makeOutput(shape, 'float32');
-    copyOut(partOffs[i]!, backend.typedArrayFromHeap(out) as Float32Array);
-    return out;
+    shape[$axis] = size;
+    return backend.makeOutput(shape, 'float32');
   });
+  const table = scratchOn(backend, sizes.length * 8);
+  writeInts(backend, table, [...outs.map((t) => offsetOf(backend, t)), ...widths]);
+  k.split_rows(offsetOf(backend, x), table, table + sizes.length * 4, sizes.length, rows);
+  return outs;
 }
 
 export const concatConfig: KernelConfig = {

@@ -3,8 +3,8 @@
 import { backend_util, Conv2DBackpropFilter, type Conv2DBackpropFilterAttrs, type KernelConfig,
   type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { copyIn, copyOut, kernelModule, layoutRegions } from './module.js';
-import { checkConvInfo, checkShape, heapFloats, requireInput, sizeOf } from './tensors.js';
+import { kernelsOn, offsetOf, scratchOn } from './module.js';
+import { checkConvInfo, checkFloat32, checkShape, requireInput } from './tensors.js';
 
 function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
   const backend = args.backend as BackendWasm;
@@ -15,19 +15,14 @@ function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unkno
     dimRoundingMode, false, backend_util.convertConv2DDataFormat(dataFormat));
   checkConvInfo(info, Conv2DBackpropFilter);
   checkShape(dy.shape, info.outShape, Conv2DBackpropFilter, 'dy');
-  const k = kernelModule();
-  const xSize = sizeOf(x.shape);
-  const dySize = sizeOf(dy.shape);
-  const dwSize = sizeOf(filterShape);
-  const [xOff, dyOff, dwOff, scratch] = layoutRegions(
-    [xSize * 4, dySize * 4, dwSize * 4, k.conv_backprop_filter_scratch_bytes(info.outChannels)]);
-  copyIn(xOff, heapFloats(backend, x, Conv2DBackpropFilter, 'x'));
-  copyIn(dyOff, heapFloats(backend, dy, Conv2DBackpropFilter, 'dy'));
-  k.conv_backprop_filter(xOff, dyOff, dwOff, info.batchSize, info.inHeight, info.inWidth, info.inChannels,
-    info.outHeight, info.outWidth, info.outChannels, info.filterHeight, info.filterWidth,
-    info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left, scratch);
+  checkFloat32(x, Conv2DBackpropFilter, 'x');
+  checkFloat32(dy, Conv2DBackpropFilter, 'dy');
+  const k = kernelsOn(backend);
   const out = backend.makeOutput(filterShape, 'float32');
-  copyOut(dwOff, backend.typedArrayFromHeap(out) as Float32Array);
+  const scratch = scratchOn(backend, k.conv_backprop_filter_scratch_bytes(info.outChannels));
+  k.conv_backprop_filter(offsetOf(backend, x), offsetOf(backend, dy), offsetOf(backend, out), info.batchSize,
+    info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels, info.filterHeight,
+    info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left, scratch);
   return out;
 }
 

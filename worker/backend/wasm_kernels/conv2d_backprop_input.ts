@@ -4,8 +4,8 @@
 import { backend_util, Conv2DBackpropInput, type Conv2DBackpropInputAttrs, type KernelConfig,
   type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { copyIn, copyOut, kernelModule, layoutRegions } from './module.js';
-import { checkConvInfo, checkShape, heapFloats, requireInput, sizeOf } from './tensors.js';
+import { kernelsOn, offsetOf, scratchOn } from './module.js';
+import { checkConvInfo, checkFloat32, checkShape, requireInput } from './tensors.js';
 
 function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
   const backend = args.backend as BackendWasm;
@@ -16,20 +16,15 @@ function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknow
     pad, dimRoundingMode, false, backend_util.convertConv2DDataFormat(dataFormat));
   checkConvInfo(info, Conv2DBackpropInput);
   checkShape(dy.shape, info.outShape, Conv2DBackpropInput, 'dy');
-  const k = kernelModule();
-  const dySize = sizeOf(dy.shape);
-  const wSize = sizeOf(filter.shape);
-  const dxSize = sizeOf(inputShape);
+  checkFloat32(dy, Conv2DBackpropInput, 'dy');
+  checkFloat32(filter, Conv2DBackpropInput, 'filter');
+  const k = kernelsOn(backend);
   const kDim = info.filterHeight * info.filterWidth * info.inChannels;
-  const [dyOff, wOff, dxOff, scratch] = layoutRegions(
-    [dySize * 4, wSize * 4, dxSize * 4, k.conv_backprop_input_scratch_bytes(kDim, info.outChannels)]);
-  copyIn(dyOff, heapFloats(backend, dy, Conv2DBackpropInput, 'dy'));
-  copyIn(wOff, heapFloats(backend, filter, Conv2DBackpropInput, 'filter'));
-  k.conv_backprop_input(dyOff, wOff, dxOff, info.batchSize, info.inHeight, info.inWidth, info.inChannels,
-    info.outHeight, info.outWidth, info.outChannels, info.filterHeight, info.filterWidth,
-    info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left, scratch);
   const out = backend.makeOutput(inputShape, 'float32');
-  copyOut(dxOff, backend.typedArrayFromHeap(out) as Float32Array);
+  const scratch = scratchOn(backend, k.conv_backprop_input_scratch_bytes(kDim, info.outChannels));
+  k.conv_backprop_input(offsetOf(backend, dy), offsetOf(backend, filter), offsetOf(backend, out), info.batchSize,
+    info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels, info.filterHeight,
+    info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left, scratch);
   return out;
 }
 

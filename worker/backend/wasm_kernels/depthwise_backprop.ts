@@ -5,8 +5,8 @@ import { backend_util, DepthwiseConv2dNativeBackpropFilter, type DepthwiseConv2d
   DepthwiseConv2dNativeBackpropInput, type DepthwiseConv2dNativeBackpropInputAttrs, type KernelConfig,
   type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { copyIn, copyOut, kernelModule, layoutRegions } from './module.js';
-import { checkConvInfo, checkShape, heapFloats, requireInput, sizeOf } from './tensors.js';
+import { kernelsOn, offsetOf } from './module.js';
+import { checkConvInfo, checkFloat32, checkShape, requireInput } from './tensors.js';
 
 type Shape4 = [number, number, number, number];
 type KernelArgs = { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown };
@@ -31,15 +31,12 @@ function depthwiseBackpropInput(args: KernelArgs): TensorInfo {
   const attrs = args.attrs as unknown as DepthwiseConv2dNativeBackpropInputAttrs;
   const info = depthwiseInfo(kernel, attrs.inputShape, filter.shape as Shape4, attrs);
   checkShape(dy.shape, info.outShape, kernel, 'dy');
-  const k = kernelModule();
-  const [dyOff, wOff, dxOff] = layoutRegions([sizeOf(dy.shape) * 4, sizeOf(filter.shape) * 4, sizeOf(attrs.inputShape) * 4]);
-  copyIn(dyOff, heapFloats(backend, dy, kernel, 'dy'));
-  copyIn(wOff, heapFloats(backend, filter, kernel, 'filter'));
-  k.depthwise_backprop_input(dyOff, wOff, dxOff, info.batchSize, info.inHeight, info.inWidth, info.inChannels,
-    info.outHeight, info.outWidth, info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth,
-    info.padInfo.top, info.padInfo.left);
+  checkFloat32(dy, kernel, 'dy');
+  checkFloat32(filter, kernel, 'filter');
   const out = backend.makeOutput(attrs.inputShape, 'float32');
-  copyOut(dxOff, backend.typedArrayFromHeap(out) as Float32Array);
+  kernelsOn(backend).depthwise_backprop_input(offsetOf(backend, dy), offsetOf(backend, filter), offsetOf(backend, out),
+    info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.filterHeight,
+    info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left);
   return out;
 }
 
@@ -51,15 +48,12 @@ function depthwiseBackpropFilter(args: KernelArgs): TensorInfo {
   const attrs = args.attrs as unknown as DepthwiseConv2dNativeBackpropFilterAttrs;
   const info = depthwiseInfo(kernel, x.shape as Shape4, attrs.filterShape, attrs);
   checkShape(dy.shape, info.outShape, kernel, 'dy');
-  const k = kernelModule();
-  const [xOff, dyOff, dwOff] = layoutRegions([sizeOf(x.shape) * 4, sizeOf(dy.shape) * 4, sizeOf(attrs.filterShape) * 4]);
-  copyIn(xOff, heapFloats(backend, x, kernel, 'x'));
-  copyIn(dyOff, heapFloats(backend, dy, kernel, 'dy'));
-  k.depthwise_backprop_filter(xOff, dyOff, dwOff, info.batchSize, info.inHeight, info.inWidth, info.inChannels,
-    info.outHeight, info.outWidth, info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth,
-    info.padInfo.top, info.padInfo.left);
+  checkFloat32(x, kernel, 'x');
+  checkFloat32(dy, kernel, 'dy');
   const out = backend.makeOutput(attrs.filterShape, 'float32');
-  copyOut(dwOff, backend.typedArrayFromHeap(out) as Float32Array);
+  kernelsOn(backend).depthwise_backprop_filter(offsetOf(backend, x), offsetOf(backend, dy), offsetOf(backend, out),
+    info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.filterHeight,
+    info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left);
   return out;
 }
 

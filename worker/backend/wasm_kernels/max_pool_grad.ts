@@ -5,8 +5,8 @@
 import { backend_util, type KernelConfig, MaxPoolGrad, type MaxPoolGradAttrs, type NamedTensorInfoMap,
   type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { copyIn, copyOut, kernelModule, layoutRegions } from './module.js';
-import { checkShape, heapFloats, requireInput, sizeOf } from './tensors.js';
+import { kernelsOn, offsetOf } from './module.js';
+import { checkFloat32, checkShape, requireInput } from './tensors.js';
 
 function maxPoolGrad(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
   const kernel = MaxPoolGrad;
@@ -18,15 +18,12 @@ function maxPoolGrad(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs
   const info = backend_util.computePool2DInfo(x.shape as [number, number, number, number], filterSize, strides, 1,
     pad, dimRoundingMode);
   checkShape(dy.shape, info.outShape, kernel, 'dy');
-  const k = kernelModule();
-  const [xOff, dyOff, dxOff] = layoutRegions([sizeOf(x.shape) * 4, sizeOf(dy.shape) * 4, sizeOf(x.shape) * 4]);
-  copyIn(xOff, heapFloats(backend, x, kernel, 'input'));
-  copyIn(dyOff, heapFloats(backend, dy, kernel, 'dy'));
-  k.maxpool_backprop(xOff, dyOff, dxOff, info.batchSize, info.inHeight, info.inWidth, info.inChannels,
-    info.outHeight, info.outWidth, info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth,
-    info.padInfo.top, info.padInfo.left);
+  checkFloat32(x, kernel, 'input');
+  checkFloat32(dy, kernel, 'dy');
   const dx = backend.makeOutput(x.shape, 'float32');
-  copyOut(dxOff, backend.typedArrayFromHeap(dx) as Float32Array);
+  kernelsOn(backend).maxpool_backprop(offsetOf(backend, x), offsetOf(backend, dy), offsetOf(backend, dx), info.batchSize,
+    info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.filterHeight, info.filterWidth,
+    info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left);
   return dx;
 }
 

@@ -1,11 +1,9 @@
-// Shared plumbing for the kernels: reading tfjs-backend-wasm tensors and checking attributes.
+// Shared plumbing for the kernels: checking inputs and attributes.
 import { backend_util, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
-import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
-/** Float32 view of a tensor inside tfjs-backend-wasm's heap (no copy). */
-export function heapFloats(backend: BackendWasm, t: TensorInfo, kernel: string, name: string): Float32Array {
+/** The kernels compute in float32 only; another dtype reaching one is a wiring bug worth a clear message. */
+export function checkFloat32(t: TensorInfo, kernel: string, name: string): void {
   if (t.dtype !== 'float32') throw new Error(`${kernel}: input '${name}' must be float32, got ${t.dtype}`);
-  return backend.typedArrayFromHeap(t) as Float32Array;
 }
 
 /** These kernels are written for NHWC and dilation 1 (all HarDNet uses); anything else is refused loudly. */
