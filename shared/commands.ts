@@ -45,11 +45,11 @@ export const COMMANDS: CommandSpec[] = [
     distributed: false,
     options: [
       { flags: '-i, --image_file <path>', description: 'image file or folder' },
-      { flags: '-m, --model <name>', description: 'architecture, e.g. HarDNet68' },
+      { flags: '-m, --model <name>', description: 'architecture, e.g. HarDNet68 (default: the one a checkpoint of this tool names)' },
       { flags: '--pretrained_model <file>', description: 'weights: an official .pth or a checkpoint of this tool' },
-      { flags: '--classes_num <n>', description: 'number of classes', defaultValue: '1000' },
-      { flags: '--resize_short <n>', description: 'resize the short side to this many pixels', defaultValue: '256' },
-      { flags: '--crop_size <n>', description: 'centre crop size', defaultValue: '224' },
+      { flags: '--classes_num <n>', description: 'number of classes (default: the checkpoint\'s, else 1000)' },
+      { flags: '--resize_short <n>', description: 'resize the short side to this many pixels (default: 256, or on a checkpoint of this tool the VALID transforms of its run\'s config.yaml)' },
+      { flags: '--crop_size <n>', description: 'centre crop size (default: 224, or as --resize_short)' },
       { flags: '--top_k <n>', description: 'how many classes to print', defaultValue: '5' },
       { flags: '--backend <name>', description: 'auto | tensorflow | wasm | cpu', defaultValue: 'auto' },
     ],
@@ -80,7 +80,7 @@ export const COMMANDS: CommandSpec[] = [
     summary: "draw a run's loss, top-1 and learning-rate curves from its metrics.jsonl into one PNG",
     distributed: false,
     arguments: ['<run>'],
-    options: [{ flags: '-o, --output <png>', description: 'PNG to write (default: <run>/curves.png)' }],
+    options: [{ flags: '-o, --output <png>', description: 'PNG to write (default: curves.png beside the metrics.jsonl it reads, e.g. <model_save_dir>/<model>/curves.png)' }],
   },
 ];
 

@@ -370,7 +370,11 @@ export function applyOverride(tree: Record<string, unknown>, spec: string, warn:
         if (last) {
           const isNew = !(k in node);
           node[k] = value;
-          if (isNew && !isKnownPath(parts)) warn(`override '${spec}': config key ${keyPath} is new; adding it`);
+          if (isNew && !isKnownPath(parts)) {
+            // PaddleClas adds a new leaf with a warning; a top-level one that nothing here reads is most often a typo
+            const near = parts.length === 1 ? closest(k, TOP_LEVEL_KEYS) : undefined;
+            warn(`override '${spec}': config key ${keyPath} is new; adding it` + (near ? ` (no key of this trainer is called that; did you mean ${near}?)` : ''));
+          }
           return isNew ? keyPath : undefined;
         }
         if (!(k in node)) {

@@ -145,3 +145,12 @@ export class NumpyRandomState extends RngBase {
     }
   }
 }
+
+/**
+ * The seed to give a tfjs random op (randomNormal, randomUniform, dropout) for our seed `n`. tfjs takes any falsy
+ * seed, 0 included, as none and draws from Math.random, so a run with the default seed 0 initialised its first
+ * convolution differently every time; 0 goes to a fixed non-zero value, every other seed is passed as it is.
+ */
+export function tfSeed(n: number): number {
+  return n === 0 ? 0x5eed : n;
+}

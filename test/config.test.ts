@@ -170,6 +170,9 @@ test('-o: a new leaf key warns, a missing intermediate key or a bad index is an 
   const q = quiet();
   loadConfig(HARDNET, [...DATA, 'VALID.my_new_key=1'], q);
   assert.ok(q.warnings.some((w) => w.includes('VALID.my_new_key')), q.warnings.join('\n'));
+  const typo = quiet();
+  loadConfig(HARDNET, [...DATA, 'epoch=1'], typo);
+  assert.ok(typo.warnings.some((w) => /override 'epoch=1': config key epoch is new; adding it \(.*did you mean epochs\?\)/.test(w)), typo.warnings.join('\n'));
 
   assert.match(errorOf(() => loadConfig(HARDNET, [...DATA, 'VALID.transfroms.1.ResizeImage.resize_short=300'], quiet())),
     /HarDNet68_best_v2\.yaml: override 'VALID\.transfroms\.1\.ResizeImage\.resize_short=300': config key VALID\.transfroms does not exist.*VALID has: batch_size/);

@@ -64,3 +64,36 @@ test('infer on a folder classifies each image in order; bad input is a clear err
   assert.notEqual(wrongModel.status, 0);
   assert.match(wrongModel.stderr, /state_dict\.pth: state_dict does not match the model/);
 });
+
+test('infer on a checkpoint of this tool takes the architecture, class count and VALID preprocessing of its run', async () => {
+  const { saveCheckpoint } = await import('../worker/checkpoint/checkpoint.js');
+  const { loadConfig, saveConfig } = await import('../shared/config.js');
+  const { buildTransforms } = await import('../worker/data/transforms.js');
+  await useBackend('wasm');
+  const runDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'infer-ckpt-')), 'HarDNet39ds');
+  const cfg = loadConfig(undefined, [], { warn: () => {} }); // the quickstart: 10 classes, 32x32, Fashion-MNIST mean/std
+  const model = new HarDNet('HarDNet39ds', 10, 3);
+  await saveCheckpoint(path.join(runDir, '0'), model, undefined, { epoch: 0, iteration: 1, bestTop1: 0, bestEpoch: 0, model: 'HarDNet39ds', classesNum: 10 });
+  saveConfig(cfg, runDir);
+  const image = path.join(IMAGES, fs.readdirSync(IMAGES).find((f) => /\.jpe?g$/i.test(f) && !/trunc|cmyk/i.test(f))!);
+  const r = spawnSync(process.execPath, [LAUNCH, 'infer', '-i', image, '--pretrained_model', path.join(runDir, '0'), '--backend', 'wasm'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /preprocessing as VALID\.transforms of .*HarDNet39ds\/config\.yaml/);
+  const top1 = r.stdout.match(/\ttop1, class id: (\d+), probability: (0\.\d{4})/);
+  assert.ok(top1, r.stdout);
+  assert.ok(Number(top1![1]) < 10, 'a class of the 10-class model');
+  // the same figure from the model on the config's VALID transforms (32x32, its mean/std)
+  const img = await buildTransforms(cfg.VALID!.transforms, { channelsLast: true })({ path: image });
+  assert.deepEqual(img.shape, [32, 32, 3]);
+  const probs = tf.tidy(() => tf.softmax(model.forward(tf.tensor4d(img.data, [1, 32, 32, 3]), { training: false })));
+  const p = await probs.data();
+  assert.equal(Number(top1![1]), p.indexOf(Math.max(...p)));
+  assert.equal(top1![2], Math.max(...p).toFixed(4));
+  // sizes given on the command line win: PaddleClas's 256/224 preprocessing then
+  const sized = spawnSync(process.execPath, [LAUNCH, 'infer', '-i', image, '--pretrained_model', path.join(runDir, '0'), '--backend', 'wasm', '--resize_short', '40', '--crop_size', '32'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(sized.status, 0, sized.stderr);
+  assert.doesNotMatch(sized.stderr, /VALID\.transforms/);
+  probs.dispose();
+  model.dispose();
+  fs.rmSync(path.dirname(runDir), { recursive: true, force: true });
+});

@@ -1,6 +1,10 @@
 /**
  * `launch infer`: classify images the way PaddleClas's tools/infer does — resize the short side to 256, centre-crop
  * 224, ImageNet mean/std, softmax — and print the top-k classes of each image in its format.
+ * On a checkpoint of this tool the defaults come from the run instead: architecture and class count from its
+ * state.json, preprocessing from the VALID.transforms of the effective config saved beside its checkpoints (a
+ * Fashion-MNIST model trained at 32x32 with its own mean/std is meaningless on 224x224 ImageNet-normalised input).
+ * --model, --classes_num, --resize_short and --crop_size given on the command line win.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,12 +12,31 @@ import * as tf from '@tensorflow/tfjs-core';
 import { HarDNet } from '../model/hardnet.js';
 import { loadPretrained } from '../model/pretrained.js';
 import { selectBackend, type BackendName } from '../backend/select.js';
-import { inferPreprocess } from '../data/transforms.js';
+import { buildTransforms, inferPreprocess, type PaddleTransformOp } from '../data/transforms.js';
+import { resolveCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';
+import { loadConfig } from '../../shared/config.js';
 import { positiveInt } from './args.js';
 
 export interface InferOptions {
-  image_file?: string; model?: string; pretrained_model?: string; classes_num: string;
-  resize_short: string; crop_size: string; top_k: string; backend: string;
+  image_file?: string; model?: string; pretrained_model?: string; classes_num?: string;
+  resize_short?: string; crop_size?: string; top_k: string; backend: string;
+}
+
+/** What a checkpoint of this tool tells about its run: state.json, and the VALID transforms of its saved config. */
+function runOf(weights: string, log: (m: string) => void): { state?: TrainState; valid?: { ops: PaddleTransformOp[]; file: string } } {
+  const dir = resolveCheckpoint(path.basename(weights) === 'weights.json' ? path.dirname(weights) : weights);
+  if (!dir) return {};
+  const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as TrainState;
+  // checkpoints live in <model_save_dir>/<model>/<epoch or best_model>/, the effective config in <model_save_dir>/<model>/
+  const file = path.join(path.dirname(path.resolve(dir)), 'config.yaml');
+  if (!fs.existsSync(file)) return { state };
+  try {
+    const ops = loadConfig(file, [], { mode: 'valid', warn: () => {} }).VALID?.transforms;
+    return { state, valid: ops && { ops, file } };
+  } catch (e) {
+    log(`infer: cannot use the preprocessing of ${file} (${(e as Error).message}); using PaddleClas's infer defaults`);
+    return { state };
+  }
 }
 
 const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.bmp', '.webp', '.tif', '.tiff', '.gif']);
@@ -42,20 +65,35 @@ export function topK(probs: Float32Array, k: number): { id: number; p: number }[
 
 export async function infer(o: InferOptions, out: (line: string) => void = console.log): Promise<number> {
   if (!o.image_file) throw new Error('infer: -i/--image_file is required (an image file or a folder)');
-  if (!o.model) throw new Error('infer: --model is required (e.g. --model HarDNet68)');
   if (!o.pretrained_model) throw new Error('infer: --pretrained_model is required (an official .pth or a checkpoint of this tool)');
-  const classes = positiveInt(o.classes_num, '--classes_num');
-  const resizeShort = positiveInt(o.resize_short, '--resize_short');
-  const crop = positiveInt(o.crop_size, '--crop_size');
+  const log = (m: string) => process.stderr.write(`${m}\n`);
+  const run = runOf(o.pretrained_model, log);
+  const modelName = o.model ?? run.state?.model;
+  if (!modelName) throw new Error('infer: --model is required (e.g. --model HarDNet68) unless --pretrained_model is a checkpoint of this tool');
+  const classes = o.classes_num !== undefined ? positiveInt(o.classes_num, '--classes_num') : run.state?.classesNum ?? 1000;
   const k = Math.min(positiveInt(o.top_k, '--top_k'), classes);
   const files = listImages(o.image_file);
+  const explicitSize = o.resize_short !== undefined || o.crop_size !== undefined;
+  let preprocess: (file: string) => Promise<{ data: Float32Array; shape: [number, number, number] }>;
+  if (run.valid && !explicitSize) {
+    log(`infer: preprocessing as VALID.transforms of ${run.valid.file}`);
+    const fn = buildTransforms(run.valid.ops, { channelsLast: true });
+    preprocess = async (file) => {
+      const r = await fn({ path: file });
+      return { data: r.data, shape: r.shape as [number, number, number] };
+    };
+  } else {
+    const resizeShort = positiveInt(o.resize_short ?? '256', '--resize_short');
+    const crop = positiveInt(o.crop_size ?? '224', '--crop_size');
+    preprocess = (file) => inferPreprocess(file, { resizeShort, crop });
+  }
 
-  await selectBackend(o.backend as BackendName, { gpuAssigned: Boolean(process.env.CUDA_VISIBLE_DEVICES), log: (m) => process.stderr.write(`${m}\n`) });
-  const model = new HarDNet(o.model, classes);
+  await selectBackend(o.backend as BackendName, { gpuAssigned: Boolean(process.env.CUDA_VISIBLE_DEVICES), log });
+  const model = new HarDNet(modelName, classes);
   try {
     await loadPretrained(model, o.pretrained_model);
     for (const file of files) {
-      const img = await inferPreprocess(file, { resizeShort, crop });
+      const img = await preprocess(file);
       const probs = tf.tidy(() => {
         const x = tf.tensor4d(img.data, [1, ...img.shape]);
         return tf.softmax(model.forward(x, { training: false }));

@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // tfjs-core's Node bundle registers no gradient functions; the model trains, so it brings them (see register_gradients)
 import '../backend/register_gradients.js';
 import { resolveVariant, type HarDNetVariant } from './variants.js';
+import { tfSeed } from '../../shared/rng.js';
 import { batchNormTrain, linear } from './batchnorm.js';
 import {
   buildPlan, paramSpecs,
@@ -152,11 +153,11 @@ function initialValue(s: ParamSpec, seed: number): tf.Tensor {
   switch (s.kind) {
     case 'conv':
     case 'depthwise':
-      return tf.randomNormal(s.tfShape, 0, Math.sqrt(2 / (s.fanIn + s.fanOut)), 'float32', seed);
+      return tf.randomNormal(s.tfShape, 0, Math.sqrt(2 / (s.fanIn + s.fanOut)), 'float32', tfSeed(seed));
     case 'fc_weight':
     case 'fc_bias': {
       const bound = 1 / Math.sqrt(s.fanIn);
-      return tf.randomUniform(s.tfShape, -bound, bound, 'float32', seed);
+      return tf.randomUniform(s.tfShape, -bound, bound, 'float32', tfSeed(seed));
     }
     case 'bn_weight':
     case 'bn_var':
@@ -216,7 +217,7 @@ function hardBlock(ctx: Ctx, b: HarDBlock, x: tf.Tensor4D): tf.Tensor4D {
 }
 
 function dropout<T extends tf.Tensor>(ctx: Ctx, x: T, rate: number): T {
-  return ctx.dropout && rate > 0 ? tf.dropout(x, rate, undefined, ctx.nextSeed()) as T : x;
+  return ctx.dropout && rate > 0 ? tf.dropout(x, rate, undefined, tfSeed(ctx.nextSeed())) as T : x;
 }
 
 function entry(ctx: Ctx, e: Exclude<Entry, Head>, x: tf.Tensor4D): tf.Tensor4D {
