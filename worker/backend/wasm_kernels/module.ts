@@ -67,6 +67,11 @@ function memoryOf(backend: BackendWasm): WebAssembly.Memory {
   if (!(memory instanceof WebAssembly.Memory)) {
     throw new Error('wasm training kernels: this tfjs-backend-wasm build does not expose its WebAssembly.Memory (Module.asm.memory)');
   }
+  // Node gets the single-threaded SIMD build (tfjs reports no multithread support there); the threaded one's
+  // memory is shared, which this module (built without -matomics) cannot import
+  if (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer) {
+    throw new Error('wasm training kernels: tfjs-backend-wasm runs its multi-threaded build (shared memory), which these kernels do not support');
+  }
   return memory;
 }
 
