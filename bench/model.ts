@@ -52,7 +52,7 @@ const fwd = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
   y.dispose();
 });
 // the step as the training loop runs it: gradients into the fused buffer, BN statistics, one optimizer pass
-const grads = new GradientBuffer(model.weights);
+const grads = new GradientBuffer(model.weights, opt.gradientStorage);
 const updateTimes: number[] = [];
 const train = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
   const r = computeGradients(model, x, labels);

@@ -127,6 +127,28 @@ test('the optimizer re-reads a weight assigned by someone else, and restores sav
   tf.dispose([p, ...saved.values(), ...transposed.values()]);
 });
 
+test('a gradient buffer kept in the optimizer\'s memory is read in place and gives the same update as a separate one', () => {
+  const make = () => new Map<string, tf.Variable>([['a', tf.variable(tf.tensor2d([[1, 2, 3], [4, 5, 6]]))], ['b', tf.variable(tf.tensor1d([7, 8, 9, 10, 11]))]]);
+  const [p1, p2] = [make(), make()];
+  const [o1, o2] = [p1, p2].map((p) => new Momentum(p, { momentum: 0.9, l2Decay: 1e-4 }));
+  const separate = new GradientBuffer(p1);
+  const inPlace = new GradientBuffer(p2, o2.gradientStorage);
+  assert.equal(inPlace.flat.buffer, o2.gradientStorage.buffer);
+  for (let step = 0; step < 3; step++) {
+    const g = new Map([['a', tf.fill([2, 3], 0.5 + step)], ['b', tf.linspace(-1, 1, 5)]]);
+    separate.gather(g);
+    inPlace.gather(g);
+    inPlace.stopFlag = true; // the control slot after the gradients is not a parameter
+    o1.apply(separate.flat, 0.1);
+    o2.apply(inPlace.flat, 0.1);
+    assert.equal(inPlace.stopFlag, true);
+    tf.dispose([...g.values()]);
+  }
+  for (const [n, v] of p1) assert.deepEqual(v.dataSync(), p2.get(n)!.dataSync(), n);
+  assert.throws(() => new GradientBuffer(p2, new Float32Array(11)), /storage of 11 floats for 11 parameters and the stop flag/);
+  tf.dispose([...p1.values(), ...p2.values()]);
+});
+
 test('the BN running-statistics update equals the tfjs ops it replaced, bit for bit', async () => {
   const model = new HarDNet('HarDNet39ds', 10, 0);
   const x = tf.randomNormal([3, 32, 32, 3], 0, 1, 'float32', 7) as tf.Tensor4D;

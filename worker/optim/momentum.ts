@@ -48,7 +48,9 @@ export class Momentum {
     this.size = size;
     compiled ??= new WebAssembly.Module(Buffer.from(MOMENTUM_WASM_BASE64, 'base64'));
     this.ex = new WebAssembly.Instance(compiled, {}).exports as unknown as MomentumExports;
-    const bytes = Math.ceil((size * 4) / 64) * 64;
+    // room for one float more than the parameters in each region: the gradient region doubles as the fused
+    // gradient buffer (gradientStorage), whose last value is the stop flag
+    const bytes = Math.ceil(((size + 1) * 4) / 64) * 64;
     const base = Math.ceil((this.ex.__heap_base.value as number) / 64) * 64;
     this.at = { w: base, v: base + bytes, g: base + 2 * bytes };
     const end = base + 3 * bytes;
@@ -59,7 +61,15 @@ export class Momentum {
     this.w = new Float32Array(buf, this.at.w, size);
     this.v = new Float32Array(buf, this.at.v, size);
     this.g = new Float32Array(buf, this.at.g, size);
+    this.gradientStorage = new Float32Array(buf, this.at.g, size + 1);
   }
+
+  /**
+   * The optimizer's own gradient input, with one float to spare: a GradientBuffer built on it (train/grads.ts) is
+   * gathered and all-reduced in place, and apply() then reads it where it is instead of copying 4 bytes per
+   * parameter into this module first (memory traffic that two workers pay at the same moment).
+   */
+  readonly gradientStorage: Float32Array;
 
   /**
    * One step. `grads` is either the fused gradients (laid out by model/flat_params.ts, as GradientBuffer holds
@@ -69,7 +79,8 @@ export class Momentum {
   apply(grads: Float32Array | Map<string, tf.Tensor>, lr: number): void {
     if (grads instanceof Float32Array) {
       if (grads.length < this.size) throw new RangeError(`optimizer: ${grads.length} gradient values for ${this.size} parameters`);
-      this.g.set(grads.subarray(0, this.size));
+      const inPlace = grads.buffer === this.g.buffer && grads.byteOffset === this.g.byteOffset;
+      if (!inPlace) this.g.set(grads.subarray(0, this.size));
     } else {
       for (const name of grads.keys()) {
         if (!this.slots.some((s) => s.name === name)) throw new Error(`optimizer: gradient for unknown parameter '${name}'`);

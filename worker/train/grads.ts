@@ -11,10 +11,12 @@ export class GradientBuffer {
   readonly flat: Float32Array;
   private readonly layout: FlatSlot[];
 
-  constructor(params: Map<string, tf.Variable>) {
+  /** `storage`: where to keep the values (the optimizer's Momentum.gradientStorage, so it reads them in place) */
+  constructor(params: Map<string, tf.Variable>, storage?: Float32Array) {
     const { slots, size } = flatLayout(params);
     this.layout = slots;
-    this.flat = new Float32Array(size + 1);
+    if (storage && storage.length < size + 1) throw new RangeError(`gradient buffer: storage of ${storage.length} floats for ${size} parameters and the stop flag`);
+    this.flat = storage ? storage.subarray(0, size + 1) : new Float32Array(size + 1);
     this.controlSlot = size;
   }
 

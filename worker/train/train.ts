@@ -92,7 +92,7 @@ export async function train(o: TrainOptions): Promise<number> {
     const metrics = env.rank === 0
       ? new MetricsWriter(cfg.metrics_file || path.join(runDir, 'metrics.jsonl'), resumeDir ? { append: true, keepUpToEpoch: state.epoch } : {})
       : undefined;
-    const grads = new GradientBuffer(model.weights);
+    const grads = new GradientBuffer(model.weights, opt.gradientStorage);
     const mix = cfg.use_mix ? mixOperatorFromConfig(cfg.TRAIN.mix) : undefined;
     // the launcher's first Ctrl-C reaches the workers as SIGINT: finish the step, then stop together
     let stopRequested = false;
