@@ -84,6 +84,15 @@ test('a run resumed after epoch 0 ends with the same weights as an uninterrupted
   assert.match(c.out, /resumed from .*HarDNet39ds\/1: epoch 1 done/);
 });
 
+test('two fresh runs with the default seed end with the same weights, bit for bit', () => {
+  const [a, b] = ['fresh-a', 'fresh-b'].map((d) => path.join(tmp, d));
+  for (const out of [a, b]) {
+    const r = runWorker(['train', ...small(out, ['epochs=1', 'validate=False'])]);
+    assert.equal(r.code, 0, r.out);
+  }
+  assert.ok(weightsBin(a, '0').equals(weightsBin(b, '0')), 'a fresh run does not repeat itself');
+});
+
 test('mixup (use_mix with TRAIN.mix) trains and logs no train accuracy, as PaddleClas does', () => {
   const r = runWorker(['train', ...small(path.join(tmp, 'mix'), ['epochs=1', 'validate=False', 'use_mix=True', "TRAIN.mix=[{'CutmixOperator': {'alpha': 0.2}}]"])]);
   assert.equal(r.code, 0, r.out);
