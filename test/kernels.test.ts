@@ -100,3 +100,16 @@ test('NCHW input is refused with a message naming the kernel', () => {
     { strides: 1, pad: 'same', dataFormat: 'NCHW', filterShape: [3, 3, 4, 2] }), /Conv2DBackpropFilter: only NHWC/);
   tf.dispose([x, dy]);
 });
+
+test('the shipped kernel module writes nothing into tfjs\'s heap when instantiated (no data section, no start function)', async () => {
+  const { wasmSectionIds, kernelModule } = await import('../worker/backend/wasm_kernels/module.js');
+  const { KERNELS_WASM_BASE64 } = await import('../worker/backend/wasm_kernels/kernels_wasm.js');
+  const ids = wasmSectionIds(Buffer.from(KERNELS_WASM_BASE64, 'base64'));
+  assert.ok(ids.includes(10), 'the parser finds the code section');
+  assert.deepEqual(ids.filter((id) => id === 8 || id === 11), []);
+  assert.deepEqual(WebAssembly.Module.imports(kernelModule()).map((i) => `${i.module}.${i.name}:${i.kind}`), ['env.memory:memory']);
+  // the parser on a hand-made module with one memory and one data segment, the case the guard refuses
+  const withData = Uint8Array.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 5, 3, 1, 0, 1, 11, 7, 1, 0, 0x41, 0, 0x0b, 1, 42]);
+  assert.ok(WebAssembly.validate(withData));
+  assert.deepEqual(wasmSectionIds(withData), [5, 11]);
+});

@@ -1,12 +1,13 @@
 #!/bin/sh
 # Rebuilds worker/backend/wasm_kernels/kernels_wasm.ts from the C sources here.
-# Needs Debian's clang + lld (wasm32 target). The generated TypeScript file is committed,
+# Needs Debian's clang + lld (wasm32 target) and llvm (llvm-objdump, for the check below). The generated TypeScript file is committed,
 # so machines without clang (CI) never run this.
 # --import-memory: the module runs in tfjs-backend-wasm's memory (worker/backend/wasm_kernels/module.ts), so
 # kernels read and write tensors where they are. That is only safe because the module has no data segments
 # (instantiating one would write them at fixed addresses in tfjs's heap: checked below) and its stack pointer
 # is exported, to be pointed at a region malloc'd from that heap before any call (-mmutable-globals).
 set -eu
+command -v llvm-objdump >/dev/null || { echo "build.sh: llvm-objdump not found (Debian package llvm)" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/../../worker/backend/wasm_kernels/kernels_wasm.ts"
 tmp=$(mktemp -d)
@@ -26,8 +27,11 @@ clang $flags \
   -Wl,--export=concat_rows -Wl,--export=split_rows -Wl,--export=maxpool_backprop \
   -Wl,--export=bn_train_forward -Wl,--export=bn_train_backward \
   -o "$tmp/kernels.wasm" "$tmp/conv_grad.o" "$tmp/depthwise_grad.o" "$tmp/train_ops.o"
-if llvm-objdump -h "$tmp/kernels.wasm" | grep -q ' DATA '; then
-  echo "build.sh: the kernel module has a data segment (static or constant data in the C sources); it would be written into tfjs-backend-wasm's heap on instantiation" >&2
+# a DATA section (initialised statics, constant tables) or a START function (clang's zero-fill of statics) would
+# write into tfjs-backend-wasm's heap when instantiated; module.ts checks the shipped bytes for the same
+sections=$(llvm-objdump -h "$tmp/kernels.wasm")
+if printf '%s\n' "$sections" | grep -qE ' (DATA|START) '; then
+  echo "build.sh: the kernel module has static data (a DATA or START section); it would be written into tfjs-backend-wasm's heap on instantiation" >&2
   exit 1
 fi
 {

@@ -41,18 +41,47 @@ const ALIGN = 64;
 
 let compiled: WebAssembly.Module | undefined;
 
+/**
+ * Section ids of a wasm binary. Instantiating a module with a data section (11) or a start function (8, which is
+ * how clang zero-fills statics) would write into tfjs's heap at fixed addresses; build.sh refuses to emit either, and
+ * this checks the bytes actually shipped.
+ */
+export function wasmSectionIds(bytes: Uint8Array): number[] {
+  const ids: number[] = [];
+  let at = 8; // magic and version
+  while (at < bytes.length) {
+    const id = bytes[at++]!;
+    let size = 0;
+    for (let shift = 0; ; shift += 7) { // unsigned LEB128
+      const b = bytes[at++]!;
+      size += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) break;
+    }
+    ids.push(id);
+    at += size;
+  }
+  return ids;
+}
+
 /** The compiled module (synchronously, once: it is ~15 KB); registering the kernels calls it so a broken build fails early. */
 export function kernelModule(): WebAssembly.Module {
-  compiled ??= new WebAssembly.Module(Buffer.from(KERNELS_WASM_BASE64, 'base64'));
+  if (!compiled) {
+    const bytes = Buffer.from(KERNELS_WASM_BASE64, 'base64');
+    const writes = wasmSectionIds(bytes).filter((id) => id === 8 || id === 11);
+    if (writes.length > 0) {
+      throw new Error(`wasm training kernels: kernels_wasm.ts holds a module with a ${writes.includes(11) ? 'data section' : 'start function'}, which would write into tfjs-backend-wasm's heap; rebuild it with native/kernels/build.sh`);
+    }
+    compiled = new WebAssembly.Module(bytes);
+  }
   return compiled;
 }
 
 interface Binding {
-  backend: BackendWasm;
   kernels: KernelExports;
   scratch: { pointer: number; bytes: number };
 }
-let binding: Binding | undefined;
+/** one instance per backend instance; a removed backend takes its instance (and heap) with it */
+const bindings = new WeakMap<BackendWasm, Binding>();
 
 /** The parts of the backend's Emscripten module used here (its typings leave them out). */
 interface EmscriptenHeap {
@@ -75,13 +104,22 @@ function memoryOf(backend: BackendWasm): WebAssembly.Memory {
   return memory;
 }
 
+/** tfjs's malloc as an unsigned byte offset (above 2 GiB Emscripten returns it as a negative int32), never 0 */
+function malloc(backend: BackendWasm, bytes: number, what: string): number {
+  const pointer = heapOf(backend)._malloc(bytes) >>> 0;
+  if (pointer === 0) throw new Error(`wasm training kernels: tfjs-backend-wasm's heap has no room for the ${what} (${bytes} bytes)`);
+  return pointer;
+}
+
 function bind(backend: BackendWasm): Binding {
-  if (binding?.backend === backend) return binding;
+  let binding = bindings.get(backend);
+  if (binding) return binding;
   const kernels = new WebAssembly.Instance(kernelModule(), { env: { memory: memoryOf(backend) } }).exports as unknown as KernelExports;
   // never freed: the instance lives as long as the backend (a new backend gets a new instance and region)
-  const stack = heapOf(backend)._malloc(STACK_BYTES);
+  const stack = malloc(backend, STACK_BYTES, 'kernels\' stack');
   kernels.__stack_pointer.value = Math.floor((stack + STACK_BYTES) / 16) * 16;
-  binding = { backend, kernels, scratch: { pointer: 0, bytes: 0 } };
+  binding = { kernels, scratch: { pointer: 0, bytes: 0 } };
+  bindings.set(backend, binding);
   return binding;
 }
 
@@ -107,7 +145,8 @@ export function scratchOn(backend: BackendWasm, bytes: number): number {
   if (b.scratch.bytes < bytes) {
     if (b.scratch.pointer) heapOf(backend)._free(b.scratch.pointer);
     const size = Math.max(bytes, 2 * b.scratch.bytes);
-    b.scratch = { pointer: heapOf(backend)._malloc(size + ALIGN), bytes: size };
+    b.scratch = { pointer: 0, bytes: 0 };
+    b.scratch = { pointer: malloc(backend, size + ALIGN, 'kernels\' scratch space'), bytes: size };
   }
   return Math.ceil(b.scratch.pointer / ALIGN) * ALIGN;
 }
