@@ -112,17 +112,26 @@ export function isCheckpoint(dir: string): boolean {
   return fs.existsSync(path.join(dir, 'state.json')) && fs.existsSync(path.join(dir, 'weights.json'));
 }
 
-/** `dir` if it holds a complete checkpoint, else `<dir>.old` left by a save killed between its two renames. */
-export function resolveCheckpoint(dir: string): string | undefined {
+/**
+ * `dir` if it holds a complete checkpoint, else `<dir>.old` left by a save killed between its two renames. A path to
+ * a checkpoint's weights.json stands for its directory.
+ */
+export function resolveCheckpoint(requested: string): string | undefined {
+  const dir = path.basename(requested) === 'weights.json' ? path.dirname(requested) : requested;
   if (isCheckpoint(dir)) return dir;
   return isCheckpoint(`${dir}.old`) ? `${dir}.old` : undefined;
+}
+
+/** The state.json of a resolved checkpoint directory. */
+export function readState(dir: string): TrainState {
+  return JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as TrainState;
 }
 
 /** Load weights (and the optimizer's velocities when given) and return the saved state. */
 export function loadCheckpoint(requested: string, model: HarDNet, opt?: Momentum): TrainState {
   const dir = resolveCheckpoint(requested);
   if (!dir) throw new Error(`checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`);
-  const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as TrainState;
+  const state = readState(dir);
   loadCheckpointWeights(dir, model);
   if (opt && fs.existsSync(path.join(dir, 'optimizer.json'))) {
     const velocities = readTensors(dir, 'optimizer');

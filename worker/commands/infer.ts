@@ -13,7 +13,7 @@ import { HarDNet } from '../model/hardnet.js';
 import { loadPretrained } from '../model/pretrained.js';
 import { selectBackend, type BackendName } from '../backend/select.js';
 import { buildTransforms, inferPreprocess, type PaddleTransformOp } from '../data/transforms.js';
-import { resolveCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';
+import { readState, resolveCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';
 import { loadConfig } from '../../shared/config.js';
 import { positiveInt } from './args.js';
 
@@ -24,9 +24,9 @@ export interface InferOptions {
 
 /** What a checkpoint of this tool tells about its run: state.json, and the VALID transforms of its saved config. */
 function runOf(weights: string, log: (m: string) => void): { state?: TrainState; valid?: { ops: PaddleTransformOp[]; file: string } } {
-  const dir = resolveCheckpoint(path.basename(weights) === 'weights.json' ? path.dirname(weights) : weights);
+  const dir = resolveCheckpoint(weights);
   if (!dir) return {};
-  const state = JSON.parse(fs.readFileSync(path.join(dir, 'state.json'), 'utf8')) as TrainState;
+  const state = readState(dir);
   // checkpoints live in <model_save_dir>/<model>/<epoch or best_model>/, the effective config in <model_save_dir>/<model>/
   const file = path.join(path.dirname(path.resolve(dir)), 'config.yaml');
   if (!fs.existsSync(file)) return { state };
@@ -78,10 +78,7 @@ export async function infer(o: InferOptions, out: (line: string) => void = conso
   if (run.valid && !explicitSize) {
     log(`infer: preprocessing as VALID.transforms of ${run.valid.file}`);
     const fn = buildTransforms(run.valid.ops, { channelsLast: true });
-    preprocess = async (file) => {
-      const r = await fn({ path: file });
-      return { data: r.data, shape: r.shape as [number, number, number] };
-    };
+    preprocess = (file) => fn({ path: file });
   } else {
     const resizeShort = positiveInt(o.resize_short ?? '256', '--resize_short');
     const crop = positiveInt(o.crop_size ?? '224', '--crop_size');

@@ -60,8 +60,8 @@ export class Momentum {
     const buf = this.ex.memory.buffer;
     this.w = new Float32Array(buf, this.at.w, size);
     this.v = new Float32Array(buf, this.at.v, size);
-    this.g = new Float32Array(buf, this.at.g, size);
     this.gradientStorage = new Float32Array(buf, this.at.g, size + 1);
+    this.g = this.gradientStorage.subarray(0, size);
   }
 
   /**

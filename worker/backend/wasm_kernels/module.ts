@@ -3,8 +3,8 @@
 //
 // Why shared: with a memory of its own the module needed every input copied in and every output copied out,
 // ~25 ms of a 200 ms HarDNet39ds training step (batch 64 @ 32), all of it memory traffic, which is also what two
-// workers on one machine contend for. Why it is safe: the module imports the memory and has no data segments
-// (build.sh refuses to link one), so instantiating it writes nothing; its shadow stack (two kernels keep 128 bytes
+// workers on one machine contend for. Why it is safe: the module imports the memory and has no data segment or
+// start function (build.sh refuses both, kernelModule checks the shipped bytes), so instantiating it writes nothing; its shadow stack (two kernels keep 128 bytes
 // there) is a region malloc'd from tfjs's heap, with the stack pointer set to its top before any call; the
 // kernels' scratch space is malloc'd the same way. Nothing is cached as a typed-array view: tfjs's malloc may grow
 // the memory, which detaches views, so kernels take plain byte offsets.
@@ -77,6 +77,7 @@ export function kernelModule(): WebAssembly.Module {
 }
 
 interface Binding {
+  memory: WebAssembly.Memory;
   kernels: KernelExports;
   scratch: { pointer: number; bytes: number };
 }
@@ -114,11 +115,12 @@ function malloc(backend: BackendWasm, bytes: number, what: string): number {
 function bind(backend: BackendWasm): Binding {
   let binding = bindings.get(backend);
   if (binding) return binding;
-  const kernels = new WebAssembly.Instance(kernelModule(), { env: { memory: memoryOf(backend) } }).exports as unknown as KernelExports;
+  const memory = memoryOf(backend);
+  const kernels = new WebAssembly.Instance(kernelModule(), { env: { memory } }).exports as unknown as KernelExports;
   // never freed: the instance lives as long as the backend (a new backend gets a new instance and region)
   const stack = malloc(backend, STACK_BYTES, 'kernels\' stack');
   kernels.__stack_pointer.value = Math.floor((stack + STACK_BYTES) / 16) * 16;
-  binding = { kernels, scratch: { pointer: 0, bytes: 0 } };
+  binding = { memory, kernels, scratch: { pointer: 0, bytes: 0 } };
   bindings.set(backend, binding);
   return binding;
 }
@@ -145,7 +147,7 @@ export function scratchOn(backend: BackendWasm, bytes: number): number {
   if (b.scratch.bytes < bytes) {
     if (b.scratch.pointer) heapOf(backend)._free(b.scratch.pointer);
     const size = Math.max(bytes, 2 * b.scratch.bytes);
-    b.scratch = { pointer: 0, bytes: 0 };
+    b.scratch = { pointer: 0, bytes: 0 }; // freed: if the malloc below throws, nothing points at the old region
     b.scratch = { pointer: malloc(backend, size + ALIGN, 'kernels\' scratch space'), bytes: size };
   }
   return Math.ceil(b.scratch.pointer / ALIGN) * ALIGN;
@@ -153,10 +155,10 @@ export function scratchOn(backend: BackendWasm, bytes: number): number {
 
 /** Writes int32 values (pointer/width tables for the kernels) at a byte offset. */
 export function writeInts(backend: BackendWasm, offset: number, values: ArrayLike<number>): void {
-  new Int32Array(memoryOf(backend).buffer, offset, values.length).set(values);
+  new Int32Array(bind(backend).memory.buffer, offset, values.length).set(values);
 }
 
 /** Copies `floats` values from one byte offset of the backend's memory to another (memmove). */
 export function copyFloats(backend: BackendWasm, to: number, from: number, floats: number): void {
-  new Uint8Array(memoryOf(backend).buffer).copyWithin(to, from, from + floats * 4);
+  new Uint8Array(bind(backend).memory.buffer).copyWithin(to, from, from + floats * 4);
 }
