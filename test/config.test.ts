@@ -10,7 +10,7 @@ import {
 } from '../shared/config.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const HARDNET = path.resolve(REPO_ROOT, '../shared/configs/HarDNet68_best_v2.yaml');
+const HARDNET = path.resolve(REPO_ROOT, 'configs/HarDNet68_best_v2.yaml');
 const DATA = ['TRAIN.file_list=data/train_list.txt', 'TRAIN.data_dir=data/', 'VALID.file_list=data/val_list.txt', 'VALID.data_dir=data/'];
 
 function quiet(): { warn: (m: string) => void; warnings: string[] } {

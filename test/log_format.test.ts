@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { bestLine, endLine, pyFixed, timestampPrefix, trainLine, validLine } from '../shared/log_format.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const REFERENCE = fs.readFileSync(path.resolve(REPO_ROOT, '../shared/reference/paddleclas.md'), 'utf8');
+const REFERENCE = fs.readFileSync(path.resolve(REPO_ROOT, 'test/fixtures/reference/paddleclas.md'), 'utf8');
 
 /** The example line in the reference that starts with `start` (between backticks). */
 function referenceLine(start: string): string {

@@ -6,7 +6,7 @@ import { loadConfig, ConfigError } from '../shared/config.js';
 import { makeSchedule, stepsPerEpochOf } from '../worker/optim/lr.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const HARDNET = path.resolve(REPO_ROOT, '../shared/configs/HarDNet68_best_v2.yaml');
+const HARDNET = path.resolve(REPO_ROOT, 'configs/HarDNet68_best_v2.yaml');
 const DATA = ['TRAIN.file_list=t.txt', 'VALID.file_list=v.txt'];
 const close = (a: number, b: number, msg?: string): void => assert.ok(Math.abs(a - b) <= 1e-12 * Math.max(1, Math.abs(b)), msg ?? `${a} != ${b}`);
 

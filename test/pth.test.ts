@@ -13,7 +13,7 @@ import { checkStateDict, torchConvToHWIO, torchDepthwiseToHWC1, torchLinearToInO
 // dist/test/pth.test.js -> repo root is two folders up.
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const FIXTURES = join(ROOT, 'test', 'fixtures', 'pth');
-const HARDNET = join(ROOT, '..', 'shared', 'fixtures', 'hardnet');
+const HARDNET = join(ROOT, 'test', 'fixtures', 'hardnet');
 const fixture = (name: string) => join(FIXTURES, name);
 
 interface Described { shape: number[]; dtype: string; values: (number | string)[] }

@@ -101,7 +101,7 @@ test('mixup (use_mix with TRAIN.mix) trains and logs no train accuracy, as Paddl
 });
 
 test("the reproduction's real config (HarDNet68_best_v2.yaml) runs unchanged apart from data paths and a small batch", () => {
-  const cfg = path.resolve(REPO_ROOT, '../shared/configs/HarDNet68_best_v2.yaml');
+  const cfg = path.resolve(REPO_ROOT, 'configs/HarDNet68_best_v2.yaml');
   const two = head(data.train, 2, path.join(tmp, 'train2.txt'));
   const r = runWorker(['train', '-c', cfg, ...[
     `TRAIN.file_list=${two}`, `TRAIN.data_dir=${data.dir}`, `VALID.file_list=${two}`, `VALID.data_dir=${data.dir}`,

@@ -1,10 +1,10 @@
-/** Reads the official-PyTorch ground truth in ../shared/fixtures/hardnet (json index + raw float32 blob). */
+/** Reads the official-PyTorch ground truth in test/fixtures/hardnet (json index + raw float32 blob). */
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const FIXTURES = path.resolve(REPO_ROOT, '../shared/fixtures/hardnet');
+export const FIXTURES = path.resolve(REPO_ROOT, 'test/fixtures/hardnet');
 
 export interface FixtureTensor { shape: number[]; data: Float32Array }
 
