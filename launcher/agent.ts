@@ -24,6 +24,8 @@ export interface JobOptions {
   /** the job secret as one JSON line, or undefined where there is none */
   secretLine?: string;
   env?: NodeJS.ProcessEnv;
+  /** told every state the workers go through (for tests and tools that watch the job) */
+  onState?: (state: WorkerState) => void;
 }
 
 /** The fd on which every worker reads the secret (see HARDNET_SECRET_FD in shared/env.ts). */
@@ -35,13 +37,38 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n');
 }
 
+/**
+ * The state of this node's workers as a whole, as torchrun's WorkerState: INIT while an attempt starts, HEALTHY
+ * while it runs, then one of the three ends.
+ */
+export type WorkerState = 'INIT' | 'HEALTHY' | 'SUCCEEDED' | 'FAILED' | 'STOPPED';
+
+/** How a job ended, as torchrun's RunResult; `exitCode` is what the launcher exits with. */
+export type RunResult =
+  | { state: 'SUCCEEDED'; exitCode: 0; restarts: number }
+  /** the first worker to fail in the last attempt, after `restarts` restarts */
+  | { state: 'FAILED'; exitCode: number; restarts: number; failure: WorkerExit }
+  /** stopped by a signal to the launcher (Ctrl-C, SIGTERM, SIGHUP) */
+  | { state: 'STOPPED'; exitCode: number; restarts: number; signal: NodeJS.Signals };
+
+/** How one attempt ended. */
+type AttemptEnd =
+  | { state: 'SUCCEEDED' }
+  | { state: 'STOPPED'; signal: NodeJS.Signals }
+  | { state: 'FAILED'; first: WorkerExit };
+
 /** Run the job to its end; resolves with the launcher's exit code. */
 export async function runJob(o: JobOptions): Promise<number> {
+  return (await runAgent(o)).exitCode;
+}
+
+export async function runAgent(o: JobOptions): Promise<RunResult> {
   const { plan, logger } = o;
   const env = o.env ?? process.env;
   writeEndpointsLog(o.logs.dir, plan.jobId, plan.endpoints);
   if (plan.ipcDir) fs.mkdirSync(plan.ipcDir, { recursive: true, mode: 0o700 });
   const outputs = plan.workers.map((w) => new WorkerOutput(o.logs.workerLogPath(w.localRank), w.rank));
+  const outputOf = (rank: number) => outputs[plan.workers.findIndex((w) => w.rank === rank)];
   logger.info(
     `job ${plan.jobId}: node ${plan.nodeRank} of ${plan.hosts.length} (${plan.hosts.join(',')}), ` +
       `${plan.nprocPerNode} worker(s) here, world size ${plan.worldSize}, ` +
@@ -49,6 +76,7 @@ export async function runJob(o: JobOptions): Promise<number> {
   );
   if (o.logs.movedAsideTo) logger.info(`the earlier run's logs were moved to ${o.logs.movedAsideTo}`);
 
+  const enter = (state: WorkerState) => o.onState?.(state);
   let attempt: Attempt | undefined;
   let stopSignal: NodeJS.Signals | undefined;
   let stopRequests = 0;
@@ -67,63 +95,77 @@ export async function runJob(o: JobOptions): Promise<number> {
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.on(s, onSignal);
 
+  /** Start every local worker (INIT), watch them (HEALTHY), and say how the attempt ended. */
+  const runAttempt = async (restart: number): Promise<AttemptEnd> => {
+    enter('INIT');
+    const note = restart === 0 ? 'attempt 1' : `attempt ${restart + 1}: restart ${restart} of ${o.maxRestarts}`;
+    for (const out of outputs) out.mark(`${note}, ${new Date().toISOString()}`);
+    if (restart > 0) logger.warn(`restarting all workers (${note}, HARDNET_RESTART_COUNT=${restart})`);
+    const oomBefore = readOomKillCount();
+    const args = o.args(restart);
+    const current = (attempt = new Attempt(
+      plan.workers.map((slot, i) => ({
+        rank: slot.rank,
+        localRank: slot.localRank,
+        program: o.program,
+        args,
+        env: workerProcessEnv(slot, env, restart, o.secretLine === undefined ? undefined : SECRET_FD),
+        secretLine: o.secretLine,
+        output: outputs[i],
+      })),
+    ));
+    const pids = await Promise.all(current.workers.map((w) => w.pid));
+    logger.info(
+      '\n' +
+        table([
+          ['rank', 'local_rank', 'device', 'pid', 'log'],
+          ...plan.workers.map((w, i) => [String(w.rank), String(w.localRank), w.device, String(pids[i] ?? '-'), outputs[i].logPath]),
+        ]),
+    );
+    enter('HEALTHY');
+    if (stopRequests > 0) current.signalAll('SIGINT'); // a signal that arrived while the workers were starting
+
+    const first = await current.firstFailure;
+    if (stopSignal !== undefined) {
+      const ends = await current.allExited;
+      for (const e of ends) outputOf(e.rank).mark(`stopped: ${describeEnd(e)}`);
+      logger.warn(`stopped on ${stopSignal}: ${ends.map((e) => `rank ${e.rank} ${describeEnd(e)}`).join(', ')}`);
+      return { state: 'STOPPED', signal: stopSignal };
+    }
+    if (first === null) {
+      for (const out of outputs) out.mark('exit code 0');
+      logger.info(`all ${plan.workers.length} worker(s) exited 0`);
+      return { state: 'SUCCEEDED' };
+    }
+    logger.error(`rank ${first.rank} (pid ${first.pid ?? '-'}) failed: ${describeEnd(first)}; stopping the other workers (SIGTERM, SIGKILL after ${o.graceMs / 1000} s)`);
+    const ends: WorkerExit[] = await current.terminate(o.graceMs);
+    for (const e of ends) outputOf(e.rank).mark(`${e === first ? 'FAILED FIRST: ' : ''}${describeEnd(e)}`);
+    logger.error(
+      '\n' +
+        formatRootCause({
+          first,
+          worldSize: plan.worldSize,
+          oom: oomEvidence(first, oomBefore),
+          tail: tailLines(first.logPath, TAIL_LINES),
+          attempt: restart,
+          maxRestarts: o.maxRestarts,
+        }),
+    );
+    return { state: 'FAILED', first };
+  };
+
   try {
     for (let restart = 0; ; restart++) {
-      const note = restart === 0 ? 'attempt 1' : `attempt ${restart + 1}: restart ${restart} of ${o.maxRestarts}`;
-      for (const out of outputs) out.mark(`${note}, ${new Date().toISOString()}`);
-      if (restart > 0) logger.warn(`restarting all workers (${note}, HARDNET_RESTART_COUNT=${restart})`);
-      const oomBefore = readOomKillCount();
-      const args = o.args(restart);
-      attempt = new Attempt(
-        plan.workers.map((slot, i) => ({
-          rank: slot.rank,
-          localRank: slot.localRank,
-          program: o.program,
-          args,
-          env: workerProcessEnv(slot, env, restart, o.secretLine === undefined ? undefined : SECRET_FD),
-          secretLine: o.secretLine,
-          output: outputs[i],
-        })),
-      );
-      const pids = await Promise.all(attempt.workers.map((w) => w.pid));
-      logger.info(
-        '\n' +
-          table([
-            ['rank', 'local_rank', 'device', 'pid', 'log'],
-            ...plan.workers.map((w, i) => [String(w.rank), String(w.localRank), w.device, String(pids[i] ?? '-'), outputs[i].logPath]),
-          ]),
-      );
-      if (stopRequests > 0) attempt.signalAll('SIGINT'); // a signal that arrived while the workers were starting
-
-      const first = await attempt.firstFailure;
-      if (stopSignal !== undefined) {
-        const ends = await attempt.allExited;
-        for (const e of ends) outputs[plan.workers.findIndex((w) => w.rank === e.rank)].mark(`stopped: ${describeEnd(e)}`);
-        logger.warn(`stopped on ${stopSignal}: ${ends.map((e) => `rank ${e.rank} ${describeEnd(e)}`).join(', ')}`);
-        return 128 + (os.constants.signals[stopSignal] ?? 0);
+      const end = await runAttempt(restart);
+      enter(end.state);
+      if (end.state === 'SUCCEEDED') return { state: end.state, exitCode: 0, restarts: restart };
+      if (end.state === 'STOPPED') {
+        return { state: end.state, exitCode: 128 + (os.constants.signals[end.signal] ?? 0), restarts: restart, signal: end.signal };
       }
-      if (first === null) {
-        for (const out of outputs) out.mark('exit code 0');
-        logger.info(`all ${plan.workers.length} worker(s) exited 0`);
-        return 0;
-      }
-      logger.error(`rank ${first.rank} (pid ${first.pid ?? '-'}) failed: ${describeEnd(first)}; stopping the other workers (SIGTERM, SIGKILL after ${o.graceMs / 1000} s)`);
-      const ends: WorkerExit[] = await attempt.terminate(o.graceMs);
-      for (const e of ends) outputs[plan.workers.findIndex((w) => w.rank === e.rank)].mark(`${e === first ? 'FAILED FIRST: ' : ''}${describeEnd(e)}`);
-      logger.error(
-        '\n' +
-          formatRootCause({
-            first,
-            worldSize: plan.worldSize,
-            oom: oomEvidence(first, oomBefore),
-            tail: tailLines(first.logPath, TAIL_LINES),
-            attempt: restart,
-            maxRestarts: o.maxRestarts,
-          }),
-      );
+      // FAILED: restart while restarts are left and nobody asked the job to stop
       if (restart >= o.maxRestarts || stopSignal !== undefined) {
         if (o.maxRestarts > 0) logger.error(`no restarts left (--max_restarts ${o.maxRestarts})`);
-        return exitCodeOf(first);
+        return { state: end.state, exitCode: exitCodeOf(end.first), restarts: restart, failure: end.first };
       }
     }
   } finally {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { WorkerExit } from './failure.js';
 import { failed } from './failure.js';
 import type { WorkerOutput } from './logs.js';
+import { ShimMessageReader, type ShimMessage } from './shim_protocol.js';
 
 const SHIM = fileURLToPath(new URL('./shim.js', import.meta.url));
 
@@ -52,17 +53,21 @@ export class RunningWorker {
     let spawnError: string | undefined;
     let resolvePid!: (pid: number | undefined) => void;
     this.pid = new Promise((r) => (resolvePid = r));
-    let buffered = '';
+    const reader = new ShimMessageReader();
     lifeline.on('error', () => {});
     lifeline.on('data', (c: Buffer) => {
-      buffered += c.toString('utf8');
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const msg = JSON.parse(buffered.slice(0, nl)) as { pid?: number; code?: number | null; signal?: NodeJS.Signals | null; spawnError?: string };
-        buffered = buffered.slice(nl + 1);
-        if (msg.pid !== undefined) resolvePid((reportedPid = msg.pid));
-        if (msg.spawnError !== undefined) spawnError = msg.spawnError;
-        if ('code' in msg) status = { code: msg.code ?? null, signal: msg.signal ?? null };
+      let messages: ShimMessage[];
+      try {
+        messages = reader.push(c);
+      } catch {
+        // not our shim speaking (the worker wrote to fd 4): how the worker ends still comes from the shim's exit
+        lifeline.removeAllListeners('data');
+        return;
+      }
+      for (const msg of messages) {
+        if (msg.kind === 'started') resolvePid((reportedPid = msg.pid));
+        else if (msg.kind === 'spawnError') spawnError = msg.error;
+        else status = { code: msg.code, signal: msg.signal };
       }
     });
 
