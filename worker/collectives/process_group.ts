@@ -22,10 +22,10 @@
  * chunk i on both sides.
  */
 import type { WorkerEnv } from '../../shared/env.js';
-import { addHalfInto, decodeHalf, encodeHalf } from './float16.js';
 import { CollectiveError, RingLink, type LogFn, type OpContext } from './link.js';
-import { addBlocks, addChunk, addInto, divideBy, type BlockReader } from './sum.js';
-import { FLAG_SHARED_MEMORY, Op, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
+import { bytesOf, FLOAT32_WIRE, Float16Wire, Inbox, Outbox, type WireCodec } from './ring_payloads.js';
+import { addBlocks } from './sum.js';
+import { Op, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
 import { nativeShm, type NativeShm } from './shm.js';
 
 export type WireDtypeName = 'float32' | 'float16';
@@ -84,13 +84,12 @@ export class SoloGroup implements ProcessGroup {
   async close(): Promise<void> {}
 }
 
-/** The bytes of a float array (received payloads are copied in byte-wise: zeromq's buffers may be unaligned). */
-function bytesOf(a: Float32Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-}
-function u16View(b: Buffer): Uint16Array {
-  if (b.byteOffset % 2 !== 0) return new Uint16Array(new Uint8Array(b).buffer);
-  return new Uint16Array(b.buffer, b.byteOffset, b.length >>> 1);
+/** The payload paths of one allReduce call (ring_payloads.ts). */
+interface RingIo {
+  outbox: Outbox;
+  inbox: Inbox;
+  /** the native mapping module when our payloads go through shared memory (sums in place), else null */
+  native: NativeShm | null;
 }
 
 export class RingGroup implements ProcessGroup {
@@ -104,9 +103,12 @@ export class RingGroup implements ProcessGroup {
   readonly bytesSent = { allReduce: 0, other: 0 };
   readonly timing: RingTiming = { calls: 0, recvWaitMs: 0, sumMs: 0, copyMs: 0, sendMs: 0, messages: 0 };
 
+  private readonly codec: WireCodec;
+
   constructor(private readonly link: RingLink, env: WorkerEnv, private readonly t: GroupTuning) {
     this.rank = env.rank;
     this.worldSize = env.worldSize;
+    this.codec = t.wireDtype === 'float16' ? new Float16Wire() : FLOAT32_WIRE;
   }
 
   get description(): string {
@@ -160,133 +162,78 @@ export class RingGroup implements ProcessGroup {
     const N = this.worldSize;
     const r = this.rank;
     const n = buf.length;
-    const half = this.t.wireDtype === 'float16';
-    const dtype = half ? WireDtype.float16 : WireDtype.float32;
-    const elemBytes = half ? 2 : 4;
+    const codec = this.codec;
     const chunkElems = Math.max(1, Math.floor(this.t.chunkBytes / 4));
     let heardFrom = 0; // ring steps completed: ranks r-1 .. r-heardFrom have contributed
     const ctx = this.ctx('allReduce', () => Array.from({ length: N - 1 - Math.min(heardFrom, N - 1) }, (_, k) => (r + N - 1 - heardFrom - k) % N));
     this.timing.calls++;
-    // float32 payloads to a successor on this host go through shared memory (shm.ts), at running offsets in
-    // the file of this call's parity; a predecessor's flag says where its payloads are, message by message.
-    // Set when the call starts (below), so that a call refused as busy or closed takes no turn.
-    let parity = 0;
-    let shm = false;
-    let native: NativeShm | null = null;
-    let txPos = 0;
-    let rxPos = 0;
-    const EMPTY = new Uint8Array(0);
-    /** announce (and, with shared memory, first write) one payload */
-    const sendPayload = async (op: number, index: number, bytes: Uint8Array, written = false) => {
-      if (!shm) return this.send('allReduce', [this.link.header(op, dtype, ctx.seq, index, bytes.length), bytes], ctx);
-      if (!written) this.link.writeShared(parity, bytes, txPos, ctx);
-      txPos += bytes.length;
-      this.bytesSent.allReduce += bytes.length;
-      await this.send('allReduce', [this.link.header(op, dtype, ctx.seq, index, bytes.length, FLAG_SHARED_MEMORY), EMPTY], ctx);
-    };
-    /** where a received payload's bytes are: in the message, or in the predecessor's shared-memory file */
-    const payloadReader = (h: Header, payload: Buffer): BlockReader => {
-      if (!payloadInSharedMemory(h)) return (dst, o) => dst.set(payload.subarray(o, o + dst.length));
-      const at = rxPos;
-      rxPos += h.bytes;
-      return (dst, o) => this.link.readShared(parity, dst, at + o, ctx);
-    };
-    /** with both files mapped, the sum reads the partial in the predecessor's file and writes into ours in place */
-    const sumInPlace = (h: Header, mine: Float32Array, divisor: number, owner: boolean): boolean => {
-      if (native === null || !payloadInSharedMemory(h)) return false;
-      const src = this.link.sharedView(parity, rxPos, mine.length, ctx);
-      const dst = this.link.ownView(parity, txPos, mine.length);
-      if (src === undefined || dst === undefined) return false;
-      rxPos += h.bytes;
-      native.add(src, mine, divisor, dst, owner ? mine : undefined);
-      return true;
-    };
     await this.run(ctx, async () => {
-      // an empty call sends nothing and so synchronises nobody: it must not take a turn of the parity files
+      // float32 payloads to a successor on this host go through shared memory (shm.ts), at running offsets in
+      // the file of this call's parity. An empty call sends nothing and so synchronises nobody: it must not take
+      // a turn of the parity files; nor does a call refused as busy or closed (run() refuses before this).
+      let parity = 0;
+      let shared = false;
       if (n > 0) {
         parity = this.allReduces++ % 2;
         // a rank sends N-1 segments in the reduce-scatter and N-1 in the all-gather, none longer than ceil(n/N)
-        shm = !half && this.link.sharedMemoryFor(parity, 2 * (N - 1) * Math.ceil(n / N) * 4);
-        native = shm ? nativeShm() : null;
+        shared = codec.sharedMemory && this.link.sharedMemoryFor(parity, 2 * (N - 1) * Math.ceil(n / N) * 4);
       }
+      const io: RingIo = {
+        outbox: new Outbox(this.link, ctx, codec, shared, parity, (frames, sharedBytes) => {
+          this.bytesSent.allReduce += sharedBytes;
+          return this.send('allReduce', frames, ctx);
+        }),
+        inbox: new Inbox(this.link, ctx, parity),
+        native: shared ? nativeShm() : null,
+      };
       const mod = (x: number) => ((x % N) + N) % N;
-      let msg = 0; // running message index within this collective, checked on receipt
-      // reduce-scatter step 0: our own segment r, as it is
-      {
-        const [s0, s1] = this.segment(n, r);
-        for (let c = s0; c < s1; c += chunkElems) {
-          const mine = buf.subarray(c, Math.min(s1, c + chunkElems));
-          let payload: Uint8Array;
-          if (half) { const h = new Uint16Array(mine.length); encodeHalf(mine, h); payload = new Uint8Array(h.buffer); }
-          else payload = bytesOf(mine);
-          await sendPayload(Op.reduceScatter, msg++, payload);
-        }
-      }
-      let rx = 0;
+      const chunks = (segment: number) => {
+        const [s0, s1] = this.segment(n, segment);
+        const out: Float32Array[] = [];
+        for (let c = s0; c < s1; c += chunkElems) out.push(buf.subarray(c, Math.min(s1, c + chunkElems)));
+        return out;
+      };
+      const receive = async (op: number, index: number, mine: Float32Array) => {
+        const [h, payload] = await this.recvT(ctx);
+        this.link.expect(h, op, codec.dtype, ctx.seq, index, mine.length * codec.elemBytes, ctx);
+        return [h, payload] as const;
+      };
+
+      // reduce-scatter: step 0 sends our own segment r as it is; steps 1..N-1 add our part to the predecessor's
+      // partial sum and pass it on; the last step owns the final values of its segment and starts the all-gather
+      let rsTx = 0;
+      let rsRx = 0;
       let agTx = 0; // all-gather messages sent: our owned segment first, then forwards
-      // reduce-scatter steps 1..N-1: add our part to the predecessor's partial sum; the last step owns the result
+      for (const mine of chunks(r)) await io.outbox.send(Op.reduceScatter, rsTx++, codec.encode(mine));
       for (let step = 1; step < N; step++) {
         const last = step === N - 1;
-        const [s0, s1] = this.segment(n, mod(r - step));
-        for (let c = s0; c < s1; c += chunkElems) {
-          const mine = buf.subarray(c, Math.min(s1, c + chunkElems));
-          const [h, payload] = await this.recvT(ctx);
-          this.link.expect(h, Op.reduceScatter, dtype, ctx.seq, rx++, mine.length * elemBytes, ctx);
-          const next = last ? [Op.allGatherChunks, agTx++] : [Op.reduceScatter, msg++];
+        const divisor = last && op === 'mean' ? N : 1;
+        for (const mine of chunks(mod(r - step))) {
+          const [h, payload] = await receive(Op.reduceScatter, rsRx++, mine);
           const ts = performance.now();
-          if (half) {
-            const wire = u16View(payload);
-            if (last && op === 'mean') {
-              // finish in float32 and round to half once
-              const acc = this.scratch(wire.length);
-              decodeHalf(wire, acc);
-              addInto(acc, mine);
-              divideBy(acc, N);
-              encodeHalf(acc, wire);
-            } else addHalfInto(wire, mine);
-            // the owner keeps exactly the (half-rounded) values that the others will receive
-            if (last) decodeHalf(wire, mine);
-            this.timing.sumMs += performance.now() - ts;
-            await sendPayload(next[0], next[1], new Uint8Array(wire.buffer, wire.byteOffset, wire.byteLength));
-          } else if (!shm && !payloadInSharedMemory(h)) {
-            // summed in the received buffer (any alignment), which is then forwarded; the owner also keeps it
-            addChunk(payload, mine, last && op === 'mean' ? N : 1, last ? mine : undefined);
-            this.timing.sumMs += performance.now() - ts;
-            await sendPayload(next[0], next[1], payload);
-          } else if (sumInPlace(h, mine, last && op === 'mean' ? N : 1, last)) {
-            this.timing.sumMs += performance.now() - ts;
-            await sendPayload(next[0], next[1], bytesOf(mine), true);
-          } else {
-            // the partial sum comes from the message or the predecessor's file, the result goes to our file
-            // (or, when the successor is not on this host, into a new message)
-            const out = shm ? undefined : Buffer.allocUnsafe(mine.length * 4);
-            const at = txPos;
-            addBlocks(payloadReader(h, payload), mine, last && op === 'mean' ? N : 1,
-              out ? (src, o) => out.set(src, o) : (src, o) => this.link.writeShared(parity, src, at + o, ctx), last ? mine : undefined);
-            this.timing.sumMs += performance.now() - ts;
-            await sendPayload(next[0], next[1], out ?? bytesOf(mine), !out);
-          }
+          const [bytes, written] = this.combine(io, h, payload, mine, divisor, last);
+          this.timing.sumMs += performance.now() - ts;
+          if (last) await io.outbox.send(Op.allGatherChunks, agTx++, bytes, written);
+          else await io.outbox.send(Op.reduceScatter, rsTx++, bytes, written);
         }
         heardFrom = step;
       }
       heardFrom = 0;
+
       // all-gather: copy each final segment, pass it on until it reaches the rank that owns it
       let agRx = 0;
       for (let step = 1; step < N; step++) {
-        const [s0, s1] = this.segment(n, mod(r + 1 - step));
-        for (let c = s0; c < s1; c += chunkElems) {
-          const mine = buf.subarray(c, Math.min(s1, c + chunkElems));
-          const [h, payload] = await this.recvT(ctx);
-          this.link.expect(h, Op.allGatherChunks, dtype, ctx.seq, agRx++, mine.length * elemBytes, ctx);
+        for (const mine of chunks(mod(r + 1 - step))) {
+          const [h, payload] = await receive(Op.allGatherChunks, agRx++, mine);
           const tc = performance.now();
-          if (half) decodeHalf(u16View(payload), mine);
-          else payloadReader(h, payload)(bytesOf(mine), 0);
+          if (codec.sharedMemory && payloadInSharedMemory(h)) io.inbox.reader(h, payload)(bytesOf(mine), 0);
+          else codec.decodeInto(payload, mine);
           this.timing.copyMs += performance.now() - tc;
           if (step < N - 1) {
             // forward what was received; a copy when it now lives only in the caller's array, which the caller
             // may change as soon as allReduce returns (zeromq may not have sent it by then)
-            const fwd = shm || payload.length === mine.length * elemBytes ? payload : Buffer.from(bytesOf(mine));
-            await sendPayload(Op.allGatherChunks, agTx++, shm ? bytesOf(mine) : fwd);
+            const inMessage = payload.length === mine.length * codec.elemBytes;
+            await io.outbox.send(Op.allGatherChunks, agTx++, io.outbox.shared ? bytesOf(mine) : inMessage ? payload : Buffer.from(bytesOf(mine)));
           }
         }
         heardFrom = step;
@@ -294,10 +241,30 @@ export class RingGroup implements ProcessGroup {
     });
   }
 
-  private scratchBuf = new Float32Array(0);
-  private scratch(len: number): Float32Array {
-    if (this.scratchBuf.length < len) this.scratchBuf = new Float32Array(len);
-    return this.scratchBuf.subarray(0, len);
+  /**
+   * One reduce-scatter chunk: the predecessor's partial sum plus ours. Returns the bytes to pass on and whether
+   * they are already in our shared-memory file. With `last` the result is final (divided by `divisor`) and is
+   * also kept in `mine`.
+   */
+  private combine(io: RingIo, h: Header, payload: Buffer, mine: Float32Array, divisor: number, last: boolean): [Uint8Array, boolean] {
+    const { outbox, inbox, native } = io;
+    if (!this.codec.sharedMemory || (!outbox.shared && !payloadInSharedMemory(h))) {
+      // summed in the received buffer (any alignment), which is then forwarded
+      return [this.codec.reduceInMessage(payload, mine, divisor, last), false];
+    }
+    // with both files mapped, the sum reads the partial in the predecessor's file and writes into ours in place
+    const src = native ? inbox.view(h, mine.length) : undefined;
+    const dst = src ? outbox.nextView(mine.length) : undefined;
+    if (native && src && dst) {
+      inbox.take(h);
+      native.add(src, mine, divisor, dst, last ? mine : undefined);
+      return [bytesOf(mine), true];
+    }
+    // the partial comes from the message or the predecessor's file, the result goes to our file or, when the
+    // successor is not on this host, into a new message
+    const out = outbox.shared ? undefined : Buffer.allocUnsafe(mine.length * 4);
+    addBlocks(inbox.reader(h, payload), mine, divisor, out ? (src2, o) => out.set(src2, o) : outbox.nextWriter(), last ? mine : undefined);
+    return [out ?? bytesOf(mine), !out];
   }
 
   async broadcast(buf: Float32Array, root = 0): Promise<void> {
