@@ -24,9 +24,8 @@ export interface ProcessGroupOptions {
   wireDtype?: WireDtypeName;
   /**
    * ring chunk size in bytes (float32 elements * 4), the same on every rank; default 4 MiB. Through mapped shared
-   * memory each message costs a wake-up on both sides and no copy, so larger chunks win: 70.4 MB over 2 ranks took
-   * 22-31 ms with 1 MiB chunks and 14-18 ms with 4 MiB (bench:allreduce --chunk); through sockets the two were
-   * within noise.
+   * memory each message costs a wake-up on both sides and no copy, so fewer, larger chunks win; through sockets
+   * the chunk size hardly matters (`npm run bench:allreduce -- --chunk`, docs/bench_allreduce.md).
    */
   chunkBytes?: number;
   /** ZMTP heartbeat interval; a peer silent for 3 intervals (a stopped process) is treated as gone. Default 2 s */

@@ -5,10 +5,9 @@
  * Why: libzmq mallocs a fresh buffer for every large received message (1 MiB ring chunks) and frees it when
  * V8's GC finalizes the Buffer. With glibc's defaults the freed memory at the top of the I/O thread's arena is
  * handed back to the kernel (madvise/munmap) after every GC, so the next messages are received into fresh pages
- * and every 4 KiB page faults inside the kernel's socket copy. On this VM a page fault is expensive: perf showed
- * ~17% of a ZeroMQ transfer's CPU in page faults, and a 70 MB each-way exchange between two Node processes
- * went from 50-80 to 27-46 ms CPU per process with these settings (bench:allreduce --profile shows the fault
- * counts). Keeping allocations up to 32 MiB in the arenas (never mmapped one by one) and never trimming them
+ * and every 4 KiB page faults inside the kernel's socket copy. Under virtualisation a page fault is expensive, and
+ * perf showed a large share of a ZeroMQ transfer's CPU in them (bench:allreduce --profile prints the fault
+ * counts, with and without these settings). Keeping allocations up to 32 MiB in the arenas (never mmapped one by one) and never trimming them
  * lets the same pages be reused message after message; the cost is that a worker's peak heap stays mapped.
  */
 export const COLLECTIVE_MALLOC_TUNABLES: Record<string, number> = {

@@ -9,9 +9,9 @@
  * Two ways for the bytes, chosen per message by the sender (a header flag tells the receiver):
  * - Ranks on one host (ipc://): the payload is put in the sender's file on /dev/shm, mapped by both processes
  *   (shm.ts); the ZeroMQ message carries only the header. The sum reads the predecessor's partial in its mapping
- *   and writes the result straight into ours (and, for the owner, into the caller's array). 70.4 MB over 2 ranks:
- *   14-31 ms here, against 74-86 ms through the sockets, which cost two kernel copies per byte in zeromq's I/O
- *   thread and a freshly malloc'd buffer per message.
+ *   and writes the result straight into ours (and, for the owner, into the caller's array): one memcpy per byte,
+ *   where the sockets cost two kernel copies per byte in zeromq's I/O thread and a freshly malloc'd buffer per
+ *   message (docs/bench_allreduce.md has the figures).
  * - Otherwise (tcp://, or no usable /dev/shm): the payload travels in the message. Every partial sum is computed in
  *   the RECEIVED buffer (zeromq hands it over without a copy) and that same buffer is forwarded, so the caller's
  *   array is only read during reduce-scatter and written once per element at the end. The first sends are
@@ -19,7 +19,8 @@
  *   final value has come back round the ring, which implies the successor received it. Sums run on WebAssembly
  *   SIMD (sum.ts), received buffers reuse their pages (malloc_tunables.ts).
  * Either way chunks (default 4 MiB) are sent as soon as they are ready, so sending chunk i+1 overlaps summing
- * chunk i on both sides.
+ * chunk i on both sides. Which path a payload takes, and how its values are encoded (float32, float16), are the
+ * Outbox/Inbox and the wire codec of ring_payloads.ts; the loops below are the same for all of them.
  */
 import type { WorkerEnv } from '../../shared/env.js';
 import { CollectiveError, RingLink, type LogFn, type OpContext } from './link.js';

@@ -4,8 +4,8 @@
  * announces them still carries the header (job id, collective, chunk, length) and nothing else.
  *
  * Why: over a unix socket every byte is copied twice by the kernel and once more handled by libzmq's I/O thread,
- * and each received message lands in a freshly malloc'd buffer; on 2 cores that put a 70.4 MB all-reduce between
- * two ranks at 66 ms of CPU per rank (bench:allreduce --profile). With pwrite/pread on tmpfs the two copies
+ * and each received message lands in a freshly malloc'd buffer, all of it CPU time taken from training on the
+ * same cores (bench:allreduce --profile). With pwrite/pread on tmpfs the two copies
  * remain, but they go straight from the summation blocks to the file and from the file into the caller's array,
  * on the rank's own thread. NCCL's SHM transport does the same for ranks on one host.
  *
