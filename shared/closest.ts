@@ -17,3 +17,9 @@ export function byDistance(name: string, candidates: readonly string[]): string[
   const n = name.toLowerCase();
   return [...candidates].sort((a, b) => editDistance(n, a.toLowerCase()) - editDistance(n, b.toLowerCase()));
 }
+
+/** The one candidate close enough to `name` to be a misspelling of it (for "did you mean"), else undefined. */
+export function nearSpelling(name: string, candidates: readonly string[]): string | undefined {
+  const best = byDistance(name, candidates)[0];
+  return best !== undefined && editDistance(name.toLowerCase(), best.toLowerCase()) <= Math.max(2, name.length / 3) ? best : undefined;
+}

@@ -4,7 +4,7 @@
  * from these rows.
  */
 
-import { byDistance } from '../../shared/closest.js';
+import { canonicalModelName, MODEL_NAMES, modelNameProblem, type ModelVariant } from '../../shared/model_names.js';
 
 export interface HarDNetVariant {
   name: string;
@@ -39,7 +39,8 @@ const hardnet68 = {
   downSamp: [1, 0, 1, 1, 0],
 };
 
-export const VARIANTS: Record<string, HarDNetVariant> = {
+/** keyed by exactly the names of shared/model_names.ts (`satisfies` refuses a missing or an extra one) */
+export const VARIANTS: Readonly<Record<string, HarDNetVariant>> = {
   HarDNet39ds: {
     name: 'HarDNet39ds',
     firstCh: [24, 48],
@@ -67,17 +68,13 @@ export const VARIANTS: Record<string, HarDNetVariant> = {
     headDropout: 0.2,
     lastBlockDropout: 0.1,
   },
-};
+} satisfies Record<ModelVariant, HarDNetVariant>;
 
-/** PaddleClas spells the ds variants with an underscore. */
-const ALIASES: Record<string, string> = { HarDNet39_ds: 'HarDNet39ds', HarDNet68_ds: 'HarDNet68ds' };
-
-export const MODEL_NAMES = [...Object.keys(VARIANTS), ...Object.keys(ALIASES)];
+export { MODEL_NAMES };
 
 /** Resolve a model name (official or PaddleClas spelling); an unknown one lists the closest valid names. */
 export function resolveVariant(name: string): HarDNetVariant {
-  const v = VARIANTS[name] ?? VARIANTS[ALIASES[name] ?? ''];
-  if (v) return v;
-  const closest = byDistance(name, MODEL_NAMES).slice(0, 3);
-  throw new Error(`unknown architecture '${name}'; closest valid names: ${closest.join(', ')} (all: ${MODEL_NAMES.join(', ')})`);
+  const canonical = canonicalModelName(name);
+  if (canonical) return VARIANTS[canonical]!;
+  throw new Error(modelNameProblem(name));
 }

@@ -1,0 +1,66 @@
+/** Load and save: YAML file + overrides -> validated TrainConfig; the effective config printed and saved. */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { dump, load, YAML11_SCHEMA } from 'js-yaml';
+import { ConfigError } from './errors.js';
+import { isMap, typeLiterals } from './literal.js';
+import { applyOverride, describe } from './overrides.js';
+import type { LoadOptions, TrainConfig } from './schema.js';
+import { validate } from './validate.js';
+
+/** configs/quickstart.yaml of this package, found from both the source tree and dist/. */
+export function quickstartConfigPath(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const up of ['../..', '../../..']) {
+    const p = path.resolve(here, up, 'configs', 'quickstart.yaml');
+    if (fs.existsSync(p)) return p;
+  }
+  throw new ConfigError(`the built-in quickstart config configs/quickstart.yaml is missing from the package (looked next to ${here})`);
+}
+
+/**
+ * Load a PaddleClas YAML config (undefined: the built-in quickstart), apply `-o KEY=VALUE` overrides, validate.
+ * Throws ConfigError naming the source and the key path.
+ */
+export function loadConfig(file: string | undefined, overrides: string[], opts: LoadOptions = {}): TrainConfig {
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
+  const source = file ?? quickstartConfigPath();
+  let text: string;
+  try {
+    text = fs.readFileSync(source, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`cannot read config ${source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = load(text, { schema: YAML11_SCHEMA, filename: source });
+  } catch (e) {
+    throw new ConfigError(`config ${source} is not valid YAML: ${(e as Error).message}`);
+  }
+  if (!isMap(doc)) throw new ConfigError(`config ${source} must be a YAML map of keys, got ${describe(doc)}`);
+  const tree = typeLiterals(doc) as Record<string, unknown>;
+  const added = new Set<string>();
+  for (const o of overrides) {
+    try {
+      const created = applyOverride(tree, o, warn);
+      if (created) added.add(created);
+    } catch (e) {
+      throw e instanceof ConfigError ? new ConfigError(`${source}: ${e.message}`) : e;
+    }
+  }
+  return validate(tree, source, opts, added, warn);
+}
+
+/** The effective config as YAML, printed once at the start of a run. */
+export function formatConfig(cfg: TrainConfig): string {
+  return dump(cfg, { schema: YAML11_SCHEMA, noRefs: true, lineWidth: 120 });
+}
+
+/** Write the effective config to `<dir>/config.yaml` (loadable again with loadConfig); returns the path. */
+export function saveConfig(cfg: TrainConfig, dir: string): string {
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, 'config.yaml');
+  fs.writeFileSync(file, formatConfig(cfg));
+  return file;
+}
