@@ -6,8 +6,10 @@
  * process; `run -- <program> [args]` supervises any program with the same environment (torchrun --no-python).
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, applySpec } from '../shared/commands.js';
@@ -141,6 +143,33 @@ export async function launchDistributed(flags: LaunchFlags, program: string, arg
   }
 }
 
+/**
+ * Run a program with the launcher's stdio and environment and resolve with its exit code (128 + signal when
+ * killed). A Ctrl-C on the terminal reaches both (same process group); the launcher waits for the program.
+ */
+export function runForeground(program: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: 'inherit' });
+    // a terminal's Ctrl-C reaches the child itself (same process group): the launcher only reports how it ended;
+    // SIGTERM and SIGHUP are usually sent to the launcher alone, so they are passed on
+    const onInt = () => {};
+    const pass = (sig: NodeJS.Signals) => child.kill(sig);
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', pass);
+    process.on('SIGHUP', pass);
+    const done = () => {
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', pass);
+      process.off('SIGHUP', pass);
+    };
+    child.once('error', (e) => { done(); reject(new LaunchError(`cannot start ${program}: ${e.message}`)); });
+    child.once('exit', (code, signal) => {
+      done();
+      resolve(code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0));
+    });
+  });
+}
+
 /** Arguments of a training restart: resume from the last complete checkpoint unless the user chose --resume. */
 export function trainArgs(args: string[], restart: number): string[] {
   if (restart === 0 || args.some((a) => a === '--resume' || a.startsWith('--resume='))) return args;
@@ -182,14 +211,9 @@ export function buildProgram(run: (job: Promise<number>) => void): Command {
         const flags = program.opts<LaunchFlags>();
         run(launchDistributed(flags, process.execPath, (r) => [WORKER_MAIN, spec.name, ...(spec.name === 'train' ? trainArgs(rest, r) : rest)], [spec.name, ...rest]));
       } else {
-        run(
-          (async () => {
-            const { runCommand } = (await import(new URL('../worker/main.js', import.meta.url).href)) as {
-              runCommand: (name: string, args: string[]) => Promise<number>;
-            };
-            return runCommand(spec.name, rest);
-          })(),
-        );
+        // infer, summary, prepare, plot: one worker process in the foreground, on the user's terminal (the
+        // launcher never loads the worker's code into its own process: launcher/ does not import worker/)
+        run(runForeground(process.execPath, [WORKER_MAIN, spec.name, ...rest]));
       }
     });
   }

@@ -77,7 +77,7 @@ test('one worker per --gpus id, each seeing only its GPU, with both env families
   assert.equal(fs.existsSync(path.join(os.tmpdir(), `hardnet-${jobId}`)), false, 'the ipc directory is removed at the end');
 });
 
-test('summary runs in the launcher process (no workers, no log_dir)', async () => {
+test('summary runs in one foreground process (no supervised workers, no log_dir)', async () => {
   const dir = tempDir('launch-summary');
   const r = await launch(['summary', '-m', 'HarDNet39ds', '--json'], { cwd: dir });
   assert.equal(r.code, 0, r.stderr);
