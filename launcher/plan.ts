@@ -3,7 +3,7 @@
  * Everything here is a pure function of the options, the environment and a few facts about the machine (GPU
  * list, local addresses) that the caller passes in, so every rule can be tested without a GPU or a cluster.
  */
-import { withCollectiveMallocTunables } from '../worker/collectives/malloc_tunables.js';
+import { withCollectiveMallocTunables } from '../shared/malloc_tunables.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';

@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { formatWorkerEnv, ipcEndpoints, type JobSecret, type WorkerEnv } from '../../shared/env.js';
 import { makeJobSecret } from '../../worker/collectives/secret.js';
-import { withCollectiveMallocTunables } from '../../worker/collectives/malloc_tunables.js';
+import { withCollectiveMallocTunables } from '../../shared/malloc_tunables.js';
 
 export interface RankOutcome {
   rank: number;

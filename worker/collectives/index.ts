@@ -10,7 +10,7 @@ import { readJobSecret, SecretError } from './secret.js';
 export type { ProcessGroup, WireDtypeName } from './process_group.js';
 export { CollectiveError, type SecurityMechanism } from './link.js';
 export { makeJobSecret, readJobSecret, SecretError } from './secret.js';
-export { COLLECTIVE_MALLOC_TUNABLES, withCollectiveMallocTunables } from './malloc_tunables.js';
+export { COLLECTIVE_MALLOC_TUNABLES, withCollectiveMallocTunables } from '../../shared/malloc_tunables.js';
 export type { RingTiming } from './process_group.js';
 
 export interface ProcessGroupOptions {

@@ -17,7 +17,7 @@
  *   array is only read during reduce-scatter and written once per element at the end. The first sends are
  *   zero-copy views of the caller's array; that is safe because the same region is only overwritten after its
  *   final value has come back round the ring, which implies the successor received it. Sums run on WebAssembly
- *   SIMD (sum.ts), received buffers reuse their pages (malloc_tunables.ts).
+ *   SIMD (sum.ts), received buffers reuse their pages (shared/malloc_tunables.ts).
  * Either way chunks (default 4 MiB) are sent as soon as they are ready, so sending chunk i+1 overlaps summing
  * chunk i on both sides. Which path a payload takes, and how its values are encoded (float32, float16), are the
  * Outbox/Inbox and the wire codec of ring_payloads.ts; the loops below are the same for all of them.

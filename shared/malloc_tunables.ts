@@ -1,4 +1,5 @@
 /**
+ * (In shared/: the launcher sets these in each worker's environment; the collectives are why.)
  * glibc malloc settings for worker processes, passed as GLIBC_TUNABLES when the process is started (glibc reads
  * them once, at start-up; nothing can change them later from JavaScript).
  *
