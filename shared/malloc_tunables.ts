@@ -1,5 +1,4 @@
 /**
- * (In shared/: the launcher sets these in each worker's environment; the collectives are why.)
  * glibc malloc settings for worker processes, passed as GLIBC_TUNABLES when the process is started (glibc reads
  * them once, at start-up; nothing can change them later from JavaScript).
  *
@@ -10,6 +9,7 @@
  * perf showed a large share of a ZeroMQ transfer's CPU in them (bench:allreduce --profile prints the fault
  * counts, with and without these settings). Keeping allocations up to 32 MiB in the arenas (never mmapped one by one) and never trimming them
  * lets the same pages be reused message after message; the cost is that a worker's peak heap stays mapped.
+ * In shared/ because the launcher puts them in each worker's environment; the collectives are the reason.
  */
 export const COLLECTIVE_MALLOC_TUNABLES: Record<string, number> = {
   // the largest value glibc accepts on 64-bit (half its 64 MiB per-thread heap); 1 MiB chunks stay far below
