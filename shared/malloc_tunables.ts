@@ -7,8 +7,8 @@
  * handed back to the kernel (madvise/munmap) after every GC, so the next messages are received into fresh pages
  * and every 4 KiB page faults inside the kernel's socket copy. Under virtualisation a page fault is expensive, and
  * perf showed a large share of a ZeroMQ transfer's CPU in them (bench:allreduce --profile prints the fault
- * counts, with and without these settings). Keeping allocations up to 32 MiB in the arenas (never mmapped one by one) and never trimming them
- * lets the same pages be reused message after message; the cost is that a worker's peak heap stays mapped.
+ * counts, with and without these settings). Keeping allocations up to 32 MiB in the arenas (never mmapped one
+ * by one) and never trimming them lets the same pages be reused message after message; the cost is that a worker's peak heap stays mapped.
  * In shared/ because the launcher puts them in each worker's environment; the collectives are the reason.
  */
 export const COLLECTIVE_MALLOC_TUNABLES: Record<string, number> = {
