@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, applySpec } from '../shared/commands.js';
-import { makeJobSecret, validateJobSecret } from '../worker/collectives/secret.js';
+import { makeJobSecret, validateJobSecret } from '../shared/job_secret.js';
 import type { JobSecret } from '../shared/env.js';
 import { runJob } from './agent.js';
 import { closeLogger, createLaunchLogger, openLogDir } from './logs.js';

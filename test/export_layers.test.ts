@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { HarDNet } from '../worker/model/hardnet.js';
-import { loadTorchWeights } from '../worker/model/weights.js';
+import { loadTorchWeights } from '../worker/checkpoint/torch_weights.js';
 import { saveCheckpoint } from '../worker/checkpoint/checkpoint.js';
 import { fixture, maxAbsDiff } from './helpers/hardnet_fixture.js';
 import { useBackend } from './helpers/backend.js';

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { REPO_ROOT, fixture } from './helpers/hardnet_fixture.js';
 import { useBackend } from './helpers/backend.js';
 import { HarDNet } from '../worker/model/hardnet.js';
-import { loadTorchWeights } from '../worker/model/weights.js';
+import { loadTorchWeights } from '../worker/checkpoint/torch_weights.js';
 import { inferPreprocess } from '../worker/data/transforms.js';
 
 const LAUNCH = path.join(REPO_ROOT, 'dist/launcher/cli.js');

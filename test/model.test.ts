@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { HarDNet } from '../worker/model/hardnet.js';
 import { VARIANTS, resolveVariant } from '../worker/model/variants.js';
 import { buildPlan, countModel } from '../worker/model/plan.js';
-import { loadTorchWeights } from '../worker/model/weights.js';
+import { loadTorchWeights } from '../worker/checkpoint/torch_weights.js';
 import { readPth } from '../worker/checkpoint/pth.js';
 import { computeGradients } from '../worker/train/step.js';
 import { fixture, maxAbsDiff, relL2 } from './helpers/hardnet_fixture.js';
@@ -96,7 +96,7 @@ test('weights of another variant are refused with the mismatches listed, and the
   const sd = await readPth(fixture('HarDNet39ds').pth);
   sd.delete('base.3.layers.2.layer2.norm.running_var');
   const m39 = new HarDNet('HarDNet39ds', 1000);
-  const { assignTorchStateDict } = await import('../worker/model/weights.js');
+  const { assignTorchStateDict } = await import('../worker/checkpoint/torch_weights.js');
   assert.throws(() => assignTorchStateDict(m39, sd, 'x.pth'), /1 missing, 0 unexpected, 0 mis-shaped\nmissing from the file \(1\):\n  base\.3\.layers\.2\.layer2\.norm\.running_var/);
   model.dispose();
   m39.dispose();

@@ -14,42 +14,12 @@
  * start the handshake without it, so a process that lacks the secret can neither connect nor inject data.
  */
 import * as fs from 'node:fs';
-import { curveKeyPair } from 'zeromq';
 import type { JobSecret } from '../../shared/env.js';
+import { SecretError, validateJobSecret } from '../../shared/job_secret.js';
 
 export type { JobSecret } from '../../shared/env.js';
 
-export class SecretError extends Error {}
-
-/** Launcher side: fresh CURVE key pairs for one job. */
-export function makeJobSecret(jobId: string): JobSecret {
-  const server = curveKeyPair();
-  const client = curveKeyPair();
-  return {
-    jobId,
-    curve: {
-      serverPublicKey: server.publicKey,
-      serverSecretKey: server.secretKey,
-      clientPublicKey: client.publicKey,
-      clientSecretKey: client.secretKey,
-    },
-  };
-}
-
-const Z85_KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
-
-/** Check the shape of a parsed secret; `where` names its origin in errors (never the key material). */
-export function validateJobSecret(value: unknown, where: string): JobSecret {
-  const v = value as Partial<JobSecret> | null;
-  if (v === null || typeof v !== 'object' || typeof v.jobId !== 'string' || v.jobId === '' || typeof v.curve !== 'object' || v.curve === null) {
-    throw new SecretError(`job secret from ${where} is not a {jobId, curve} object`);
-  }
-  for (const key of ['serverPublicKey', 'serverSecretKey', 'clientPublicKey', 'clientSecretKey'] as const) {
-    const k = (v.curve as Record<string, unknown>)[key];
-    if (typeof k !== 'string' || !Z85_KEY.test(k)) throw new SecretError(`job secret from ${where}: curve.${key} is not a 40-character z85 key`);
-  }
-  return v as JobSecret;
-}
+export { makeJobSecret, SecretError, validateJobSecret } from '../../shared/job_secret.js';
 
 /**
  * Worker side: read one JSON line from the inherited fd, then close it. Async because the launcher may write

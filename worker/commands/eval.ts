@@ -9,7 +9,7 @@ import { mixSeed } from '../../shared/rng.js';
 import { selectBackend } from '../backend/select.js';
 import { createProcessGroup } from '../collectives/index.js';
 import { HarDNet } from '../model/hardnet.js';
-import { loadPretrained } from '../model/pretrained.js';
+import { loadPretrained } from '../checkpoint/pretrained.js';
 import { evaluate, validEndLine } from '../train/evaluate.js';
 import { buildLoader } from '../train/data.js';
 

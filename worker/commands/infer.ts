@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { HarDNet } from '../model/hardnet.js';
-import { loadPretrained } from '../model/pretrained.js';
+import { loadPretrained } from '../checkpoint/pretrained.js';
 import { selectBackend, type BackendName } from '../backend/select.js';
 import { buildTransforms, inferPreprocess, type PaddleTransformOp } from '../data/transforms.js';
 import { readState, resolveCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';

@@ -16,7 +16,7 @@ import { mixOperatorFromConfig } from '../data/mix.js';
 import { selectBackend } from '../backend/select.js';
 import { createProcessGroup } from '../collectives/index.js';
 import { HarDNet } from '../model/hardnet.js';
-import { loadPretrained } from '../model/pretrained.js';
+import { loadPretrained } from '../checkpoint/pretrained.js';
 import { Momentum } from '../optim/momentum.js';
 import { makeSchedule, stepsPerEpochOf } from '../optim/lr.js';
 import { loadCheckpoint, saveCheckpoint, latestCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';

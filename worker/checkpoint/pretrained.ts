@@ -1,9 +1,9 @@
 /** `pretrained_model`: initialise a model's weights from a file, whatever its format. */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { HarDNet } from './hardnet.js';
-import { loadTorchWeights } from './weights.js';
-import { loadCheckpointWeights, resolveCheckpoint } from '../checkpoint/checkpoint.js';
+import type { HarDNet } from '../model/hardnet.js';
+import { loadCheckpointWeights, resolveCheckpoint } from './checkpoint.js';
+import { loadTorchWeights } from './torch_weights.js';
 
 /**
  * Accepts an official PyTorch `.pth` (torch.save zip or legacy format) or a checkpoint directory of this tool

@@ -3,10 +3,10 @@
  * before anything is assigned, so a wrong file changes nothing and says exactly what does not match.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { readPth, type StateDict } from '../checkpoint/pth.js';
-import { checkStateDict, torchConvToHWIO, torchDepthwiseToHWC1, torchLinearToInOut, type FloatTensor } from '../checkpoint/state_dict.js';
-import type { HarDNet } from './hardnet.js';
-import type { ParamSpec } from './plan.js';
+import { readPth, type StateDict } from './pth.js';
+import { checkStateDict, torchConvToHWIO, torchDepthwiseToHWC1, torchLinearToInOut, type FloatTensor } from './state_dict.js';
+import type { HarDNet } from '../model/hardnet.js';
+import type { ParamSpec } from '../model/plan.js';
 
 /** The names and PyTorch shapes the model expects from a state_dict. */
 export function expectedTorchShapes(model: HarDNet): Map<string, number[]> {
