@@ -13,6 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, applySpec } from '../shared/commands.js';
+import { describeFailure } from '../shared/errors.js';
 import { makeJobSecret, validateJobSecret } from '../shared/job_secret.js';
 import type { JobSecret } from '../shared/env.js';
 import { runJob } from './agent.js';
@@ -242,12 +243,11 @@ async function main(): Promise<void> {
       process.exitCode = e.exitCode === 0 ? 0 : 2;
       return;
     }
-    if (e instanceof LaunchError) {
-      process.stderr.write(`launch: ${e.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    throw e;
+    // one line and the error's exit code (2 for usage and config errors: LaunchError, ConfigError, ...)
+    const { exitCode, line } = describeFailure(e);
+    process.stderr.write(`launch: ${line}\n`);
+    if (process.env.HARDNET_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
+    process.exitCode = exitCode;
   }
 }
 

@@ -3,6 +3,7 @@
  * Everything here is a pure function of the options, the environment and a few facts about the machine (GPU
  * list, local addresses) that the caller passes in, so every rule can be tested without a GPU or a cluster.
  */
+import { UsageError } from '../shared/errors.js';
 import { withCollectiveMallocTunables } from '../shared/malloc_tunables.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -11,7 +12,8 @@ import * as path from 'node:path';
 import { formatWorkerEnv, type WorkerEnv } from '../shared/env.js';
 
 /** A user mistake in the launch options or environment; the CLI prints the message and exits 2. */
-export class LaunchError extends Error {}
+/** A launch option, or what the environment says, that cannot work (exit 2). */
+export class LaunchError extends UsageError {}
 
 const GPU_ID = /^\d+$/;
 

@@ -6,6 +6,7 @@
  * scripts written for either keep working. Secrets are NOT passed here: environment variables show up in
  * `ps e` and /proc/<pid>/environ, so the per-job secret travels over an inherited pipe (see SECRET_FD).
  */
+import { UsageError } from './errors.js';
 
 export interface WorkerEnv {
   /** global rank, 0..worldSize-1 */
@@ -63,7 +64,8 @@ export interface JobSecret {
   curve: { serverPublicKey: string; serverSecretKey: string; clientPublicKey: string; clientSecretKey: string };
 }
 
-export class EnvError extends Error {}
+/** The launcher-worker environment contract broken: the process was not started by the launcher as agreed. */
+export class EnvError extends UsageError {}
 
 function intVar(env: NodeJS.ProcessEnv, name: string, fallback?: number): number {
   const raw = env[name];

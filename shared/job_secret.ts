@@ -9,6 +9,7 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import type { JobSecret } from './env.js';
+import { UsageError } from './errors.js';
 
 export type { JobSecret } from './env.js';
 
@@ -40,7 +41,8 @@ export function curveKeyPair(): { publicKey: string; secretKey: string } {
   };
 }
 
-export class SecretError extends Error {}
+/** A job secret that cannot be used (never quoting the key material). */
+export class SecretError extends UsageError {}
 
 /** Launcher side: fresh CURVE key pairs for one job. */
 export function makeJobSecret(jobId: string): JobSecret {

@@ -2,6 +2,7 @@
  * metrics.jsonl: one JSON object per line, written by rank 0 next to the checkpoints and read by `launch plot`.
  * A line per logged step (the same figures as the log line, machine-readable) and one per pass end.
  */
+import { DataError } from './errors.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -34,7 +35,7 @@ export interface MetricsRecord {
   time?: number;
 }
 
-export class MetricsError extends Error {}
+export class MetricsError extends DataError {}
 
 /** Appends one line per record, synchronously, so a crashed run keeps every record written before it. */
 export class MetricsWriter {

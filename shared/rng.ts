@@ -30,11 +30,11 @@ abstract class RngBase implements Rng {
     return lo + (hi - lo) * this.random();
   }
   randint(lo: number, hi: number): number {
-    if (hi < lo) throw new Error(`randint: empty range [${lo}, ${hi}]`);
+    if (hi < lo) throw new RangeError(`randint: empty range [${lo}, ${hi}]`);
     return lo + Math.floor(this.random() * (hi - lo + 1));
   }
   choice<T>(items: readonly T[]): T {
-    if (items.length === 0) throw new Error('choice: empty array');
+    if (items.length === 0) throw new RangeError('choice: empty array');
     return items[Math.floor(this.random() * items.length)];
   }
 }
@@ -82,7 +82,7 @@ export class NumpyRandomState extends RngBase {
   constructor(seed: number) {
     super();
     if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
-      throw new Error(`NumpyRandomState: seed must be an integer in [0, 2^32-1], got ${seed}`);
+      throw new RangeError(`NumpyRandomState: seed must be an integer in [0, 2^32-1], got ${seed}`);
     }
     // numpy's mt19937_seed == Matsumoto & Nishimura's init_genrand
     let s = seed >>> 0;
@@ -121,7 +121,7 @@ export class NumpyRandomState extends RngBase {
   /** numpy's legacy random_interval: uniform integer in [0, max] by masked rejection (max < 2^32). */
   interval(max: number): number {
     if (max === 0) return 0;
-    if (max > 0xffffffff) throw new Error('NumpyRandomState.interval: max must be below 2^32');
+    if (max > 0xffffffff) throw new RangeError('NumpyRandomState.interval: max must be below 2^32');
     let mask = max;
     mask |= mask >>> 1;
     mask |= mask >>> 2;

@@ -23,6 +23,7 @@ test('keys made with node:crypto complete a CURVE handshake; a client with other
     curveServerKey: curve.serverPublicKey,
     curvePublicKey: curve.clientPublicKey,
     curveSecretKey: curve.clientSecretKey,
+    linger: 0,
   });
   client.connect(endpoint);
   await client.send('hello');
@@ -32,7 +33,7 @@ test('keys made with node:crypto complete a CURVE handshake; a client with other
   // a client that does not know the server's public key cannot complete the handshake
   const stranger = curveKeyPair();
   const other = makeJobSecret('other').curve;
-  const intruder = new zmq.Push({ curveServerKey: other.serverPublicKey, curvePublicKey: stranger.publicKey, curveSecretKey: stranger.secretKey, sendTimeout: 0 });
+  const intruder = new zmq.Push({ curveServerKey: other.serverPublicKey, curvePublicKey: stranger.publicKey, curveSecretKey: stranger.secretKey, sendTimeout: 0, linger: 0 });
   intruder.connect(endpoint);
   await intruder.send('injected').catch(() => {});
   server.receiveTimeout = 500;

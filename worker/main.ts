@@ -8,6 +8,7 @@
 import { Command, CommanderError } from 'commander';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, applySpec, commandSpec } from '../shared/commands.js';
+import { describeFailure } from '../shared/errors.js';
 
 type Handler = (opts: Record<string, unknown>, args: string[]) => Promise<number>;
 
@@ -44,9 +45,11 @@ export async function runCommand(name: string, argv: string[]): Promise<number> 
   try {
     return await handler(cmd.opts(), cmd.args);
   } catch (e) {
-    process.stderr.write(`error: ${(e as Error).message}\n`);
+    // one line and the error's exit code (2: usage or config); the stack only on request
+    const { exitCode, line } = describeFailure(e);
+    process.stderr.write(`error: ${line}\n`);
     if (process.env.HARDNET_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
-    return 1;
+    return exitCode;
   }
 }
 

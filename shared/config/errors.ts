@@ -1,2 +1,2 @@
-/** The config's one error type: every message names the config's source and the key path (in `-o` syntax). */
-export class ConfigError extends Error {}
+/** The config's error type (shared/errors.ts): every message names the config's source and the key path. */
+export { ConfigError } from '../errors.js';

@@ -1,5 +1,6 @@
 // Checks a PyTorch state_dict against the names and shapes a model expects, and converts PyTorch weight
 // layouts to the TensorFlow.js ones (plain typed arrays, no tf dependency, so importers can run anywhere).
+import { CheckpointError } from '../../shared/errors.js';
 import type { StateDict, TorchTensor } from './pth.js';
 
 /** BatchNorm's step counter: present in every torch state_dict, no weight in ours. */
@@ -27,7 +28,7 @@ export function checkStateDict(expected: Map<string, number[]>, got: StateDict, 
     section('mis-shaped', misShaped),
   ].filter((s) => s !== '');
   const hint = unexpected.some((n) => n.startsWith('module.')) ? '\n(names start with "module.": saved from DataParallel?)' : '';
-  throw new Error(
+  throw new CheckpointError(
     `${file}: state_dict does not match the model: ${missing.length} missing, ${unexpected.length} unexpected, ` +
       `${misShaped.length} mis-shaped\n${sections.join('\n')}${hint}`,
   );
@@ -54,10 +55,10 @@ export interface FloatTensor {
 type TensorLike = { shape: readonly number[]; data: TorchTensor['data'] };
 
 function floatData(t: TensorLike, rank: number, name: string, layout: string): Float32Array {
-  if (!(t.data instanceof Float32Array)) throw new Error(`${name}: expected float data for ${layout}`);
-  if (t.shape.length !== rank) throw new Error(`${name}: expected a ${layout} tensor, got shape ${formatShape(t.shape)}`);
+  if (!(t.data instanceof Float32Array)) throw new CheckpointError(`${name}: expected float data for ${layout}`);
+  if (t.shape.length !== rank) throw new CheckpointError(`${name}: expected a ${layout} tensor, got shape ${formatShape(t.shape)}`);
   const numel = t.shape.reduce((a, b) => a * b, 1);
-  if (t.data.length !== numel) throw new Error(`${name}: ${t.data.length} values for shape ${formatShape(t.shape)}`);
+  if (t.data.length !== numel) throw new CheckpointError(`${name}: ${t.data.length} values for shape ${formatShape(t.shape)}`);
   return t.data;
 }
 
@@ -82,7 +83,7 @@ export function torchConvToHWIO(t: TensorLike, name = 'conv weight'): FloatTenso
 export function torchDepthwiseToHWC1(t: TensorLike, name = 'depthwise weight'): FloatTensor {
   const src = floatData(t, 4, name, 'depthwise [C,1,kh,kw]');
   const [c, one, h, w] = t.shape;
-  if (one !== 1) throw new Error(`${name}: depthwise weight must be [C,1,kh,kw], got ${formatShape(t.shape)}`);
+  if (one !== 1) throw new CheckpointError(`${name}: depthwise weight must be [C,1,kh,kw], got ${formatShape(t.shape)}`);
   const dst = new Float32Array(src.length);
   let p = 0;
   for (let cc = 0; cc < c; cc++) {

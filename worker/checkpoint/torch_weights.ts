@@ -2,6 +2,7 @@
  * Importing official PyTorch weights into a HarDNet: every name and shape is checked against the layer plan
  * before anything is assigned, so a wrong file changes nothing and says exactly what does not match.
  */
+import { CheckpointError } from '../../shared/errors.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { readPth, type StateDict } from './pth.js';
 import { checkStateDict, torchConvToHWIO, torchDepthwiseToHWC1, torchLinearToInOut, type FloatTensor } from './state_dict.js';
@@ -20,7 +21,7 @@ function toTfLayout(s: ParamSpec, sd: StateDict): FloatTensor {
     case 'depthwise': return torchDepthwiseToHWC1(t, s.name);
     case 'fc_weight': return torchLinearToInOut(t, s.name);
     default:
-      if (!(t.data instanceof Float32Array)) throw new Error(`${s.name}: expected float data, got ${t.dtype}`);
+      if (!(t.data instanceof Float32Array)) throw new CheckpointError(`${s.name}: expected float data, got ${t.dtype}`);
       return { shape: t.shape, data: t.data };
   }
 }

@@ -2,11 +2,12 @@
  * Binding a rank's own endpoint. ipc:// endpoints live in a per-job directory with mode 0700 (only this user can
  * reach the sockets); tcp:// endpoints are bound as given. A taken address is an error naming it.
  */
+import { CollectiveError } from '../../shared/errors.js';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
-export class EndpointError extends Error {}
+export class EndpointError extends CollectiveError {}
 
 export function ipcPath(endpoint: string): string | undefined {
   return endpoint.startsWith('ipc://') ? endpoint.slice('ipc://'.length) : undefined;

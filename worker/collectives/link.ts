@@ -9,6 +9,7 @@
  * rank to blame, so every rank reports the same culprit instead of blaming its own neighbour.
  */
 import * as zmq from 'zeromq';
+import { CollectiveError } from '../../shared/errors.js';
 import type { JobSecret } from '../../shared/env.js';
 import { assertIpcPathFree, EndpointError, ipcPath, prepareIpcDir, removeIpcPath } from './endpoint.js';
 import { plainCredentials, registerZapDomain, unregisterZapDomain } from './zap.js';
@@ -18,12 +19,7 @@ import { decodeHeader, describe, encodeHeader, Op, OP_NAMES, payloadInSharedMemo
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
-export class CollectiveError extends Error {
-  constructor(message: string, readonly culprit?: number, readonly seq?: number) {
-    super(message);
-    this.name = 'CollectiveError';
-  }
-}
+export { CollectiveError };
 
 export interface LinkOptions {
   rank: number;

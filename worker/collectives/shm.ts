@@ -24,6 +24,7 @@
  * until both processes have closed it), and the launcher removes the job's directory when the job ends.
  * Access: a 0700 directory of this user, files 0600; a process of another user can neither read nor write them.
  */
+import { CollectiveError } from '../../shared/errors.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { shmJobDir } from '../../shared/env.js';
@@ -82,7 +83,7 @@ export class ShmWriter {
   }
 
   write(parity: number, src: Uint8Array, position: number): void {
-    if (this.fds === undefined) throw new Error(`shared-memory file ${this.files[parity]} is closed`);
+    if (this.fds === undefined) throw new CollectiveError(`shared-memory file ${this.files[parity]} is closed`);
     const view = this.maps[parity];
     if (view !== undefined && position + src.length <= view.length) {
       view.set(src, position);
@@ -140,7 +141,7 @@ export class ShmReader {
     let view = this.maps[parity];
     if (view === undefined || end > view.length) {
       const size = fs.fstatSync(this.fds[parity]).size;
-      if (end > size) throw new Error(`shared-memory file ${this.files[parity]} is ${size} bytes, too short for the ${end - position} bytes announced at ${position}`);
+      if (end > size) throw new CollectiveError(`shared-memory file ${this.files[parity]} is ${size} bytes, too short for the ${end - position} bytes announced at ${position}`);
       view = this.maps[parity] = new Uint8Array(m.map(this.fds[parity], size, false, false));
     }
     return view;
@@ -154,7 +155,7 @@ export class ShmReader {
 
   /** Fill `dst` from the file of that parity at `position`; the writer wrote those bytes before announcing them. */
   read(parity: number, dst: Uint8Array, position: number): void {
-    if (this.fds === undefined) throw new Error(`shared-memory file ${this.files[parity]} is closed`);
+    if (this.fds === undefined) throw new CollectiveError(`shared-memory file ${this.files[parity]} is closed`);
     const fd = this.fds[parity];
     const end = position + dst.length;
     const view = this.mapped(parity, position, end);
@@ -164,7 +165,7 @@ export class ShmReader {
     }
     for (let done = 0; done < dst.length;) {
       const n = fs.readSync(fd, dst, done, dst.length - done, position + done);
-      if (n === 0) throw new Error(`shared-memory file ${this.files[parity]} ends at ${position + done}, before the ${dst.length} bytes announced at ${position}`);
+      if (n === 0) throw new CollectiveError(`shared-memory file ${this.files[parity]} ends at ${position + done}, before the ${dst.length} bytes announced at ${position}`);
       done += n;
     }
   }

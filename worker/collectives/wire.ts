@@ -6,6 +6,7 @@
  * Layout (little endian, 24 bytes + job id): magic u32 | op u8 | dtype u8 | flags u16 | from u32 | seq u32 |
  * chunk u32 | bytes u32 | job id (utf8)
  */
+import { CollectiveError } from '../../shared/errors.js';
 export const MAGIC = 0x43_4e_44_48; // "HDNC"
 export const FIXED_HEADER_BYTES = 24;
 
@@ -67,7 +68,7 @@ export function encodeHeader(jobBytes: Buffer, h: Omit<Header, 'jobId'>): Buffer
   return b;
 }
 
-export class ProtocolError extends Error {}
+export class ProtocolError extends CollectiveError {}
 
 /** Decode a header frame; returns undefined when it is not one of ours at all. */
 export function decodeHeader(b: Buffer): Header | undefined {

@@ -6,6 +6,7 @@
  * Fashion-MNIST model trained at 32x32 with its own mean/std is meaningless on 224x224 ImageNet-normalised input).
  * --model, --classes_num, --resize_short and --crop_size given on the command line win.
  */
+import { UsageError } from '../../shared/errors.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -43,7 +44,7 @@ const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.bmp', '.webp', '.ti
 
 /** The file itself, or the images of a folder (recursively, sorted so output order is stable). */
 export function listImages(target: string): string[] {
-  if (!fs.existsSync(target)) throw new Error(`infer: image file or folder '${target}' does not exist`);
+  if (!fs.existsSync(target)) throw new UsageError(`infer: image file or folder '${target}' does not exist`);
   if (!fs.statSync(target).isDirectory()) return [target];
   const out: string[] = [];
   const walk = (dir: string) => {
@@ -54,7 +55,7 @@ export function listImages(target: string): string[] {
     }
   };
   walk(target);
-  if (out.length === 0) throw new Error(`infer: folder '${target}' holds no image files (${[...IMAGE_EXTENSIONS].join(' ')})`);
+  if (out.length === 0) throw new UsageError(`infer: folder '${target}' holds no image files (${[...IMAGE_EXTENSIONS].join(' ')})`);
   return out;
 }
 
@@ -64,12 +65,12 @@ export function topK(probs: Float32Array, k: number): { id: number; p: number }[
 }
 
 export async function infer(o: InferOptions, out: (line: string) => void = console.log): Promise<number> {
-  if (!o.image_file) throw new Error('infer: -i/--image_file is required (an image file or a folder)');
-  if (!o.pretrained_model) throw new Error('infer: --pretrained_model is required (an official .pth or a checkpoint of this tool)');
+  if (!o.image_file) throw new UsageError('infer: -i/--image_file is required (an image file or a folder)');
+  if (!o.pretrained_model) throw new UsageError('infer: --pretrained_model is required (an official .pth or a checkpoint of this tool)');
   const log = (m: string) => process.stderr.write(`${m}\n`);
   const run = runOf(o.pretrained_model, log);
   const modelName = o.model ?? run.state?.model;
-  if (!modelName) throw new Error('infer: --model is required (e.g. --model HarDNet68) unless --pretrained_model is a checkpoint of this tool');
+  if (!modelName) throw new UsageError('infer: --model is required (e.g. --model HarDNet68) unless --pretrained_model is a checkpoint of this tool');
   const classes = o.classes_num !== undefined ? positiveInt(o.classes_num, '--classes_num') : run.state?.classesNum ?? 1000;
   const k = Math.min(positiveInt(o.top_k, '--top_k'), classes);
   const files = listImages(o.image_file);

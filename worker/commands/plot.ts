@@ -5,6 +5,7 @@
  * three line panels need axes, ticks and polylines only, and the Node chart libraries either need a browser or
  * canvas (a native build) or pull in a large dependency for that.
  */
+import { UsageError } from '../../shared/errors.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
@@ -17,7 +18,7 @@ export interface PlotOptions {
   output?: string;
 }
 
-export class PlotError extends Error {}
+export class PlotError extends UsageError {}
 
 /** Find the metrics file a target names. */
 export function resolveMetricsFile(target: string): string {

@@ -1,4 +1,5 @@
 /** `launch summary`: parameter, BN running-statistics and conv+fc MAC counts of a model, from its layer plan. */
+import { UsageError } from '../../shared/errors.js';
 import { resolveVariant } from '../model/variants.js';
 import { buildPlan, countModel } from '../model/plan.js';
 import { positiveInt } from './args.js';
@@ -6,7 +7,7 @@ import { positiveInt } from './args.js';
 export interface SummaryOptions { model?: string; image_size: string; classes_num: string; json?: boolean }
 
 export function summary(o: SummaryOptions, out: (line: string) => void = console.log): number {
-  if (!o.model) throw new Error("summary: --model is required (e.g. --model HarDNet68)");
+  if (!o.model) throw new UsageError("summary: --model is required (e.g. --model HarDNet68)");
   const variant = resolveVariant(o.model);
   const imageSize = positiveInt(o.image_size, '--image_size');
   const classes = positiveInt(o.classes_num, '--classes_num');

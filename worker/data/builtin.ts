@@ -8,6 +8,7 @@
  * writes it out as PNG files plus PaddleClas file lists, so the same file-list dataset code reads it.
  * Regenerate with `node dist/worker/data/builtin.js --make [src]`.
  */
+import { DataError } from '../../shared/errors.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
@@ -22,7 +23,7 @@ export function builtinDir(): string {
     const d = path.resolve(HERE, up);
     if (fs.existsSync(path.join(d, 'meta.json'))) return d;
   }
-  throw new Error(`the bundled dataset datasets/fashion-mnist-mini was not found next to ${HERE}`);
+  throw new DataError(`the bundled dataset datasets/fashion-mnist-mini was not found next to ${HERE}`);
 }
 
 interface Meta {
@@ -82,7 +83,7 @@ export function readBuiltinSubset(dir = builtinDir()): { meta: Meta; train: Grey
   const payload = zlib.brotliDecompressSync(fs.readFileSync(path.join(dir, PAYLOAD)));
   const n = meta.train + meta.val;
   const per = meta.rows * meta.cols;
-  if (payload.length !== n + Math.ceil((n * per) / 2)) throw new Error(`${path.join(dir, PAYLOAD)}: corrupt (${payload.length} bytes)`);
+  if (payload.length !== n + Math.ceil((n * per) / 2)) throw new DataError(`${path.join(dir, PAYLOAD)}: corrupt (${payload.length} bytes)`);
   const labels = payload.subarray(0, n);
   const pixels = unpack4(payload.subarray(n), n * per);
   return {

@@ -5,6 +5,7 @@
  * directory exist, every line has exactly two fields, every label is an integer in [0, classes_num).
  * Image files themselves are only opened by the loader (checking 1.2M files up front would take minutes).
  */
+import { DataError } from '../../shared/errors.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { NumpyRandomState } from '../../shared/rng.js';
@@ -25,7 +26,7 @@ export interface FileListOptions {
   classesNum?: number;
 }
 
-export class DatasetError extends Error {}
+export class DatasetError extends DataError {}
 
 export function loadFileList(opts: FileListOptions): Sample[] {
   const { fileList, dataDir } = opts;

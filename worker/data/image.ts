@@ -23,7 +23,7 @@ export interface FloatImage {
 
 export function rawImage(data: Uint8Array, width: number, height: number): RawImage {
   if (data.length !== width * height * 3) {
-    throw new Error(`rawImage: ${data.length} bytes is not ${width}x${height}x3`);
+    throw new RangeError(`rawImage: ${data.length} bytes is not ${width}x${height}x3`);
   }
   return { kind: 'raw', data, width, height };
 }

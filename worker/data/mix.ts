@@ -6,6 +6,7 @@
  * Beta sampling is written here (X / (X + Y) with X, Y ~ Gamma(alpha), Marsaglia-Tsang) because it takes a dozen
  * lines and must draw from the project's seeded generator so that runs and resumes repeat exactly.
  */
+import { ConfigError } from '../../shared/errors.js';
 import type { Rng } from '../../shared/rng.js';
 
 export interface MixedBatch {
@@ -98,11 +99,11 @@ export type MixOperator = (images: Float32Array, labels: Int32Array, shape: [num
 
 /** The operator a TRAIN.mix list names (PaddleClas applies its single entry). */
 export function mixOperatorFromConfig(mix: Record<string, { alpha?: number } | null>[] | undefined): MixOperator {
-  if (!mix || mix.length === 0) throw new Error('config key TRAIN.mix: use_mix is True but TRAIN.mix lists no operator (MixupOperator or CutmixOperator)');
+  if (!mix || mix.length === 0) throw new ConfigError('config key TRAIN.mix: use_mix is True but TRAIN.mix lists no operator (MixupOperator or CutmixOperator)');
   const [name, params] = Object.entries(mix[0])[0];
   const alpha = params?.alpha ?? 0.2;
-  if (!(alpha > 0)) throw new Error(`config key TRAIN.mix.0.${name}.alpha: must be > 0, got ${alpha}`);
+  if (!(alpha > 0)) throw new ConfigError(`config key TRAIN.mix.0.${name}.alpha: must be > 0, got ${alpha}`);
   if (name === 'MixupOperator') return (x, y, s, rng) => mixup(x, y, s, alpha, rng);
   if (name === 'CutmixOperator') return (x, y, s, rng) => cutmix(x, y, s, alpha, rng);
-  throw new Error(`config key TRAIN.mix.0: unknown operator '${name}'; expected MixupOperator or CutmixOperator`);
+  throw new ConfigError(`config key TRAIN.mix.0: unknown operator '${name}'; expected MixupOperator or CutmixOperator`);
 }

@@ -5,6 +5,7 @@
  * Output (out/): train/NNNNN.png, val/NNNNN.png, train_list.txt, val_list.txt (`train/00000.png 9`),
  * label_names.txt (`0 T-shirt/top`, PaddleClas's class-id map format).
  */
+import { DataError, UsageError } from '../../shared/errors.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
@@ -59,30 +60,30 @@ export function writeLabelNames(out: string, names: string[]): string {
 function readFashionMnist(src: string, prefix: 'train' | 't10k', name: 'train' | 'val'): GreySplit {
   const find = (base: string) => {
     for (const f of [`${base}.gz`, base]) if (fs.existsSync(path.join(src, f))) return path.join(src, f);
-    throw new Error(
+    throw new DataError(
       `fashion-mnist: ${path.join(src, base)}[.gz] not found (install the Debian package dataset-fashion-mnist or pass --src)`,
     );
   };
   const images = readIdx(find(`${prefix}-images-idx3-ubyte`));
   const labels = readIdx(find(`${prefix}-labels-idx1-ubyte`));
   if (images.dims.length !== 3 || labels.dims.length !== 1 || images.dims[0] !== labels.dims[0]) {
-    throw new Error(`fashion-mnist ${prefix}: images ${images.dims.join('x')} do not match labels ${labels.dims.join('x')}`);
+    throw new DataError(`fashion-mnist ${prefix}: images ${images.dims.join('x')} do not match labels ${labels.dims.join('x')}`);
   }
   const bad = labels.data.findIndex((l) => l > 9);
-  if (bad >= 0) throw new Error(`fashion-mnist ${prefix}: label ${labels.data[bad]} at index ${bad} is outside [0, 10)`);
+  if (bad >= 0) throw new DataError(`fashion-mnist ${prefix}: label ${labels.data[bad]} at index ${bad} is outside [0, 10)`);
   return { name, images: images.data, labels: labels.data, rows: images.dims[1], cols: images.dims[2] };
 }
 
 export function readFashionMnistSplits(src: string): { train: GreySplit; val: GreySplit } {
   if (!fs.existsSync(src)) {
-    throw new Error(`fashion-mnist: source directory ${src} not found (install the Debian package dataset-fashion-mnist or pass --src)`);
+    throw new UsageError(`fashion-mnist: source directory ${src} not found (install the Debian package dataset-fashion-mnist or pass --src)`);
   }
   return { train: readFashionMnist(src, 'train', 'train'), val: readFashionMnist(src, 't10k', 'val') };
 }
 
 export async function prepareDataset(name: string, opts: { src: string; out: string }): Promise<void> {
   if (name !== 'fashion-mnist') {
-    throw new Error(`prepare: unknown dataset ${JSON.stringify(name)}; supported: ${SUPPORTED_DATASETS.join(', ')}`);
+    throw new UsageError(`prepare: unknown dataset ${JSON.stringify(name)}; supported: ${SUPPORTED_DATASETS.join(', ')}`);
   }
   const { train, val } = readFashionMnistSplits(opts.src);
   fs.mkdirSync(opts.out, { recursive: true });

@@ -36,14 +36,14 @@ export class DistributedBatchSampler implements Iterable<number[]> {
     const worldSize = o.worldSize ?? 1;
     const rank = o.rank ?? 0;
     if (!Number.isInteger(o.datasetSize) || o.datasetSize < 1) {
-      throw new Error(`DistributedBatchSampler: dataset size must be a positive integer, got ${o.datasetSize}`);
+      throw new RangeError(`DistributedBatchSampler: dataset size must be a positive integer, got ${o.datasetSize}`);
     }
     if (!Number.isInteger(o.batchSize) || o.batchSize < 1) {
-      throw new Error(`DistributedBatchSampler: per-worker batch size must be a positive integer, got ${o.batchSize}`);
+      throw new RangeError(`DistributedBatchSampler: per-worker batch size must be a positive integer, got ${o.batchSize}`);
     }
-    if (!Number.isInteger(worldSize) || worldSize < 1) throw new Error(`DistributedBatchSampler: bad world size ${worldSize}`);
+    if (!Number.isInteger(worldSize) || worldSize < 1) throw new RangeError(`DistributedBatchSampler: bad world size ${worldSize}`);
     if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
-      throw new Error(`DistributedBatchSampler: rank ${rank} is outside [0, ${worldSize})`);
+      throw new RangeError(`DistributedBatchSampler: rank ${rank} is outside [0, ${worldSize})`);
     }
     this.datasetSize = o.datasetSize;
     this.batchSize = o.batchSize;

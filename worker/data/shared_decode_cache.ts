@@ -13,6 +13,7 @@
  * The file is created 0600 in the job's 0700 directory and unlinked once every local worker has opened it
  * (unlinkName), so a killed job leaves nothing behind in RAM.
  */
+import { DataError } from '../../shared/errors.js';
 import * as fs from 'node:fs';
 import { assertPrivateFile, NO_FOLLOW, SHM_ROOT, type NativeShm } from '../sys/shm.js';
 import type { ImageCache } from './decode_cache.js';
@@ -50,7 +51,7 @@ export class SharedDecodeCache implements ImageCache {
       const countThere = Atomics.compareExchange(this.header, 3, 0, count);
       const magicThere = Atomics.compareExchange(this.header, 0, 0, MAGIC);
       if ((countThere !== 0 && countThere !== count) || (magicThere !== 0 && magicThere !== MAGIC)) {
-        throw new Error(`${file} holds another list's images (${countThere} samples, magic ${magicThere.toString(16)}; this list has ${count})`);
+        throw new DataError(`${file} holds another list's images (${countThere} samples, magic ${magicThere.toString(16)}; this list has ${count})`);
       }
     } catch (e) {
       fs.closeSync(fd);

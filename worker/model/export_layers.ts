@@ -26,7 +26,7 @@ export function layersWeightName(name: string): string {
     [/\.3\.bias$/, '.3/bias'],
   ];
   for (const [re, to] of rules) if (re.test(name)) return name.replace(re, to);
-  throw new Error(`no Layers weight name for '${name}'`);
+  throw new RangeError(`no Layers weight name for '${name}'`);
 }
 
 function pad(x: SymbolicTensor, p: number, name: string): SymbolicTensor {

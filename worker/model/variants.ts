@@ -4,6 +4,7 @@
  * from these rows.
  */
 
+import { UsageError } from '../../shared/errors.js';
 import { canonicalModelName, MODEL_NAMES, modelNameProblem, type ModelVariant } from '../../shared/model_names.js';
 
 export interface HarDNetVariant {
@@ -76,5 +77,5 @@ export { MODEL_NAMES };
 export function resolveVariant(name: string): HarDNetVariant {
   const canonical = canonicalModelName(name);
   if (canonical) return VARIANTS[canonical]!;
-  throw new Error(modelNameProblem(name));
+  throw new UsageError(modelNameProblem(name)!);
 }

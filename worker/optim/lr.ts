@@ -4,6 +4,7 @@
  * resume trivial: the schedule position is just the global iteration.
  * Formulas: ../shared/reference/paddleclas.md, "Learning rate". S = steps per epoch, E = epochs.
  */
+import { ConfigError } from '../../shared/errors.js';
 import type { LearningRateConfig, TrainConfig } from '../../shared/config.js';
 
 export interface ScheduleShape {
@@ -17,7 +18,7 @@ export type Schedule = (iteration: number) => number;
 
 /** S as PaddleClas computes it: total_images // global batch size. */
 export function stepsPerEpochOf(cfg: Pick<TrainConfig, 'total_images' | 'TRAIN'>): number {
-  if (!cfg.TRAIN) throw new Error('stepsPerEpochOf: the config has no TRAIN section');
+  if (!cfg.TRAIN) throw new ConfigError('stepsPerEpochOf: the config has no TRAIN section');
   return Math.floor(cfg.total_images / cfg.TRAIN.batch_size);
 }
 
@@ -28,10 +29,10 @@ function cosine(lr: number, t: number, period: number): number {
 export function makeSchedule(lrCfg: LearningRateConfig, shape: ScheduleShape): Schedule {
   const S = shape.stepsPerEpoch;
   const E = shape.epochs;
-  if (!(Number.isInteger(S) && S >= 1)) throw new Error(`LEARNING_RATE: steps per epoch must be a positive integer, got ${S}`);
-  if (!(Number.isInteger(E) && E >= 1)) throw new Error(`LEARNING_RATE: epochs must be a positive integer, got ${E}`);
+  if (!(Number.isInteger(S) && S >= 1)) throw new ConfigError(`LEARNING_RATE: steps per epoch must be a positive integer, got ${S}`);
+  if (!(Number.isInteger(E) && E >= 1)) throw new ConfigError(`LEARNING_RATE: epochs must be a positive integer, got ${E}`);
   const check = (t: number): void => {
-    if (!(Number.isInteger(t) && t >= 0)) throw new Error(`learning-rate schedule: iteration must be an integer >= 0, got ${t}`);
+    if (!(Number.isInteger(t) && t >= 0)) throw new RangeError(`learning-rate schedule: iteration must be an integer >= 0, got ${t}`);
   };
   switch (lrCfg.function) {
     case 'Cosine': {
@@ -49,7 +50,7 @@ export function makeSchedule(lrCfg: LearningRateConfig, shape: ScheduleShape): S
     }
     case 'CosineWarmup': {
       const { lr, warmup_epoch } = lrCfg.params;
-      if (!(E > warmup_epoch)) throw new Error(`LEARNING_RATE.params.warmup_epoch (${warmup_epoch}) must be less than epochs (${E})`);
+      if (!(E > warmup_epoch)) throw new ConfigError(`LEARNING_RATE.params.warmup_epoch (${warmup_epoch}) must be less than epochs (${E})`);
       const W = warmup_epoch * S;
       return (t) => (check(t), t < W ? (lr * t) / W : cosine(lr, t - W, S * (E - warmup_epoch)));
     }
@@ -57,7 +58,7 @@ export function makeSchedule(lrCfg: LearningRateConfig, shape: ScheduleShape): S
       const { lr, warmup_epoch, decay_epochs, decay_rate } = lrCfg.params;
       const W = warmup_epoch * S;
       const interval = Math.floor(decay_epochs * S); // int(decay_epochs * S) in PaddleClas
-      if (interval < 1) throw new Error(`LEARNING_RATE.params.decay_epochs (${decay_epochs}) * ${S} steps per epoch is less than one iteration`);
+      if (interval < 1) throw new ConfigError(`LEARNING_RATE.params.decay_epochs (${decay_epochs}) * ${S} steps per epoch is less than one iteration`);
       return (t) => (check(t), t < W ? (lr * t) / W : lr * decay_rate ** Math.floor((t - W) / interval));
     }
   }
