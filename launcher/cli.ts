@@ -129,7 +129,8 @@ export async function launchDistributed(
     throw new LaunchError(`--job_id ${flags.job_id} differs from the job id ${shared.jobId} in --secret_file ${flags.secret_file}`);
   }
   const jobId = chooseJobId({ jobId: flags.job_id ?? shared?.jobId, env: process.env, hosts: nodes.hosts, basePort, argv: argvForId });
-  const logDir = path.resolve(flags.log_dir);
+  // under Slurm the nodes usually share the submit directory: each node's launcher logs into its own node<N>/
+  const logDir = path.resolve(flags.log_dir, nodes.source === 'slurm' && nodes.hosts.length > 1 ? `node${nodes.nodeRank}` : '');
   const plan = buildPlan({ devices, nodes, jobId, basePort, logDir });
   const logs = openLogDir(logDir);
   const logger = createLaunchLogger(logDir);
