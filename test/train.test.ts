@@ -43,6 +43,12 @@ function runWorker(args: string[]): { code: number | null; out: string } {
   return { code: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
+/** The launcher with `n` CPU workers, as a user starts it. */
+function runLaunch(n: number, logDir: string, args: string[]): { code: number | null; out: string } {
+  const r = spawnSync(process.execPath, [LAUNCH, '--nproc_per_node', String(n), '--log_dir', logDir, ...args], { encoding: 'utf8', timeout: 240_000 });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
 function weightsBin(runDir: string, epoch: string): Buffer {
   return fs.readFileSync(path.join(runDir, 'HarDNet39ds', epoch, 'weights.bin'));
 }
@@ -82,6 +88,22 @@ test('a run resumed after epoch 0 ends with the same weights as an uninterrupted
   const c = runWorker(['train', '--resume', 'auto', ...small(full)]);
   assert.equal(c.code, 0, c.out);
   assert.match(c.out, /resumed from .*HarDNet39ds\/1: epoch 1 done/);
+});
+
+test('2 workers under the launcher: a run resumed after epoch 0 ends with the same weights as an uninterrupted run, bit for bit', () => {
+  const full = path.join(tmp, 'full2');
+  const a = runLaunch(2, path.join(tmp, 'log-full2'), ['train', ...small(full, ['validate=False'])]);
+  assert.equal(a.code, 0, a.out);
+  const resumed = path.join(tmp, 'resumed2');
+  const b = runLaunch(2, path.join(tmp, 'log-resumed2'), ['train', ...small(resumed, ['validate=False', `checkpoints=${path.join(full, 'HarDNet39ds', '0')}`, 'last_epoch=0'])]);
+  assert.equal(b.code, 0, b.out);
+  for (const r of [0, 1]) {
+    const log = fs.readFileSync(path.join(tmp, 'log-resumed2', `workerlog.${r}`), 'utf8');
+    assert.match(log, /resumed from .*HarDNet39ds\/0: epoch 0 done, iteration 3/, `rank ${r}`);
+    assert.doesNotMatch(log, /epoch:0  , train step/, `rank ${r} starts at epoch 1`);
+  }
+  assert.ok(weightsBin(full, '1').equals(weightsBin(resumed, '1')), 'final weights differ');
+  assert.ok(!weightsBin(full, '0').equals(weightsBin(full, '1')), 'the second epoch changed nothing');
 });
 
 test('two fresh runs with the default seed end with the same weights, bit for bit', () => {
@@ -157,4 +179,31 @@ test('Ctrl-C stops a single worker after its step even when no step does I/O (de
   assert.equal(code, 130, `the launcher did not stop within 30 s of SIGINT (exit ${code}); workerlog.0 ends:\n${log.slice(-600)}`);
   assert.match(log, /SIGINT received: stopping after this step/);
   assert.match(log, /stopped on request in epoch \d+ after iteration \d+/);
+});
+
+test('Ctrl-C with 2 workers under the launcher: both stop after the same step and the launcher exits 130', async () => {
+  const logDir = path.join(tmp, 'log-ctrlc2');
+  const out = path.join(tmp, 'ctrlc2');
+  const args = ['--nproc_per_node', '2', '--log_dir', logDir, 'train', ...small(out, ['epochs=100000', 'validate=False', 'save_interval=100000'])];
+  const child = spawn(process.execPath, [LAUNCH, ...args], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const logs = [0, 1].map((r) => path.join(logDir, `workerlog.${r}`));
+  const deadline = Date.now() + 120_000;
+  while (!logs.every((f) => fs.existsSync(f) && /epoch:1  , train step:/.test(fs.readFileSync(f, 'utf8')))) {
+    assert.ok(Date.now() < deadline, 'the workers never reached epoch 1');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  child.kill('SIGINT');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const code = await exited;
+  clearTimeout(timer);
+  const text = logs.map((f) => fs.readFileSync(f, 'utf8'));
+  assert.equal(code, 130, `the launcher did not stop within 60 s of SIGINT (exit ${code}); workerlog.0 ends:\n${text[0].slice(-600)}`);
+  const stops = text.map((t, r) => {
+    assert.match(t, /SIGINT received: stopping after this step/, `rank ${r}`);
+    const m = /stopped on request in epoch (\d+) after iteration (\d+)/.exec(t);
+    assert.ok(m, `rank ${r} did not stop cleanly:\n${t.slice(-600)}`);
+    return m![0];
+  });
+  assert.equal(stops[0], stops[1], 'the two workers stopped after different steps');
 });
