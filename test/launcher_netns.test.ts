@@ -11,15 +11,12 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { makeJobSecret } from '../worker/collectives/secret.js';
 import { CLI, COLLECTIVE_WORKER, tempDir, waitFor, type LaunchResult } from './helpers/launcher_spawn.js';
+import { deleteNamespaces, ip, joinByVeth } from './helpers/netns.js';
 
 const suffix = `${process.pid % 100000}`;
 const NS = [`hl-a${suffix}`, `hl-b${suffix}`];
 const VETH = [`hla${suffix}`, `hlb${suffix}`];
 const IPS = ['10.231.7.1', '10.231.7.2'];
-
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
 
 function setUp(): string | undefined {
   try {
@@ -28,12 +25,7 @@ function setUp(): string | undefined {
     return `cannot create network namespaces here (${String((e as { stderr?: Buffer }).stderr ?? (e as Error).message).trim()})`;
   }
   ip('netns', 'add', NS[1]);
-  ip('link', 'add', VETH[0], 'netns', NS[0], 'type', 'veth', 'peer', 'name', VETH[1], 'netns', NS[1]);
-  for (const i of [0, 1]) {
-    ip('-n', NS[i], 'addr', 'add', `${IPS[i]}/24`, 'dev', VETH[i]);
-    ip('-n', NS[i], 'link', 'set', VETH[i], 'up');
-    ip('-n', NS[i], 'link', 'set', 'lo', 'up');
-  }
+  joinByVeth(NS, VETH, IPS);
   return undefined;
 }
 
@@ -43,13 +35,7 @@ function linksUp(): boolean {
 }
 
 function tearDown(): void {
-  for (const ns of NS) {
-    try {
-      ip('netns', 'del', ns);
-    } catch {
-      /* not created */
-    }
-  }
+  deleteNamespaces(NS);
 }
 
 function launchIn(ns: string, args: string[]): Promise<LaunchResult> {

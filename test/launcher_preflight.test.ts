@@ -8,9 +8,9 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { before, test } from 'node:test';
-import sharp from 'sharp';
 import { quickstartConfigPath } from '../shared/config.js';
 import { launch, startLaunch, tempDir, waitFor } from './helpers/launcher_spawn.js';
+import { writeTestImages } from './helpers/images.js';
 
 const QUICKSTART = quickstartConfigPath();
 let dir = '';
@@ -29,17 +29,7 @@ function snapshot(d: string): Record<string, string> {
 
 before(async () => {
   dir = tempDir('launch-preflight');
-  images = path.join(dir, 'images');
-  fs.mkdirSync(images);
-  const lines: string[] = [];
-  for (let i = 0; i < 8; i++) {
-    const px = Buffer.alloc(32 * 32 * 3);
-    for (let j = 0; j < px.length; j++) px[j] = (i * 37 + j * 13) & 255;
-    await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(path.join(images, `img${i}.png`));
-    lines.push(`img${i}.png ${i % 10}`);
-  }
-  list = path.join(dir, 'train.txt');
-  fs.writeFileSync(list, lines.join('\n') + '\n');
+  ({ list, images } = await writeTestImages(dir, 8));
 });
 
 /** A small real training run on the 8 images above, 2 CPU workers. */

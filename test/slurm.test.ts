@@ -10,14 +10,15 @@
  * and skips. The daemons are children of this test and are killed, the namespaces deleted, even when it fails.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import sharp from 'sharp';
 import { makeJobSecret } from '../worker/collectives/secret.js';
 import { CLI, tempDir, waitFor } from './helpers/launcher_spawn.js';
 import { BAD_SLURM_HOSTLISTS, SLURM_HOSTLISTS } from './helpers/slurm_hostlists.js';
+import { deleteNamespaces, ip, joinByVeth } from './helpers/netns.js';
+import { writeTestImages } from './helpers/images.js';
 
 // names and addresses of their own: test/launcher_netns.test.ts uses hl-*, 10.231.7.x
 const suffix = `${process.pid % 100000}`;
@@ -39,10 +40,6 @@ function whyNot(): string | undefined {
   return undefined;
 }
 
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
 /** Kill the daemons and remove the namespaces; safe to call twice, synchronous (it also runs on process exit). */
 function tearDown(): void {
   for (const d of daemons) {
@@ -54,24 +51,14 @@ function tearDown(): void {
       }
     }
   }
-  for (const ns of NS) {
-    try {
-      ip('netns', 'del', ns);
-    } catch {
-      /* not created */
-    }
-    fs.rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
-  }
+  deleteNamespaces(NS);
+  for (const ns of NS) fs.rmSync(`/etc/netns/${ns}`, { recursive: true, force: true });
 }
 
 function setUpNetwork(): void {
-  ip('netns', 'add', NS[0]);
-  ip('netns', 'add', NS[1]);
-  ip('link', 'add', VETH[0], 'netns', NS[0], 'type', 'veth', 'peer', 'name', VETH[1], 'netns', NS[1]);
+  for (const ns of NS) ip('netns', 'add', ns);
+  joinByVeth(NS, VETH, IPS);
   for (const i of [0, 1]) {
-    ip('-n', NS[i], 'addr', 'add', `${IPS[i]}/24`, 'dev', VETH[i]);
-    ip('-n', NS[i], 'link', 'set', VETH[i], 'up');
-    ip('-n', NS[i], 'link', 'set', 'lo', 'up');
     // `ip netns exec` mounts /etc/netns/<ns>/hosts over /etc/hosts: the node names resolve, as DNS does on a cluster
     fs.mkdirSync(`/etc/netns/${NS[i]}`, { recursive: true });
     fs.writeFileSync(`/etc/netns/${NS[i]}/hosts`, `127.0.0.1 localhost\n${IPS[0]} ${NODES[0]}\n${IPS[1]} ${NODES[1]}\n`);
@@ -122,21 +109,6 @@ function runIn(ns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv, 
   return new Promise((resolve) => child.on('close', (code) => (clearTimeout(timer), resolve({ code, out }))));
 }
 
-async function makeImages(dir: string): Promise<{ list: string; images: string }> {
-  const images = path.join(dir, 'images');
-  fs.mkdirSync(images);
-  const lines: string[] = [];
-  for (let i = 0; i < 8; i++) {
-    const px = Buffer.alloc(32 * 32 * 3);
-    for (let j = 0; j < px.length; j++) px[j] = (i * 41 + j * 7) & 255;
-    await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(path.join(images, `img${i}.png`));
-    lines.push(`img${i}.png ${i % 10}`);
-  }
-  const list = path.join(dir, 'train.txt');
-  fs.writeFileSync(list, lines.join('\n') + '\n');
-  return { list, images };
-}
-
 test('Slurm: srun starts one launcher per node; two trainers on two slurmd nodes train together', { timeout: 300_000 }, async (t) => {
   const why = whyNot();
   if (why !== undefined) {
@@ -180,7 +152,7 @@ test('Slurm: srun starts one launcher per node; two trainers on two slurmd nodes
       throw new Error(`${e.message}; sinfo says:\n${sinfo}\n${daemonLogs()}`);
     });
 
-    const { list, images } = await makeImages(dir);
+    const { list, images } = await writeTestImages(dir, 8);
     const secretFile = path.join(dir, 'secret.json');
     fs.writeFileSync(secretFile, JSON.stringify(makeJobSecret(`slurm-test-${suffix}`)), { mode: 0o600 });
     const logDir = path.join(dir, 'log');

@@ -157,49 +157,46 @@ test('a checkpoint save killed by SIGKILL leaves the previous checkpoint intact 
   assert.match(check.stdout, /checkpoint ok: epoch \d+/);
 });
 
-test('Ctrl-C stops a single worker after its step even when no step does I/O (decode cache warm)', async () => {
-  const logDir = path.join(tmp, 'log-ctrlc');
-  const out = path.join(tmp, 'ctrlc');
-  // 96 images in 3 steps per epoch: from epoch 1 on every image comes from the decode cache and a step awaits nothing
-  // but settled promises, so only the loop's explicit turn of the event loop lets the SIGINT handler run
-  const args = ['--nproc_per_node', '1', '--log_dir', logDir, 'train', ...small(out, ['epochs=100000', 'validate=False', 'save_interval=100000'])];
+/**
+ * Train on `n` workers under the launcher until every worker logs a step of `epoch`, then Ctrl-C the launcher.
+ * Returns its exit code and the workers' logs.
+ */
+async function interruptAtEpoch(n: number, name: string, epoch: number): Promise<{ code: number | null; logs: string[] }> {
+  const logDir = path.join(tmp, `log-${name}`);
+  const args = ['--nproc_per_node', String(n), '--log_dir', logDir, 'train', ...small(path.join(tmp, name), ['epochs=100000', 'validate=False', 'save_interval=100000'])];
   const child = spawn(process.execPath, [LAUNCH, ...args], { stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const log0 = path.join(logDir, 'workerlog.0');
+  const files = Array.from({ length: n }, (_, r) => path.join(logDir, `workerlog.${r}`));
+  const reached = new RegExp(`epoch:${epoch} +, train step:`);
   const deadline = Date.now() + 120_000;
-  while (!(fs.existsSync(log0) && /epoch:3  , train step:/.test(fs.readFileSync(log0, 'utf8')))) {
-    assert.ok(Date.now() < deadline, 'the worker never reached epoch 3');
+  while (!files.every((f) => fs.existsSync(f) && reached.test(fs.readFileSync(f, 'utf8')))) {
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      assert.fail(`the workers never reached epoch ${epoch}`);
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
   child.kill('SIGINT');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  // generous: the stop waits for the step in flight; a launcher that ignores Ctrl-C never exits
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   const code = await exited;
   clearTimeout(timer);
-  const log = fs.readFileSync(log0, 'utf8');
-  assert.equal(code, 130, `the launcher did not stop within 30 s of SIGINT (exit ${code}); workerlog.0 ends:\n${log.slice(-600)}`);
+  return { code, logs: files.map((f) => fs.readFileSync(f, 'utf8')) };
+}
+
+test('Ctrl-C stops a single worker after its step even when no step does I/O (decode cache warm)', async () => {
+  // 96 images in 3 steps per epoch: from epoch 1 on every image comes from the decode cache and a step awaits nothing
+  // but settled promises, so only the loop's explicit turn of the event loop lets the SIGINT handler run
+  const { code, logs: [log] } = await interruptAtEpoch(1, 'ctrlc', 3);
+  assert.equal(code, 130, `the launcher did not stop within 60 s of SIGINT (exit ${code}); workerlog.0 ends:\n${log.slice(-600)}`);
   assert.match(log, /SIGINT received: stopping after this step/);
   assert.match(log, /stopped on request in epoch \d+ after iteration \d+/);
 });
 
 test('Ctrl-C with 2 workers under the launcher: both stop after the same step and the launcher exits 130', async () => {
-  const logDir = path.join(tmp, 'log-ctrlc2');
-  const out = path.join(tmp, 'ctrlc2');
-  const args = ['--nproc_per_node', '2', '--log_dir', logDir, 'train', ...small(out, ['epochs=100000', 'validate=False', 'save_interval=100000'])];
-  const child = spawn(process.execPath, [LAUNCH, ...args], { stdio: 'ignore' });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const logs = [0, 1].map((r) => path.join(logDir, `workerlog.${r}`));
-  const deadline = Date.now() + 120_000;
-  while (!logs.every((f) => fs.existsSync(f) && /epoch:1  , train step:/.test(fs.readFileSync(f, 'utf8')))) {
-    assert.ok(Date.now() < deadline, 'the workers never reached epoch 1');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  child.kill('SIGINT');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-  const code = await exited;
-  clearTimeout(timer);
-  const text = logs.map((f) => fs.readFileSync(f, 'utf8'));
-  assert.equal(code, 130, `the launcher did not stop within 60 s of SIGINT (exit ${code}); workerlog.0 ends:\n${text[0].slice(-600)}`);
-  const stops = text.map((t, r) => {
+  const { code, logs } = await interruptAtEpoch(2, 'ctrlc2', 1);
+  assert.equal(code, 130, `the launcher did not stop within 60 s of SIGINT (exit ${code}); workerlog.0 ends:\n${logs[0].slice(-600)}`);
+  const stops = logs.map((t, r) => {
     assert.match(t, /SIGINT received: stopping after this step/, `rank ${r}`);
     const m = /stopped on request in epoch (\d+) after iteration (\d+)/.exec(t);
     assert.ok(m, `rank ${r} did not stop cleanly:\n${t.slice(-600)}`);
