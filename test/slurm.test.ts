@@ -10,7 +10,7 @@
  * and skips. The daemons are children of this test and are killed, the namespaces deleted, even when it fails.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
@@ -40,8 +40,26 @@ function whyNot(): string | undefined {
   return undefined;
 }
 
-/** Kill the daemons and remove the namespaces; safe to call twice, synchronous (it also runs on process exit). */
+/**
+ * Kill the daemons and whatever still runs in the two namespaces (job steps, launchers, workers of a job cut short),
+ * then remove the namespaces; safe to call twice, synchronous (it also runs on process exit).
+ */
 function tearDown(): void {
+  for (const ns of NS) {
+    let pids: string[] = [];
+    try {
+      pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(/\s+/).filter((p) => /^\d+$/.test(p));
+    } catch {
+      /* no such namespace */
+    }
+    for (const pid of pids) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
   for (const d of daemons) {
     if (d.exitCode === null && d.signalCode === null && d.pid !== undefined) {
       try {
