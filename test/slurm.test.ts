@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { makeJobSecret } from '../worker/collectives/secret.js';
-import { CLI, tempDir, waitFor } from './helpers/launcher_spawn.js';
+import { CLI, COLLECTIVE_WORKER, tempDir, waitFor } from './helpers/launcher_spawn.js';
 import { BAD_SLURM_HOSTLISTS, SLURM_HOSTLISTS } from './helpers/slurm_hostlists.js';
 import { deleteNamespaces, ip, joinByVeth } from './helpers/netns.js';
 import { writeTestImages } from './helpers/images.js';
@@ -127,7 +127,7 @@ function runIn(ns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv, 
   return new Promise((resolve) => child.on('close', (code) => (clearTimeout(timer), resolve({ code, out }))));
 }
 
-test('Slurm: srun starts one launcher per node; two trainers on two slurmd nodes train together', { timeout: 300_000 }, async (t) => {
+test('Slurm: srun starts one launcher per node; two trainers on two slurmd nodes train together; so does an sbatch script', { timeout: 300_000 }, async (t) => {
   const why = whyNot();
   if (why !== undefined) {
     t.skip(why);
@@ -196,6 +196,27 @@ test('Slurm: srun starts one launcher per node; two trainers on two slurmd nodes
     for (const f of logs) assert.match(fs.readFileSync(f, 'utf8'), /epoch:0  , train step:0   , top1: /, f);
     assert.doesNotMatch(fs.readFileSync(logs[0], 'utf8'), /collectives: a single worker/);
     assert.ok(fs.existsSync(path.join(out, 'HarDNet39ds', '0', 'weights.json')), 'rank 0 saved the epoch checkpoint');
+
+    // the same from an sbatch script: the batch step itself refuses to start a 2-node job alone, srun in it starts it
+    const batchLog = path.join(dir, 'log-batch');
+    const batchOut = path.join(dir, 'out-batch');
+    fs.mkdirSync(batchOut);
+    const script = path.join(dir, 'job.sh');
+    fs.writeFileSync(script, [
+      '#!/bin/sh',
+      '#SBATCH --nodes=2',
+      '#SBATCH --ntasks-per-node=1',
+      `${process.execPath} ${CLI} --log_dir ${path.join(dir, 'log-nosrun')} run -- true; echo "without srun: exit $?"`,
+      `srun --nodes=2 --ntasks-per-node=1 ${process.execPath} ${CLI} --nproc_per_node 1 --secret_file ${secretFile} --log_dir ${batchLog} ` +
+        `run -- ${process.execPath} ${COLLECTIVE_WORKER} --out ${batchOut} --steps 3 --timeout-ms 20000`,
+      '',
+    ].join('\n'), { mode: 0o755 });
+    const b = await runIn(NS[0], 'sbatch', ['--wait', '--time=5', `--chdir=${dir}`, `--output=${path.join(dir, 'batch.out')}`, script], env, 120_000);
+    const batchOutput = fs.existsSync(path.join(dir, 'batch.out')) ? fs.readFileSync(path.join(dir, 'batch.out'), 'utf8') : '(no batch.out)';
+    assert.equal(b.code, 0, `sbatch --wait:\n${b.out}\n${batchOutput}\n${daemonLogs()}`);
+    assert.match(batchOutput, /launch: SLURM_JOB_NODELIST=\S+ has 2 nodes, but this launcher is not in an srun step[^\n]*\nwithout srun: exit 2/);
+    assert.match(batchOutput, /rank 0 of 2: all-reduced sum 1/);
+    assert.match(fs.readFileSync(path.join(batchLog, 'node1', 'workerlog.0'), 'utf8'), /rank 1 of 2: all-reduced sum 1/);
   } finally {
     tearDown();
     process.off('exit', tearDown);
