@@ -18,6 +18,7 @@ import { makeJobSecret, validateJobSecret } from '../shared/job_secret.js';
 import type { JobSecret } from '../shared/env.js';
 import { runJob } from './agent.js';
 import { closeLogger, createLaunchLogger, openLogDir } from './logs.js';
+import { preflightJob } from './preflight.js';
 import {
   LaunchError,
   buildPlan,
@@ -104,7 +105,13 @@ function loadSecret(flags: LaunchFlags, multiNode: boolean): JobSecret | undefin
 }
 
 /** Plan, run and log one supervised job; resolves with the launcher's exit code. */
-export async function launchDistributed(flags: LaunchFlags, program: string, args: (restart: number) => string[], argvForId: string[]): Promise<number> {
+export async function launchDistributed(
+  flags: LaunchFlags,
+  program: string,
+  args: (restart: number) => string[],
+  argvForId: string[],
+  preflight?: (worldSize: number) => void,
+): Promise<number> {
   if (flags.gpus !== undefined && flags.selected_gpus !== undefined) throw new LaunchError('give --gpus or --selected_gpus, not both (they are the same option)');
   if (flags.master_port !== undefined && flags.started_port !== undefined) throw new LaunchError('give --master_port or --started_port, not both (they are the same option)');
   const devices = chooseDevices({
@@ -115,6 +122,8 @@ export async function launchDistributed(flags: LaunchFlags, program: string, arg
     detectGpus: listGpusWithNvidiaSmi,
   });
   const nodes = chooseNodes({ ips: flags.ips, nodeRank: flags.node_rank, env: process.env, localAddresses: localAddresses() });
+  // usage errors in the job's config end here: before a port is probed, a log moved aside or a worker started
+  preflight?.(nodes.hosts.length * devices.nproc);
   let basePort = flags.master_port ?? flags.started_port;
   if (basePort === undefined && process.env.FLAGS_START_PORT) basePort = intArg('FLAGS_START_PORT', 1, 65535)(process.env.FLAGS_START_PORT);
   if (basePort === undefined) basePort = nodes.hosts.length > 1 ? DEFAULT_START_PORT : await freePort();
@@ -123,7 +132,8 @@ export async function launchDistributed(flags: LaunchFlags, program: string, arg
     throw new LaunchError(`--job_id ${flags.job_id} differs from the job id ${shared.jobId} in --secret_file ${flags.secret_file}`);
   }
   const jobId = chooseJobId({ jobId: flags.job_id ?? shared?.jobId, env: process.env, hosts: nodes.hosts, basePort, argv: argvForId });
-  const logDir = path.resolve(flags.log_dir);
+  // under Slurm the nodes usually share the submit directory: each node's launcher logs into its own node<N>/
+  const logDir = path.resolve(flags.log_dir, nodes.source === 'slurm' && nodes.hosts.length > 1 ? `node${nodes.nodeRank}` : '');
   const plan = buildPlan({ devices, nodes, jobId, basePort, logDir });
   const logs = openLogDir(logDir);
   const logger = createLaunchLogger(logDir);
@@ -210,7 +220,11 @@ export function buildProgram(run: (job: Promise<number>) => void): Command {
       const rest = rawArgsAfter(spec.name);
       if (spec.distributed) {
         const flags = program.opts<LaunchFlags>();
-        run(launchDistributed(flags, process.execPath, (r) => [WORKER_MAIN, spec.name, ...(spec.name === 'train' ? trainArgs(rest, r) : rest)], [spec.name, ...rest]));
+        run(
+          launchDistributed(flags, process.execPath, (r) => [WORKER_MAIN, spec.name, ...(spec.name === 'train' ? trainArgs(rest, r) : rest)], [spec.name, ...rest], (worldSize) =>
+            preflightJob(spec.name, rest, worldSize),
+          ),
+        );
       } else {
         // infer, summary, prepare, plot: one worker process in the foreground, on the user's terminal (the
         // launcher never loads the worker's code into its own process: launcher/ does not import worker/)

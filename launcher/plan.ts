@@ -107,42 +107,60 @@ export function chooseDevices(o: DeviceOptions): DeviceChoice {
   return { gpus: null, nproc };
 }
 
+/** Most hosts a node list may expand to (Slurm's own limit for one range is 65536). */
+export const MAX_SLURM_HOSTS = 65536;
+
 /**
- * Expand a Slurm hostlist ("node[01-03,07],gpu5") into host names. Written by hand because Node has no
- * `scontrol show hostnames`, and the launcher must not require Slurm's tools on the PATH.
+ * Expand a Slurm hostlist into host names, as `scontrol show hostnames` does: comma- (or blank-) separated
+ * entries, each a name with bracket groups of comma-separated numbers and ranges, zero padding taken from the
+ * range's low end (`gpu[01-03,07]`: gpu01 gpu02 gpu03 gpu07; `n[8-10]`: n8 n9 n10), several groups expanding
+ * left to right (`rack[1-2]-node[01-02]`: rack1-node01 rack1-node02 rack2-node01 rack2-node02). Written by hand
+ * because the launcher must not require Slurm's tools on the PATH; bounded, since the list is only text.
  */
-export function expandSlurmNodelist(list: string): string[] {
-  const hosts: string[] = [];
-  // split on commas outside brackets
-  const parts: string[] = [];
+export function expandSlurmNodelist(list: string, variable = 'SLURM_JOB_NODELIST'): string[] {
+  const fail = (why: string): never => {
+    throw new LaunchError(`${variable}=${JSON.stringify(list)}: ${why}`);
+  };
+  // split on commas and blanks outside brackets
+  const entries: string[] = [];
   let depth = 0;
   let cur = '';
   for (const ch of list) {
-    if (ch === '[') depth++;
-    if (ch === ']') depth--;
-    if (ch === ',' && depth === 0) {
-      parts.push(cur);
+    if (ch === '[') {
+      if (depth > 0) fail('nested brackets');
+      depth++;
+    } else if (ch === ']') {
+      if (depth === 0) fail("a ']' without its '['");
+      depth--;
+    }
+    if (depth === 0 && (ch === ',' || /\s/.test(ch))) {
+      entries.push(cur);
       cur = '';
     } else cur += ch;
   }
-  parts.push(cur);
-  for (const part of parts.map((p) => p.trim()).filter((p) => p !== '')) {
-    const m = /^([^[]*)\[([^\]]+)\](.*)$/.exec(part);
-    if (!m) {
-      hosts.push(part);
-      continue;
-    }
-    const [, prefix, ranges, suffix] = m;
-    for (const r of ranges.split(',')) {
-      const mm = /^(\d+)(?:-(\d+))?$/.exec(r.trim());
-      if (!mm) throw new LaunchError(`SLURM_JOB_NODELIST=${JSON.stringify(list)}: cannot read the range ${JSON.stringify(r)}`);
-      const width = mm[1].length;
-      const lo = Number(mm[1]);
-      const hi = mm[2] === undefined ? lo : Number(mm[2]);
-      for (let i = lo; i <= hi; i++) {
-        for (const h of expandSlurmNodelist(`${prefix}${String(i).padStart(width, '0')}${suffix}`)) hosts.push(h);
+  if (depth > 0) fail("a '[' without its ']'");
+  entries.push(cur);
+  const hosts: string[] = [];
+  for (const entry of entries.filter((e) => e !== '')) {
+    // text and bracket groups alternate: "rack", "1-2", "-node", "01-02", ""
+    const pieces = entry.split(/\[([^\]]*)\]/);
+    let names = [pieces[0]];
+    for (let g = 1; g < pieces.length; g += 2) {
+      const values: string[] = [];
+      for (const range of pieces[g].split(',')) {
+        const m = /^(\d+)(?:-(\d+))?$/.exec(range.trim());
+        if (!m) fail(`cannot read the range ${JSON.stringify(range)}`);
+        const lo = Number(m![1]);
+        const hi = m![2] === undefined ? lo : Number(m![2]);
+        if (hi < lo) fail(`the range ${JSON.stringify(range)} runs backwards`);
+        if (hi - lo + 1 > MAX_SLURM_HOSTS) fail(`the range ${JSON.stringify(range)} has more than ${MAX_SLURM_HOSTS} hosts`);
+        for (let i = lo; i <= hi; i++) values.push(String(i).padStart(m![1].length, '0'));
       }
+      if (names.length * values.length + hosts.length > MAX_SLURM_HOSTS) fail(`more than ${MAX_SLURM_HOSTS} hosts`);
+      names = names.flatMap((n) => values.map((v) => n + v + pieces[g + 1]));
     }
+    hosts.push(...names);
+    if (hosts.length > MAX_SLURM_HOSTS) fail(`more than ${MAX_SLURM_HOSTS} hosts`);
   }
   return hosts;
 }
@@ -168,6 +186,32 @@ export function localAddresses(): string[] {
   return out;
 }
 
+/**
+ * The nodes of the Slurm step this launcher runs in (`srun --ntasks-per-node=1 npx launch ...`: one launcher per
+ * node, SLURM_NODEID its index in SLURM_STEP_NODELIST). Outside a step (the batch script itself, an salloc shell)
+ * Slurm starts nothing on the other nodes: a one-node allocation is this node alone, a larger one an error, since
+ * a launcher there would wait for peers that never start.
+ */
+function slurmNodes(env: NodeJS.ProcessEnv): string[] | undefined {
+  if (!env.SLURM_STEP_NODELIST) {
+    const job = expandSlurmNodelist(env.SLURM_JOB_NODELIST ?? '');
+    if (job.length <= 1) return undefined;
+    throw new LaunchError(
+      `SLURM_JOB_NODELIST=${env.SLURM_JOB_NODELIST} has ${job.length} nodes, but this launcher is not in an srun step, so no launcher ` +
+        'starts on the others: run one per node with `srun --ntasks-per-node=1 npx launch ...` (or give --ips)',
+    );
+  }
+  const tasksPerNode = env.SLURM_STEP_TASKS_PER_NODE;
+  // Slurm's form: "1(x2)" for two nodes with one task each, "2,1" for uneven counts
+  if (tasksPerNode !== undefined && !tasksPerNode.split(',').every((t) => /^1(\(x\d+\))?$/.test(t.trim()))) {
+    throw new LaunchError(
+      `SLURM_STEP_TASKS_PER_NODE=${tasksPerNode}: the launcher starts every worker of its node itself, so Slurm must start ` +
+        'one launcher per node: srun --ntasks-per-node=1',
+    );
+  }
+  return expandSlurmNodelist(env.SLURM_STEP_NODELIST, 'SLURM_STEP_NODELIST');
+}
+
 export function chooseNodes(o: NodeOptions): NodeChoice {
   let hosts: string[];
   let source: NodeChoice['source'];
@@ -177,8 +221,10 @@ export function chooseNodes(o: NodeOptions): NodeChoice {
       throw new LaunchError(`--ips expects a comma-separated list of node addresses such as 10.0.0.1,10.0.0.2; got ${JSON.stringify(o.ips)}`);
     }
     source = '--ips';
-  } else if (o.env.SLURM_JOB_NODELIST) {
-    hosts = expandSlurmNodelist(o.env.SLURM_JOB_NODELIST);
+  } else if (o.env.SLURM_STEP_NODELIST || o.env.SLURM_JOB_NODELIST) {
+    const slurm = slurmNodes(o.env);
+    if (slurm === undefined) return { hosts: ['127.0.0.1'], nodeRank: o.nodeRank ?? 0, source: 'single' };
+    hosts = slurm;
     source = 'slurm';
   } else {
     return { hosts: ['127.0.0.1'], nodeRank: o.nodeRank ?? 0, source: 'single' };
@@ -186,7 +232,9 @@ export function chooseNodes(o: NodeOptions): NodeChoice {
   let nodeRank = o.nodeRank;
   if (nodeRank === undefined && source === 'slurm' && o.env.SLURM_NODEID !== undefined) {
     nodeRank = Number(o.env.SLURM_NODEID);
-    if (!Number.isInteger(nodeRank) || nodeRank < 0) throw new LaunchError(`SLURM_NODEID=${JSON.stringify(o.env.SLURM_NODEID)} is not a node index`);
+    if (!/^\d+$/.test(o.env.SLURM_NODEID) || nodeRank >= hosts.length) {
+      throw new LaunchError(`SLURM_NODEID=${JSON.stringify(o.env.SLURM_NODEID)} is not a node index of SLURM_STEP_NODELIST ${hosts.join(',')}`);
+    }
   }
   if (nodeRank === undefined) {
     if (hosts.length === 1) nodeRank = 0;
@@ -221,7 +269,9 @@ export function chooseJobId(o: { jobId?: string; env: NodeJS.ProcessEnv; hosts: 
     return o.jobId;
   }
   if (o.hosts.length > 1) {
-    if (o.env.SLURM_JOB_ID && JOB_ID.test(`slurm-${o.env.SLURM_JOB_ID}`)) return `slurm-${o.env.SLURM_JOB_ID}`;
+    // job and step: two srun steps of one allocation may run at the same time
+    const slurm = o.env.SLURM_JOB_ID && `slurm-${o.env.SLURM_JOB_ID}${o.env.SLURM_STEP_ID ? `.${o.env.SLURM_STEP_ID}` : ''}`;
+    if (slurm && JOB_ID.test(slurm)) return slurm;
     const h = createHash('sha256').update(JSON.stringify([o.hosts, o.basePort, o.argv])).digest('hex');
     return `job-${h.slice(0, 16)}`;
   }

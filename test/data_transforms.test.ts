@@ -131,6 +131,42 @@ test('resized pixels agree with OpenCV bilinear within interpolation tolerance',
   assert.ok(mae < 1.5, `mean abs difference to cv2 bilinear ${mae.toFixed(3)} grey levels`);
 });
 
+test('a high-frequency image halved agrees with OpenCV bilinear pixel by pixel, not just on average', async () => {
+  // a one-pixel checkerboard (the highest frequency an image has) on steep ramps, kept inside 0..255: halving must
+  // average each pixel pair of the checkerboard (nearest-neighbour keeps one of them: off by 25) at the right place
+  // (half a pixel off or a pixel shifted moves the ramps: off by 3 to 6 grey levels, or hits the checkerboard)
+  const W = 48, H = 32;
+  const buf = Buffer.alloc(W * H * 3);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const ramps = [3 * x + 2 * y, 2 * x + 3 * y, 200 - 2 * x - 3 * y];
+      for (let c = 0; c < 3; c++) buf[(y * W + x) * 3 + c] = 25 + ramps[c] + ((x + y) % 2 ? 25 : -25);
+    }
+  }
+  const file = path.join(tmp, 'checker_ramps.png');
+  await sharp(buf, { raw: { width: W, height: H, channels: 3 } }).png().toFile(file);
+  const full = await decodeOnly({ path: file });
+  assert.deepEqual(Array.from(full.data), Array.from(buf), 'the PNG holds exactly the pattern');
+  const o = await buildTransforms([{ DecodeImage: {} }, { ResizeImage: { size: [W / 2, H / 2] } }, IDENTITY])({ path: file });
+  assert.deepEqual(o.shape, [H / 2, W / 2, 3]);
+  const ref = cvBilinear(full, W / 2, H / 2);
+  let interior = 0;
+  let border = 0;
+  for (let y = 0; y < H / 2; y++) {
+    for (let x = 0; x < W / 2; x++) {
+      for (let c = 0; c < 3; c++) {
+        const d = Math.abs(ref[(y * (W / 2) + x) * 3 + c] - o.data[(y * (W / 2) + x) * 3 + c]);
+        if (x === 0 || y === 0 || x === W / 2 - 1 || y === H / 2 - 1) border = Math.max(border, d);
+        else interior = Math.max(interior, d);
+      }
+    }
+  }
+  // inside, only rounding to uint8 differs; at the edge OpenCV repeats the edge pixel into its 2 taps, libvips into
+  // its 4 (it also smooths when it shrinks), which moves the checkerboard's average by up to 25/8
+  assert.ok(interior <= 1, `largest difference to cv2 bilinear inside the image: ${interior.toFixed(2)} grey levels`);
+  assert.ok(border <= 3.2, `largest difference to cv2 bilinear on the edge: ${border.toFixed(2)} grey levels`);
+});
+
 test('RandCropImage: the PaddleClas box formula, exact box and size, seeded', async () => {
   // formula check with a scripted rng
   const draws = [0.5, 0.25, 0.0, 0.999];

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
+import { BAD_SLURM_HOSTLISTS, SLURM_HOSTLISTS } from './helpers/slurm_hostlists.js';
 import { readWorkerEnv } from '../shared/env.js';
 import { trainArgs } from '../launcher/cli.js';
 import { exitCodeOf, formatRootCause, kernelLogNamesOomKill, readOomKillCount, type WorkerExit } from '../launcher/failure.js';
@@ -43,9 +44,28 @@ test('devices: --gpus inside CUDA_VISIBLE_DEVICES, never remapped; defaults from
 });
 
 test('Slurm hostlists expand like scontrol show hostnames', () => {
-  assert.deepEqual(expandSlurmNodelist('node[01-03,07],gpu5'), ['node01', 'node02', 'node03', 'node07', 'gpu5']);
-  assert.deepEqual(expandSlurmNodelist('a[1-2]-ib'), ['a1-ib', 'a2-ib']);
+  for (const [list, hosts] of SLURM_HOSTLISTS) assert.deepEqual(expandSlurmNodelist(list), hosts, list);
+  for (const list of BAD_SLURM_HOSTLISTS) assert.throws(() => expandSlurmNodelist(list), /SLURM_JOB_NODELIST=/, list);
   assert.throws(() => expandSlurmNodelist('n[1-x]'), /SLURM_JOB_NODELIST="n\[1-x\]": cannot read the range "1-x"/);
+  assert.throws(() => expandSlurmNodelist('n[1-2'), /a '\[' without its '\]'/);
+  // bounded: a list that would expand to billions of names fails at once
+  assert.throws(() => expandSlurmNodelist('n[0-65535][0-65535]'), /more than 65536 hosts/);
+  assert.equal(expandSlurmNodelist('n[1-65536]').length, 65536);
+  // a suffix after the last group (newer Slurm releases accept it; 22.05's scontrol does not)
+  assert.deepEqual(expandSlurmNodelist('a[1-2]-ib'), ['a1-ib', 'a2-ib']);
+});
+
+test('Slurm nodes: the srun step\'s node list and SLURM_NODEID; one launcher per node; outside a step no peers are assumed', () => {
+  const step = { SLURM_JOB_NODELIST: 'gpu[01-04]', SLURM_STEP_NODELIST: 'gpu[02-03]', SLURM_NODEID: '1', SLURM_STEP_TASKS_PER_NODE: '1(x2)' };
+  assert.deepEqual(chooseNodes({ env: step, localAddresses: [] }), { hosts: ['gpu02', 'gpu03'], nodeRank: 1, source: 'slurm' });
+  assert.throws(() => chooseNodes({ env: { ...step, SLURM_STEP_TASKS_PER_NODE: '2(x2)' }, localAddresses: [] }), /SLURM_STEP_TASKS_PER_NODE=2\(x2\).*srun --ntasks-per-node=1/);
+  assert.throws(() => chooseNodes({ env: { ...step, SLURM_NODEID: '2' }, localAddresses: [] }), /SLURM_NODEID="2" is not a node index of SLURM_STEP_NODELIST gpu02,gpu03/);
+  // the batch script of a 4-node job: nothing would start the other three launchers
+  assert.throws(() => chooseNodes({ env: { SLURM_JOB_NODELIST: 'gpu[01-04]', SLURM_NODEID: '0' }, localAddresses: [] }), /has 4 nodes, but this launcher is not in an srun step/);
+  assert.deepEqual(chooseNodes({ env: { SLURM_JOB_NODELIST: 'gpu01', SLURM_NODEID: '0' }, localAddresses: [] }), { hosts: ['127.0.0.1'], nodeRank: 0, source: 'single' });
+  assert.deepEqual(chooseNodes({ env: { SLURM_STEP_NODELIST: 'gpu01', SLURM_NODEID: '0' }, localAddresses: [] }).hosts, ['gpu01']);
+  // --ips wins over Slurm's variables
+  assert.equal(chooseNodes({ ips: '10.0.0.1,10.0.0.2', nodeRank: 0, env: step, localAddresses: [] }).source, '--ips');
 });
 
 test('nodes: from --ips and a local address, from --node_rank, from Slurm; ambiguity is an error', () => {
@@ -58,7 +78,7 @@ test('nodes: from --ips and a local address, from --node_rank, from Slurm; ambig
   assert.throws(() => chooseNodes({ ips: '127.0.0.1,127.0.0.1', env: {}, localAddresses: ['127.0.0.1'] }), /matches several nodes.*give --node_rank/);
   assert.equal(chooseNodes({ ips: '127.0.0.1,127.0.0.1', nodeRank: 1, env: {}, localAddresses: ['127.0.0.1'] }).nodeRank, 1);
   assert.throws(() => chooseNodes({ ips: 'a,b', nodeRank: 2, env: {}, localAddresses: [] }), /--node_rank 2 is not below the number of nodes 2/);
-  assert.deepEqual(chooseNodes({ env: { SLURM_JOB_NODELIST: 'gpu[1-3]', SLURM_NODEID: '2', SLURM_PROCID: '2' }, localAddresses: [] }), {
+  assert.deepEqual(chooseNodes({ env: { SLURM_JOB_NODELIST: 'gpu[1-3]', SLURM_STEP_NODELIST: 'gpu[1-3]', SLURM_NODEID: '2', SLURM_PROCID: '2' }, localAddresses: [] }), {
     hosts: ['gpu1', 'gpu2', 'gpu3'],
     nodeRank: 2,
     source: 'slurm',
@@ -73,6 +93,7 @@ test('job ids: random on one node, the same on every node of a multi-node job', 
   assert.equal(chooseJobId(many), chooseJobId(many));
   assert.notEqual(chooseJobId(many), chooseJobId({ ...many, argv: ['eval'] }));
   assert.equal(chooseJobId({ ...many, env: { SLURM_JOB_ID: '4711' } }), 'slurm-4711');
+  assert.equal(chooseJobId({ ...many, env: { SLURM_JOB_ID: '4711', SLURM_STEP_ID: '3' } }), 'slurm-4711.3');
   assert.throws(() => chooseJobId({ ...one, jobId: 'a b' }), /--job_id "a b"/);
 });
 

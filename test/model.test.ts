@@ -69,12 +69,40 @@ for (const name of ['HarDNet39ds', 'HarDNet68ds']) {
       ours.dispose();
       assert.ok(err < 1e-3, `${pname}: gradient relative L2 error ${err}`);
     }
+    // BN running statistics after the step, PyTorch's rule: momentum 0.1 (nn.BatchNorm2d's default, which the
+    // official model keeps), the batch mean, the UNBIASED batch variance (n / (n - 1) times the one it normalises with)
+    const before = new Map(r.batchStats.map((st) => [st.prefix, ['running_mean', 'running_var'].map((k) => Float64Array.from(model.buffers.get(`${st.prefix}.norm.${k}`)!.dataSync()))]));
+    const moments = r.batchStats.map((st) => ({ prefix: st.prefix, count: st.count, mean: Float64Array.from(st.mean.dataSync()), biased: Float64Array.from(st.variance.dataSync()) }));
     model.updateBatchNormStats(r.batchStats);
+    // base.0 against the fixture (float64 PyTorch): the error of a right update is ~1e-7; forgetting n / (n - 1)
+    // (n = 2 images x 32 x 32 here) would move running_var by 0.1 * var / 2047 (2e-5 here), 10 times the tolerance
+    const first = moments[0];
+    assert.equal(first.prefix, 'base.0');
+    assert.equal(first.count, 2 * 32 * 32, 'base.0 normalises over 2 images of 32x32');
+    const biasedBug = Math.max(...first.biased.map((v) => (0.1 * v) / (first.count - 1)));
     for (const stat of ['running_mean', 'running_var']) {
       const ours = await model.buffers.get(`base.0.norm.${stat}`)!.data();
       const d = maxAbsDiff(ours, fx.grad.get(`bn_after.base.0.norm.${stat}`).data);
-      assert.ok(d < 1e-5, `${stat} after the step differs by ${d}`);
+      assert.ok(d < biasedBug / 10, `${stat} after the step differs from PyTorch's by ${d} (a biased-variance update would by ${biasedBug})`);
     }
+    // every layer: the update from the step's own batch moments; deep layers normalise over few values (2 images of
+    // 2x2 at the last stage: n / (n - 1) = 8/7), so there a biased variance or another momentum is far off
+    const strides = new Set([2, 4, 8, 16, 32].map((s) => 2 * (64 / s) ** 2));
+    let previous = Infinity;
+    for (const m of moments) {
+      assert.ok(strides.has(m.count) && m.count <= previous, `${m.prefix}: normalised over ${m.count} values`);
+      previous = m.count;
+      const [mean0, var0] = before.get(m.prefix)!;
+      const mean = model.buffers.get(`${m.prefix}.norm.running_mean`)!.dataSync();
+      const variance = model.buffers.get(`${m.prefix}.norm.running_var`)!.dataSync();
+      for (let c = 0; c < mean.length; c++) {
+        const em = 0.9 * mean0[c] + 0.1 * m.mean[c];
+        const ev = 0.9 * var0[c] + 0.1 * m.biased[c] * (m.count / (m.count - 1));
+        assert.ok(Math.abs(mean[c] - em) <= 1e-6 * (1 + Math.abs(em)), `${m.prefix}.norm.running_mean[${c}] ${mean[c]} vs ${em}`);
+        assert.ok(Math.abs(variance[c] - ev) <= 1e-6 * ev, `${m.prefix}.norm.running_var[${c}] ${variance[c]} vs ${ev}`);
+      }
+    }
+    assert.equal(previous, 8, 'the last stage normalises over 2 images of 2x2');
     tf.dispose([x, labels, r.loss, r.logits, ...r.grads.values()]);
     model.dispose();
   });

@@ -43,6 +43,12 @@ function runWorker(args: string[]): { code: number | null; out: string } {
   return { code: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
+/** The launcher with `n` CPU workers, as a user starts it. */
+function runLaunch(n: number, logDir: string, args: string[]): { code: number | null; out: string } {
+  const r = spawnSync(process.execPath, [LAUNCH, '--nproc_per_node', String(n), '--log_dir', logDir, ...args], { encoding: 'utf8', timeout: 240_000 });
+  return { code: r.status, out: `${r.stdout}${r.stderr}` };
+}
+
 function weightsBin(runDir: string, epoch: string): Buffer {
   return fs.readFileSync(path.join(runDir, 'HarDNet39ds', epoch, 'weights.bin'));
 }
@@ -82,6 +88,22 @@ test('a run resumed after epoch 0 ends with the same weights as an uninterrupted
   const c = runWorker(['train', '--resume', 'auto', ...small(full)]);
   assert.equal(c.code, 0, c.out);
   assert.match(c.out, /resumed from .*HarDNet39ds\/1: epoch 1 done/);
+});
+
+test('2 workers under the launcher: a run resumed after epoch 0 ends with the same weights as an uninterrupted run, bit for bit', () => {
+  const full = path.join(tmp, 'full2');
+  const a = runLaunch(2, path.join(tmp, 'log-full2'), ['train', ...small(full, ['validate=False'])]);
+  assert.equal(a.code, 0, a.out);
+  const resumed = path.join(tmp, 'resumed2');
+  const b = runLaunch(2, path.join(tmp, 'log-resumed2'), ['train', ...small(resumed, ['validate=False', `checkpoints=${path.join(full, 'HarDNet39ds', '0')}`, 'last_epoch=0'])]);
+  assert.equal(b.code, 0, b.out);
+  for (const r of [0, 1]) {
+    const log = fs.readFileSync(path.join(tmp, 'log-resumed2', `workerlog.${r}`), 'utf8');
+    assert.match(log, /resumed from .*HarDNet39ds\/0: epoch 0 done, iteration 3/, `rank ${r}`);
+    assert.doesNotMatch(log, /epoch:0  , train step/, `rank ${r} starts at epoch 1`);
+  }
+  assert.ok(weightsBin(full, '1').equals(weightsBin(resumed, '1')), 'final weights differ');
+  assert.ok(!weightsBin(full, '0').equals(weightsBin(full, '1')), 'the second epoch changed nothing');
 });
 
 test('two fresh runs with the default seed end with the same weights, bit for bit', () => {
@@ -135,26 +157,50 @@ test('a checkpoint save killed by SIGKILL leaves the previous checkpoint intact 
   assert.match(check.stdout, /checkpoint ok: epoch \d+/);
 });
 
-test('Ctrl-C stops a single worker after its step even when no step does I/O (decode cache warm)', async () => {
-  const logDir = path.join(tmp, 'log-ctrlc');
-  const out = path.join(tmp, 'ctrlc');
-  // 96 images in 3 steps per epoch: from epoch 1 on every image comes from the decode cache and a step awaits nothing
-  // but settled promises, so only the loop's explicit turn of the event loop lets the SIGINT handler run
-  const args = ['--nproc_per_node', '1', '--log_dir', logDir, 'train', ...small(out, ['epochs=100000', 'validate=False', 'save_interval=100000'])];
+/**
+ * Train on `n` workers under the launcher until every worker logs a step of `epoch`, then Ctrl-C the launcher.
+ * Returns its exit code and the workers' logs.
+ */
+async function interruptAtEpoch(n: number, name: string, epoch: number): Promise<{ code: number | null; logs: string[] }> {
+  const logDir = path.join(tmp, `log-${name}`);
+  const args = ['--nproc_per_node', String(n), '--log_dir', logDir, 'train', ...small(path.join(tmp, name), ['epochs=100000', 'validate=False', 'save_interval=100000'])];
   const child = spawn(process.execPath, [LAUNCH, ...args], { stdio: 'ignore' });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const log0 = path.join(logDir, 'workerlog.0');
+  const files = Array.from({ length: n }, (_, r) => path.join(logDir, `workerlog.${r}`));
+  const reached = new RegExp(`epoch:${epoch} +, train step:`);
   const deadline = Date.now() + 120_000;
-  while (!(fs.existsSync(log0) && /epoch:3  , train step:/.test(fs.readFileSync(log0, 'utf8')))) {
-    assert.ok(Date.now() < deadline, 'the worker never reached epoch 3');
+  while (!files.every((f) => fs.existsSync(f) && reached.test(fs.readFileSync(f, 'utf8')))) {
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      assert.fail(`the workers never reached epoch ${epoch}`);
+    }
     await new Promise((r) => setTimeout(r, 200));
   }
   child.kill('SIGINT');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  // generous: the stop waits for the step in flight; a launcher that ignores Ctrl-C never exits
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   const code = await exited;
   clearTimeout(timer);
-  const log = fs.readFileSync(log0, 'utf8');
-  assert.equal(code, 130, `the launcher did not stop within 30 s of SIGINT (exit ${code}); workerlog.0 ends:\n${log.slice(-600)}`);
+  return { code, logs: files.map((f) => fs.readFileSync(f, 'utf8')) };
+}
+
+test('Ctrl-C stops a single worker after its step even when no step does I/O (decode cache warm)', async () => {
+  // 96 images in 3 steps per epoch: from epoch 1 on every image comes from the decode cache and a step awaits nothing
+  // but settled promises, so only the loop's explicit turn of the event loop lets the SIGINT handler run
+  const { code, logs: [log] } = await interruptAtEpoch(1, 'ctrlc', 3);
+  assert.equal(code, 130, `the launcher did not stop within 60 s of SIGINT (exit ${code}); workerlog.0 ends:\n${log.slice(-600)}`);
   assert.match(log, /SIGINT received: stopping after this step/);
   assert.match(log, /stopped on request in epoch \d+ after iteration \d+/);
+});
+
+test('Ctrl-C with 2 workers under the launcher: both stop after the same step and the launcher exits 130', async () => {
+  const { code, logs } = await interruptAtEpoch(2, 'ctrlc2', 1);
+  assert.equal(code, 130, `the launcher did not stop within 60 s of SIGINT (exit ${code}); workerlog.0 ends:\n${logs[0].slice(-600)}`);
+  const stops = logs.map((t, r) => {
+    assert.match(t, /SIGINT received: stopping after this step/, `rank ${r}`);
+    const m = /stopped on request in epoch (\d+) after iteration (\d+)/.exec(t);
+    assert.ok(m, `rank ${r} did not stop cleanly:\n${t.slice(-600)}`);
+    return m![0];
+  });
+  assert.equal(stops[0], stops[1], 'the two workers stopped after different steps');
 });

@@ -1,7 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
-import { HarDNet, BN_MOMENTUM, type BatchStats } from '../worker/model/hardnet.js';
+import { HarDNet, type BatchStats } from '../worker/model/hardnet.js';
 import { computeGradients } from '../worker/train/step.js';
 import { GradientBuffer } from '../worker/train/grads.js';
 import { Momentum } from '../worker/optim/momentum.js';
@@ -149,6 +149,9 @@ test('a gradient buffer kept in the optimizer\'s memory is read in place and giv
   tf.dispose([...p1.values(), ...p2.values()]);
 });
 
+/** PyTorch's nn.BatchNorm2d default, which the official HarDNet keeps; written here, not taken from the model */
+const TORCH_BN_MOMENTUM = 0.1;
+
 test('the BN running-statistics update equals the tfjs ops it replaced, bit for bit', async () => {
   const model = new HarDNet('HarDNet39ds', 10, 0);
   const x = tf.randomNormal([3, 32, 32, 3], 0, 1, 'float32', 7) as tf.Tensor4D;
@@ -161,8 +164,8 @@ test('the BN running-statistics update equals the tfjs ops it replaced, bit for 
       const variance = model.buffers.get(`${s.prefix}.norm.running_var`)!;
       const unbiased = tf.mul(s.variance, s.count / Math.max(s.count - 1, 1));
       return [
-        Array.from(tf.add(tf.mul(mean, 1 - BN_MOMENTUM), tf.mul(s.mean, BN_MOMENTUM)).dataSync()),
-        Array.from(tf.add(tf.mul(variance, 1 - BN_MOMENTUM), tf.mul(unbiased, BN_MOMENTUM)).dataSync()),
+        Array.from(tf.add(tf.mul(mean, 1 - TORCH_BN_MOMENTUM), tf.mul(s.mean, TORCH_BN_MOMENTUM)).dataSync()),
+        Array.from(tf.add(tf.mul(variance, 1 - TORCH_BN_MOMENTUM), tf.mul(unbiased, TORCH_BN_MOMENTUM)).dataSync()),
       ];
     }));
     const prefixes = stats.map((s) => s.prefix);
@@ -192,7 +195,7 @@ test('bn_virtual_batch_size: ghost batch norm over groups gives, per group, what
   assert.equal(statsGhost.length, 2 * statsA.length, 'one moments entry per group and layer');
   // the running mean moves towards the mean of the two groups' batch means
   const prefix = statsA[0].prefix;
-  const expected = Array.from(tf.mul(tf.add(statsA[0].mean, statsB[0].mean), 0.5 * BN_MOMENTUM).dataSync());
+  const expected = Array.from(tf.mul(tf.add(statsA[0].mean, statsB[0].mean), 0.5 * TORCH_BN_MOMENTUM).dataSync());
   model.updateBatchNormStats(statsGhost);
   const got = Array.from(model.buffers.get(`${prefix}.norm.running_mean`)!.dataSync());
   got.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6, `running_mean[${i}] ${v} vs ${expected[i]}`));
