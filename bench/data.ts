@@ -61,7 +61,7 @@ async function breakdown(image: string, n: number): Promise<Record<string, numbe
     'decode whole image': () => sharp(input).raw().toBuffer(),
     'decode + crop (the fused path\'s sharp part)': (i) => sharp(input, { autoOrient: true, failOn: 'truncated' }).extract(boxes[i]).removeAlpha().toColourspace('srgb').raw().toBuffer(),
     'decode + crop + resize 224 (sharp)': (i) => sharp(input, { autoOrient: true, failOn: 'truncated' }).extract(boxes[i]).resize(224, 224, { fit: 'fill', kernel: 'linear' }).removeAlpha().toColourspace('srgb').raw().toBuffer(),
-    'resample + flip + normalise of a crop (wasm)': (i) => { const b = boxes[i % 64]; resampleNormalize(crops[i % 64], b.width, b.height, 224, 224, (i & 1) === 1, luts, dest); },
+    'resample + flip + normalise of a crop (wasm)': (i) => { const b = boxes[i % 64]; resampleNormalize(crops[i % 64], b.width, b.height, 224, 224, i & 1 ? 1 : undefined, luts, dest); },
     'whole transform, fused (default)': (i) => fn({ path: image, buffer: input }, i, dest),
     'whole transform, sharp resize (--no-fused)': (i) => plain({ path: image, buffer: input }, i, dest),
   };

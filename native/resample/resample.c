@@ -1,7 +1,6 @@
 /*
  * The train transforms' crop resample, flip and normalisation in one pass (WebAssembly SIMD): an RGB uint8 crop
- * of sw x sh pixels becomes ow x oh float32 HWC values out = lut[c][round(resampled)], mirrored left-right when
- * asked, written where the caller says (worker/data/resample.ts copies them into the batch).
+ * of sw x sh pixels becomes ow x oh float32 HWC values out = lut[c][round(resampled)], mirrored when asked, written where the caller says (worker/data/resample.ts copies them into the batch).
  *
  * The kernel is libvips' `linear` one as sharp's resize(..., {kernel: 'linear'}) runs it: per axis a triangle of
  * half-width max(1, in/out) centred on (o + 0.5) * in/out - 0.5, normalised to sum 1, edge pixels repeated. When
@@ -72,7 +71,7 @@ static inline v128_t pair(int16_t a, int16_t b) { return wasm_i32x4_splat((int32
 
 /*
  * src: sw*sh*3 bytes; lut: 3*256 floats (per channel); dst: ow*oh*3 floats; scratch: scratch_bytes() bytes.
- * flip != 0 mirrors left-right.
+ * flip: bit 0 mirrors left-right, bit 1 top-bottom (cv2.flip codes 1, 0, -1 are 1, 2, 3).
  */
 void resample_rgb(const uint8_t *src, int sw, int sh, float *dst, int ow, int oh, int flip, const float *lut, uint8_t *scratch) {
   const int kx = taps_k(sw, ow), ky = taps_k(sh, oh);
@@ -139,9 +138,9 @@ void resample_rgb(const uint8_t *src, int sw, int sh, float *dst, int ow, int oh
       }
     }
     /* horizontal pass: per pixel, per pair of taps, (R0 R1 G0 G1 B0 B1 . .) . (w0 w1 w0 w1 w0 w1 0 0) */
-    float *out = dst + (long)y * ow * 3;
+    float *out = dst + (long)(flip & 2 ? oh - 1 - y : y) * ow * 3;
     int step = 3, o0 = 0;
-    if (flip) {
+    if (flip & 1) {
       step = -3;
       o0 = (ow - 1) * 3;
     }

@@ -32,12 +32,22 @@ function kernel(): ResampleExports {
 
 const align = (n: number) => Math.ceil(n / 64) * 64;
 
+/** cv2.flip's code (1 left-right, 0 top-bottom, -1 both) as the kernel's bits */
+function flipBits(code: number | undefined): number {
+  if (code === undefined) return 0;
+  if (code === 1) return 1;
+  if (code === 0) return 2;
+  if (code === -1) return 3;
+  throw new RangeError(`resampleNormalize: flip code ${code} is not 1, 0 or -1`);
+}
+
 /**
- * Resample an RGB uint8 HWC crop (sw x sh) to ow x oh, mirror it left-right when `flip`, and write
+ * Resample an RGB uint8 HWC crop (sw x sh) to ow x oh, mirror it as cv2.flip(img, flip) would (none when undefined),
+ * and write
  * luts[c][round(value)] (per-channel 256-entry tables, as NormalizeImage builds them) into `dest` (ow*oh*3 floats, HWC).
  */
 export function resampleNormalize(
-  src: Uint8Array, sw: number, sh: number, ow: number, oh: number, flip: boolean, luts: Float32Array, dest: Float32Array,
+  src: Uint8Array, sw: number, sh: number, ow: number, oh: number, flip: number | undefined, luts: Float32Array, dest: Float32Array,
 ): void {
   if (src.length !== sw * sh * 3) throw new RangeError(`resampleNormalize: ${src.length} bytes is not ${sw}x${sh}x3`);
   if (dest.length !== ow * oh * 3) throw new RangeError(`resampleNormalize: destination of ${dest.length} floats for ${ow}x${oh}x3`);
@@ -53,6 +63,6 @@ export function resampleNormalize(
   const buf = k.memory.buffer;
   new Float32Array(buf, lutAt, 768).set(luts);
   new Uint8Array(buf, srcAt, src.length).set(src);
-  k.resample_rgb(srcAt, sw, sh, dstAt, ow, oh, flip ? 1 : 0, lutAt, scratchAt);
+  k.resample_rgb(srcAt, sw, sh, dstAt, ow, oh, flipBits(flip), lutAt, scratchAt);
   dest.set(new Float32Array(buf, dstAt, dest.length));
 }

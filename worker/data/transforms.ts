@@ -253,11 +253,11 @@ function normalizeStep(p: Record<string, unknown>, writesOutput: boolean, fused:
     // writing straight into the batch buffer saves a 600 KB allocation per 224x224 image, whose first-touch
     // page faults cost more than the normalization itself
     const out = writesOutput && !chw && ctx.dest && ctx.dest.length === n * 3 ? ctx.dest : new Float32Array(n * 3);
-    if (fused && !chw && img.kind === 'pending' && img.resize?.fusable && !img.post && (img.flip === undefined || img.flip === 1)) {
+    if (fused && !chw && img.kind === 'pending' && img.resize?.fusable && !img.post) {
       // sharp decodes and crops; resize + flip + this normalisation are one pass into `out`
       const { width, height, fromWidth, fromHeight } = img.resize;
       const crop = await decodeWithSharp({ ...img, resize: undefined, flip: undefined, width: fromWidth, height: fromHeight });
-      resampleNormalize(crop.data, crop.width, crop.height, width, height, img.flip === 1, lutsFlat, out);
+      resampleNormalize(crop.data, crop.width, crop.height, width, height, img.flip, lutsFlat, out);
       return { kind: 'float', data: out, width, height, channels: 3, layout: 'HWC' };
     }
     const raw = await toRaw(img, 'NormalizeImage');
