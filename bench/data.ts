@@ -6,7 +6,8 @@
  *
  *   npm run bench:data [-- --image F.jpg --n 1024 --repeats 3 --batch 64 --json]
  *   npm run bench:data -- --in-flight 2,4,8   one run per value: that many images in flight (like as many
- *                                             DataLoader workers) on as many libuv threads
+ *                                             DataLoader workers) on as many libuv threads (UV_THREADPOOL_SIZE,
+ *                                             unless set)
  *   npm run bench:data -- --no-fused          resize with sharp instead of the fused resample pass
  *   npm run bench:data -- --breakdown         serial CPU-ms per image of each stage (read, decode+crop, resize...)
  *
@@ -37,6 +38,21 @@ const DEFAULT_IMAGE = path.resolve(here, '../../test/fixtures/images/photo_500x3
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
+}
+
+/**
+ * CPU time of this process's main thread (the one JavaScript, the wasm resample and sharp's option parsing run on),
+ * in ms, from /proc (Linux; NaN elsewhere). Its share per image bounds one process's rate however many cores
+ * libuv's threads get: images/s <= 1000 / main-thread ms per image.
+ */
+function mainThreadCpuMs(): number {
+  try {
+    const stat = fs.readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime in clock ticks of 10 ms (USER_HZ 100)
+  } catch {
+    return NaN;
+  }
 }
 
 function median(xs: number[]): number {
@@ -106,6 +122,7 @@ async function run(): Promise<void> {
     }
     const rates: number[] = [];
     const cpuMsPerImage: number[] = [];
+    const mainMsPerImage: number[] = [];
     const loader = new DataLoader({
       samples, transforms: buildTransforms(TRAIN_TRANSFORMS, { seed: 1, channelsLast: true, fusedResample: fused }),
       batchSize: batch, shuffle: true, dropLast: false, seed: 1, concurrency: inFlight ? Number(inFlight) : undefined,
@@ -115,6 +132,7 @@ async function run(): Promise<void> {
       loader.setEpoch(r);
       const t0 = performance.now();
       const c0 = process.cpuUsage();
+      const m0 = mainThreadCpuMs();
       let n = 0;
       for await (const b of loader) {
         n += b.shape[0];
@@ -123,10 +141,12 @@ async function run(): Promise<void> {
       const rate = n / ((performance.now() - t0) / 1000);
       const cpu = process.cpuUsage(c0);
       const cpuMs = (cpu.user + cpu.system) / 1000 / n;
+      const mainMs = (mainThreadCpuMs() - m0) / n;
       if (r === 0) continue;
       rates.push(rate);
       cpuMsPerImage.push(cpuMs);
-      if (!json) console.log(`repeat ${r}: ${rate.toFixed(1)} images/s, ${cpuMs.toFixed(2)} CPU-ms/image`);
+      mainMsPerImage.push(mainMs);
+      if (!json) console.log(`repeat ${r}: ${rate.toFixed(1)} images/s, ${cpuMs.toFixed(2)} CPU-ms/image (main thread ${mainMs.toFixed(2)})`);
     }
     const { size } = fs.statSync(image);
     const result = {
@@ -145,12 +165,14 @@ async function run(): Promise<void> {
       images_per_s: rates.map((x) => Number(x.toFixed(1))),
       // CPU time of this process (all threads) per image
       cpu_ms_per_image_median: Number(median(cpuMsPerImage).toFixed(2)),
+      main_thread_cpu_ms_per_image_median: Number(median(mainMsPerImage).toFixed(2)),
       load_average: Number(os.loadavg()[0].toFixed(1)),
     };
     if (json) console.log(JSON.stringify(result));
     else {
       console.log(
-        `median ${result.images_per_s_median} images/s (${result.cpu_ms_per_image_median} CPU-ms/image; ${inFlight || 'default'} in flight, ` +
+        `median ${result.images_per_s_median} images/s (${result.cpu_ms_per_image_median} CPU-ms/image, main thread ` +
+          `${result.main_thread_cpu_ms_per_image_median}; ${inFlight || 'default'} in flight, ` +
           `UV_THREADPOOL_SIZE ${result.uv_threadpool_size}, ${fused ? 'fused resample' : 'sharp resize'}) on ${result.cpus} CPUs, load average ${result.load_average}`,
       );
     }
@@ -160,20 +182,17 @@ async function run(): Promise<void> {
 }
 
 const flights = arg('in-flight', '').split(',').filter((s) => s !== '');
-if (flights.length > 1) {
-  // one process per value: libuv's pool size is read once, when the pool first starts
+if (flights.length > 1 || (flights.length === 1 && process.env.UV_THREADPOOL_SIZE === undefined)) {
+  // one process per value: libuv's pool size is read once, when the pool first starts (already done by the time
+  // this line runs), so each value runs in a child started with UV_THREADPOOL_SIZE = that many images in flight
   for (const f of flights) {
     const args = process.argv.slice(2);
     args[args.indexOf('--in-flight') + 1] = f;
     const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...args], {
-      stdio: 'inherit', env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(Math.max(4, Number(f))) },
+      stdio: 'inherit', env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? f },
     });
     if (r.status !== 0) process.exit(r.status ?? 1);
   }
 } else {
-  if (flights.length === 1 && process.env.UV_THREADPOOL_SIZE === undefined) {
-    // before the first use of the pool (nothing above has queued work on it yet)
-    process.env.UV_THREADPOOL_SIZE = String(Math.max(4, Number(flights[0])));
-  }
   await run();
 }

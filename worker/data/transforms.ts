@@ -7,11 +7,16 @@
  *
  * Speed: DecodeImage does not decode at once; it reads the header (size, EXIF orientation) and leaves the
  * image "pending". The geometric ops that follow (RandCropImage, ResizeImage, CropImage) are folded into that
- * one sharp pipeline (extract -> resize -> extract), so a train sample costs one decode+crop+resize on
- * libuv's thread pool instead of several buffer round trips. Any other op first materializes RGB uint8.
+ * one sharp pipeline (extract -> resize -> extract), so a sample costs one decode+crop+resize on libuv's thread
+ * pool instead of several buffer round trips. Any other op first materializes RGB uint8. The train list
+ * (RandCropImage, RandFlipImage, NormalizeImage) goes further: RandFlipImage only records the flip, sharp decodes
+ * and crops, and NormalizeImage resizes, flips and normalises in one WebAssembly pass straight into the batch
+ * (resample.ts): libvips' resize of a random crop to 224 cost more CPU than decoding it (docs/bench_data.md).
  *
  * Interpolation: OpenCV's INTER_LINEAR there, libvips' linear kernel here; on downscaling libvips also
  * anti-aliases, so pixel values agree within interpolation tolerance, while crop boxes and sizes are exact.
+ * Enlarging, the fused train path is INTER_LINEAR itself (to rounding); libvips' affine, which the other lists
+ * use when they enlarge, samples half an output pixel off half-pixel centres (libvips 8.18, see data_fastpath.test).
  */
 import { headerImageSize } from './header.js';
 import * as fs from 'node:fs/promises';
@@ -43,9 +48,10 @@ export interface TransformOutput {
 export interface BuildOptions {
   seed?: number;
   /**
-   * RandCropImage/ResizeImage followed by [RandFlipImage,] NormalizeImage: sharp only decodes and crops, and the
-   * resize, flip and normalisation run as one WebAssembly SIMD pass into the output (resample.ts). Default true;
-   * false resizes with sharp (libvips) as every other list does. The two agree within a fraction of a grey level.
+   * RandCropImage followed by [RandFlipImage,] NormalizeImage (HWC): sharp only decodes and crops, and the resize,
+   * flip and normalisation run as one WebAssembly SIMD pass into the output (resample.ts). Default true; false
+   * resizes with sharp (libvips) as every other list does. Shrinking, the two agree to rounding; enlarging, this
+   * one is OpenCV's INTER_LINEAR (half-pixel centres) while libvips' affine samples half an output pixel off.
    */
   fusedResample?: boolean;
   /**
