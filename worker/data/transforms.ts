@@ -7,11 +7,16 @@
  *
  * Speed: DecodeImage does not decode at once; it reads the header (size, EXIF orientation) and leaves the
  * image "pending". The geometric ops that follow (RandCropImage, ResizeImage, CropImage) are folded into that
- * one sharp pipeline (extract -> resize -> extract), so a train sample costs one decode+crop+resize on
- * libuv's thread pool instead of several buffer round trips. Any other op first materializes RGB uint8.
+ * one sharp pipeline (extract -> resize -> extract), so a sample costs one decode+crop+resize on libuv's thread
+ * pool instead of several buffer round trips. Any other op first materializes RGB uint8. The train list
+ * (RandCropImage, RandFlipImage, NormalizeImage) goes further: RandFlipImage only records the flip, sharp decodes
+ * and crops, and NormalizeImage resizes, flips and normalises in one WebAssembly pass straight into the batch
+ * (resample.ts): libvips' resize of a random crop to 224 cost more CPU than decoding it (docs/bench_data.md).
  *
  * Interpolation: OpenCV's INTER_LINEAR there, libvips' linear kernel here; on downscaling libvips also
  * anti-aliases, so pixel values agree within interpolation tolerance, while crop boxes and sizes are exact.
+ * Enlarging, the fused train path is INTER_LINEAR itself (to rounding); libvips' affine, which the other lists
+ * use when they enlarge, samples half an output pixel off half-pixel centres (libvips 8.18, see data_fastpath.test).
  */
 import { headerImageSize } from './header.js';
 import * as fs from 'node:fs/promises';
@@ -20,6 +25,7 @@ import { Mulberry32, mixSeed, type Rng } from '../../shared/rng.js';
 import { autoAugmentImageNet } from './autoaugment.js';
 import type { ImageCache } from './decode_cache.js';
 import { chwToHwc, flipRaw, hwcToChw, rawToFloat, type FloatImage, type RawImage } from './image.js';
+import { resampleNormalize } from './resample.js';
 
 /** One entry of a config's transforms list: `{OpName: params|null}`. */
 export type PaddleTransformOp = Record<string, Record<string, unknown> | null | undefined>;
@@ -41,6 +47,13 @@ export interface TransformOutput {
 
 export interface BuildOptions {
   seed?: number;
+  /**
+   * RandCropImage followed by [RandFlipImage,] NormalizeImage (HWC): sharp only decodes and crops, and the resize,
+   * flip and normalisation run as one WebAssembly SIMD pass into the output (resample.ts). Default true; false
+   * resizes with sharp (libvips) as every other list does. Shrinking, the two agree to rounding; enlarging, this
+   * one is OpenCV's INTER_LINEAR (half-pixel centres) while libvips' affine samples half an output pixel off.
+   */
+  fusedResample?: boolean;
   /**
    * The model consumes NHWC: with channelsLast, ToCHWImage is a no-op and the output stays HWC (saves a
    * transpose there and back). Default false: the output is exactly what the list says.
@@ -75,8 +88,11 @@ interface PendingImage {
   width: number;
   height: number;
   pre?: Region;
-  resize?: { width: number; height: number };
+  /** fusable: made by RandCropImage, so NormalizeImage may resample it itself (never part of a cached head) */
+  resize?: { width: number; height: number; fromWidth: number; fromHeight: number; fusable: boolean };
   post?: Region;
+  /** cv2.flip code applied last (RandFlipImage), or none */
+  flip?: number;
 }
 
 type Img = PendingImage | RawImage | FloatImage;
@@ -99,6 +115,12 @@ async function decodePending(input: Buffer, file: string): Promise<PendingImage>
 }
 
 async function materialize(img: PendingImage): Promise<RawImage> {
+  const raw = await decodeWithSharp(img);
+  return img.flip === undefined ? raw : flipRaw(raw, img.flip);
+}
+
+/** The one sharp pipeline per image: decode, crop, resize, crop (each where asked), RGB uint8 out. */
+async function decodeWithSharp(img: PendingImage): Promise<RawImage> {
   // failOn 'truncated' rejects truncated/corrupt files (the loader then substitutes a sample) while still
   // accepting files with harmless warnings such as extraneous bytes after the JPEG end marker
   let s = sharp(img.input, { autoOrient: true, failOn: 'truncated' });
@@ -129,7 +151,7 @@ async function extract(img: Img, r: Region, op: string): Promise<Img> {
       `${op}: crop ${r.width}x${r.height}+${r.left}+${r.top} does not fit the ${img.width}x${img.height} image`,
     );
   }
-  if (img.kind === 'pending') {
+  if (img.kind === 'pending' && img.flip === undefined) {
     if (!img.pre && !img.resize) return { ...img, pre: r, width: r.width, height: r.height };
     if (img.resize && !img.post) return { ...img, post: r, width: r.width, height: r.height };
   }
@@ -142,8 +164,10 @@ async function extract(img: Img, r: Region, op: string): Promise<Img> {
   return { kind: 'raw', data: out, width: r.width, height: r.height };
 }
 
-async function resize(img: Img, width: number, height: number, op: string): Promise<Img> {
-  if (img.kind === 'pending' && !img.resize && !img.post) return { ...img, resize: { width, height }, width, height };
+async function resize(img: Img, width: number, height: number, op: string, fusable = false): Promise<Img> {
+  if (img.kind === 'pending' && !img.resize && !img.post && img.flip === undefined) {
+    return { ...img, resize: { width, height, fromWidth: img.width, fromHeight: img.height, fusable }, width, height };
+  }
   const raw = await toRaw(img, op);
   const data = await sharp(raw.data, { raw: { width: raw.width, height: raw.height, channels: 3 } })
     .resize(width, height, { fit: 'fill', kernel: 'linear' })
@@ -220,21 +244,29 @@ interface StepContext {
 type Step = (img: Img, ctx: StepContext) => Promise<Img> | Img;
 
 /** NormalizeImage via per-channel 256-entry LUTs of float32((v * scale - mean) / std): exact and fast. */
-function normalizeStep(p: Record<string, unknown>, writesOutput: boolean): Step {
+function normalizeStep(p: Record<string, unknown>, writesOutput: boolean, fused: boolean): Step {
   const scale = parseScale(p.scale ?? 1 / 255);
   const mean = numberList(p.mean ?? [0.485, 0.456, 0.406], 3, 'NormalizeImage', 'mean');
   const std = numberList(p.std ?? [0.229, 0.224, 0.225], 3, 'NormalizeImage', 'std');
   std.forEach((s, i) => {
     if (s === 0) throw new TransformError(`NormalizeImage.std[${i}] is 0`);
   });
-  const luts = [0, 1, 2].map((c) => Float32Array.from({ length: 256 }, (_, v) => (v * scale - mean[c]) / std[c]));
+  const lutsFlat = Float32Array.from({ length: 768 }, (_, i) => (((i & 255) * scale - mean[i >> 8]) / std[i >> 8]));
+  const luts = [0, 1, 2].map((c) => lutsFlat.subarray(c * 256, c * 256 + 256));
   const chw = p.order === 'chw';
   return async (img, ctx) => {
-    const raw = await toRaw(img, 'NormalizeImage');
-    const n = raw.width * raw.height;
+    const n = img.width * img.height;
     // writing straight into the batch buffer saves a 600 KB allocation per 224x224 image, whose first-touch
     // page faults cost more than the normalization itself
     const out = writesOutput && !chw && ctx.dest && ctx.dest.length === n * 3 ? ctx.dest : new Float32Array(n * 3);
+    if (fused && !chw && img.kind === 'pending' && img.resize?.fusable && !img.post) {
+      // sharp decodes and crops; resize + flip + this normalisation are one pass into `out`
+      const { width, height, fromWidth, fromHeight } = img.resize;
+      const crop = await decodeWithSharp({ ...img, resize: undefined, flip: undefined, width: fromWidth, height: fromHeight });
+      resampleNormalize(crop.data, crop.width, crop.height, width, height, img.flip, lutsFlat, out);
+      return { kind: 'float', data: out, width, height, channels: 3, layout: 'HWC' };
+    }
+    const raw = await toRaw(img, 'NormalizeImage');
     const d = raw.data;
     const [l0, l1, l2] = luts;
     if (chw) {
@@ -303,13 +335,18 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
       return async (img, { rng }) => {
         const box = randCropBox(img.width, img.height, scale, ratio, rng);
         const cropped = await extract(img, box, name);
-        return resize(cropped, sw, sh, name);
+        return resize(cropped, sw, sh, name, true);
       };
     }
     case 'RandFlipImage': {
       const code = Number(params.flip_code ?? 1);
       if (![1, 0, -1].includes(code)) throw new TransformError(`RandFlipImage.flip_code must be 1, 0 or -1, got ${params.flip_code}`);
-      return async (img, { rng }) => (rng.randint(0, 1) === 1 ? flipRaw(await toRaw(img, name), code) : img);
+      return async (img, { rng }) => {
+        if (rng.randint(0, 1) !== 1) return img;
+        // on a pending image the flip is recorded and done by whoever produces the pixels
+        if (img.kind === 'pending' && img.flip === undefined) return { ...img, flip: code };
+        return flipRaw(await toRaw(img, name), code);
+      };
     }
     case 'ResizeImage': {
       if (params.resize_short !== undefined && params.resize_short !== null) {
@@ -328,7 +365,7 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
       return (img) => extract(img, { left: Math.floor((img.width - w) / 2), top: Math.floor((img.height - h) / 2), width: w, height: h }, name);
     }
     case 'NormalizeImage':
-      return normalizeStep(params, writesOutput);
+      return normalizeStep(params, writesOutput, opts.fusedResample ?? true);
     case 'ToCHWImage':
       return async (img) => {
         const f = img.kind === 'float' ? img : rawToFloat(await toRaw(img, name));
