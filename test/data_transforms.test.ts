@@ -1,4 +1,5 @@
 import { test, before, after } from 'node:test';
+import { cvBilinear as cvBilinearPixels } from './helpers/cv_bilinear.js';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -103,21 +104,7 @@ test('ResizeImage resize_short rounds half to even like Python', async () => {
 
 /** cv2.resize INTER_LINEAR (half-pixel centres, no antialiasing), the reference for pixel values */
 function cvBilinear(src: TransformOutput, ow: number, oh: number): Float32Array {
-  const [h, w] = src.shape;
-  const out = new Float32Array(ow * oh * 3);
-  for (let y = 0; y < oh; y++) {
-    const sy = Math.min(Math.max((y + 0.5) * (h / oh) - 0.5, 0), h - 1);
-    const y0 = Math.floor(sy), y1 = Math.min(h - 1, y0 + 1), fy = sy - y0;
-    for (let x = 0; x < ow; x++) {
-      const sx = Math.min(Math.max((x + 0.5) * (w / ow) - 0.5, 0), w - 1);
-      const x0 = Math.floor(sx), x1 = Math.min(w - 1, x0 + 1), fx = sx - x0;
-      for (let c = 0; c < 3; c++) {
-        const v = (i: number, j: number) => src.data[(i * w + j) * 3 + c];
-        out[(y * ow + x) * 3 + c] = (v(y0, x0) * (1 - fx) + v(y0, x1) * fx) * (1 - fy) + (v(y1, x0) * (1 - fx) + v(y1, x1) * fx) * fy;
-      }
-    }
-  }
-  return out;
+  return cvBilinearPixels(src.data, src.shape[1], src.shape[0], ow, oh);
 }
 
 test('resized pixels agree with OpenCV bilinear within interpolation tolerance', async () => {
