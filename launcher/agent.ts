@@ -10,6 +10,7 @@ import { WorkerOutput, tailLines, writeEndpointsLog, type LogDir } from './logs.
 import { workerProcessEnv, type Plan } from './plan.js';
 import { shmJobDir } from '../shared/env.js';
 import { Attempt } from './supervise.js';
+import { UsageError } from '../shared/errors.js';
 import * as os from 'node:os';
 
 export interface JobOptions {
@@ -31,6 +32,8 @@ export interface JobOptions {
 /** The fd on which every worker reads the secret (see HARDNET_SECRET_FD in shared/env.ts). */
 const SECRET_FD = 3;
 const TAIL_LINES = 40;
+/** what a worker exits with on a usage or config error (shared/errors.ts) */
+const USAGE_EXIT_CODE = new UsageError('').exitCode;
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
@@ -162,9 +165,12 @@ export async function runAgent(o: JobOptions): Promise<RunResult> {
       if (end.state === 'STOPPED') {
         return { state: end.state, exitCode: 128 + (os.constants.signals[end.signal] ?? 0), restarts: restart, signal: end.signal };
       }
-      // FAILED: restart while restarts are left and nobody asked the job to stop
-      if (restart >= o.maxRestarts || stopSignal !== undefined) {
-        if (o.maxRestarts > 0) logger.error(`no restarts left (--max_restarts ${o.maxRestarts})`);
+      // FAILED: restart while restarts are left and nobody asked the job to stop, unless the worker said that it
+      // was started wrongly (exit 2: a usage or config error, which no restart mends)
+      const usageError = end.first.code === USAGE_EXIT_CODE && end.first.signal === null;
+      if (restart >= o.maxRestarts || stopSignal !== undefined || usageError) {
+        if (usageError && restart < o.maxRestarts) logger.error(`rank ${end.first.rank} exited ${USAGE_EXIT_CODE}, a usage or config error: not restarted`);
+        else if (o.maxRestarts > 0) logger.error(`no restarts left (--max_restarts ${o.maxRestarts})`);
         return { state: end.state, exitCode: exitCodeOf(end.first), restarts: restart, failure: end.first };
       }
     }

@@ -9,7 +9,6 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, applySpec } from '../shared/commands.js';
@@ -19,6 +18,7 @@ import type { JobSecret } from '../shared/env.js';
 import { runJob } from './agent.js';
 import { closeLogger, createLaunchLogger, openLogDir } from './logs.js';
 import { preflightJob } from './preflight.js';
+import { ShimMessageReader } from './shim_protocol.js';
 import {
   LaunchError,
   buildPlan,
@@ -30,6 +30,7 @@ import {
 } from './plan.js';
 
 const WORKER_MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url));
+const SHIM = fileURLToPath(new URL('./shim.js', import.meta.url));
 /** paddle's default start port */
 const DEFAULT_START_PORT = 6170;
 
@@ -155,28 +156,53 @@ export async function launchDistributed(
 }
 
 /**
- * Run a program with the launcher's stdio and environment and resolve with its exit code (128 + signal when
- * killed). A Ctrl-C on the terminal reaches both (same process group); the launcher waits for the program.
+ * Run one program in the foreground: the launcher's stdio and environment, under the same shim as the workers
+ * (launcher/shim.ts: its own process group, cleared the moment the launcher dies, however it dies). SIGINT,
+ * SIGTERM and SIGHUP to the launcher are passed to the program's group (a terminal's Ctrl-C reaches only the
+ * launcher, since the group is not the terminal's). Resolves with the program's exit code; when the program was
+ * killed by a signal, the launcher dies of the same signal, as the program would have run in its place.
  */
 export function runForeground(program: string, args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    const child = spawn(program, args, { stdio: 'inherit' });
-    // a terminal's Ctrl-C reaches the child itself (same process group): the launcher only reports how it ended;
-    // SIGTERM and SIGHUP are usually sent to the launcher alone, so they are passed on
-    const onInt = () => {};
-    const pass = (sig: NodeJS.Signals) => child.kill(sig);
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', pass);
-    process.on('SIGHUP', pass);
-    const done = () => {
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', pass);
-      process.off('SIGHUP', pass);
+    const shim = spawn(process.execPath, [SHIM, program, ...args], { detached: true, stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'] });
+    (shim.stdio[3] as net.Socket).on('error', () => {}).end(); // no job secret for a foreground command
+    const lifeline = shim.stdio[4] as net.Socket;
+    const reader = new ShimMessageReader();
+    let spawnError: string | undefined;
+    let status: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    lifeline.on('error', () => {});
+    lifeline.on('data', (c: Buffer) => {
+      const { messages } = reader.push(c);
+      for (const m of messages) {
+        if (m.kind === 'spawnError') spawnError = m.error;
+        else if (m.kind === 'exited') status = { code: m.code, signal: m.signal };
+      }
+    });
+    const pass = (sig: NodeJS.Signals) => {
+      try {
+        process.kill(-shim.pid!, sig);
+      } catch {
+        /* the group is gone already */
+      }
     };
-    child.once('error', (e) => { done(); reject(new LaunchError(`cannot start ${program}: ${e.message}`)); });
-    child.once('exit', (code, signal) => {
+    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+    for (const sig of signals) process.on(sig, pass);
+    const done = () => {
+      for (const sig of signals) process.off(sig, pass);
+    };
+    shim.once('error', (e) => {
       done();
-      resolve(code ?? 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0));
+      reject(new LaunchError(`cannot start ${program}: ${e.message}`));
+    });
+    shim.once('exit', (code, signal) => {
+      done();
+      if (spawnError !== undefined) return reject(new LaunchError(`cannot start ${spawnError}`));
+      const end = status ?? { code, signal };
+      if (end.signal) {
+        process.kill(process.pid, end.signal); // the handlers are off: the launcher ends by that signal
+        return;
+      }
+      resolve(end.code ?? 1);
     });
   });
 }

@@ -50,19 +50,31 @@ function parseMessage(line: string): ShimMessage {
   throw new ShimProtocolError(`an unknown or malformed message (kind ${JSON.stringify(m?.kind)})`);
 }
 
-/** Splits the lifeline's byte stream into messages; chunks may cut lines anywhere. */
+/**
+ * Splits the lifeline's byte stream into messages; chunks may cut lines anywhere. A line that is not a message
+ * (a bug, or something else writing to the lifeline) ends the reading: the messages before it are returned
+ * with the error, and every later chunk is ignored.
+ */
 export class ShimMessageReader {
   private buffered = '';
+  private failed: ShimProtocolError | undefined;
 
-  push(chunk: Buffer | string): ShimMessage[] {
+  push(chunk: Buffer | string): { messages: ShimMessage[]; error?: ShimProtocolError } {
+    const messages: ShimMessage[] = [];
+    if (this.failed) return { messages };
     this.buffered += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
-    const out: ShimMessage[] = [];
-    let nl: number;
-    while ((nl = this.buffered.indexOf('\n')) >= 0) {
-      out.push(parseMessage(this.buffered.slice(0, nl)));
-      this.buffered = this.buffered.slice(nl + 1);
+    try {
+      let nl: number;
+      while ((nl = this.buffered.indexOf('\n')) >= 0) {
+        messages.push(parseMessage(this.buffered.slice(0, nl)));
+        this.buffered = this.buffered.slice(nl + 1);
+      }
+      if (this.buffered.length > MAX_LINE_BYTES) throw new ShimProtocolError(`a line over ${MAX_LINE_BYTES} bytes`);
+    } catch (e) {
+      this.failed = e as ShimProtocolError;
+      this.buffered = '';
+      return { messages, error: this.failed };
     }
-    if (this.buffered.length > MAX_LINE_BYTES) throw new ShimProtocolError(`a line over ${MAX_LINE_BYTES} bytes`);
-    return out;
+    return { messages };
   }
 }

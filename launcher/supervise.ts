@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { WorkerExit } from './failure.js';
 import { failed } from './failure.js';
 import type { WorkerOutput } from './logs.js';
-import { ShimMessageReader, type ShimMessage } from './shim_protocol.js';
+import { ShimMessageReader } from './shim_protocol.js';
 
 const SHIM = fileURLToPath(new URL('./shim.js', import.meta.url));
 
@@ -56,19 +56,14 @@ export class RunningWorker {
     const reader = new ShimMessageReader();
     lifeline.on('error', () => {});
     lifeline.on('data', (c: Buffer) => {
-      let messages: ShimMessage[];
-      try {
-        messages = reader.push(c);
-      } catch {
-        // not our shim speaking (the worker wrote to fd 4): how the worker ends still comes from the shim's exit
-        lifeline.removeAllListeners('data');
-        return;
-      }
+      const { messages, error } = reader.push(c);
       for (const msg of messages) {
         if (msg.kind === 'started') resolvePid((reportedPid = msg.pid));
         else if (msg.kind === 'spawnError') spawnError = msg.error;
         else status = { code: msg.code, signal: msg.signal };
       }
+      // how the worker ends still comes from the shim's own exit; say why the report is missing
+      if (error) out.write('stderr', Buffer.from(`launch: rank ${launch.rank}: ${error.message}; the rest of its lifeline is ignored\n`));
     });
 
     const ended = (emitter: NodeJS.EventEmitter, event: string) => new Promise<void>((r) => emitter.once(event, () => r()));

@@ -48,8 +48,15 @@ export class CollectiveError extends HardnetError {
   }
 }
 
-/** The exit code and the one line to print for an error that ended a command. */
+/**
+ * The exit code and the one line to print for an error that ended a command. Ours say what is wrong in their
+ * message; anything else is a bug, and the line says so (with its class, and how to see the stack).
+ */
 export function describeFailure(e: unknown): { exitCode: number; line: string } {
-  if (e instanceof HardnetError) return { exitCode: e.exitCode, line: e.message };
-  return { exitCode: 1, line: e instanceof Error ? e.message : String(e) };
+  if (e instanceof HardnetError) {
+    const cause = e.cause instanceof Error && !e.message.includes(e.cause.message) ? ` (${e.cause.message})` : '';
+    return { exitCode: e.exitCode, line: `${e.message}${cause}` };
+  }
+  const what = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+  return { exitCode: 1, line: `${what} (an internal error; HARDNET_DEBUG=1 prints the stack)` };
 }

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { test } from 'node:test';
 import { CheckpointError, CollectiveError, ConfigError, DataError, describeFailure, HardnetError, UsageError } from '../shared/errors.js';
 import { LaunchError } from '../launcher/plan.js';
+import { loadConfig, quickstartConfigPath } from '../shared/config.js';
 import { EnvError } from '../shared/env.js';
 import { SecretError } from '../shared/job_secret.js';
 import { DatasetError } from '../worker/data/dataset.js';
@@ -14,6 +15,10 @@ import { CLI, tempDir } from './helpers/launcher_spawn.js';
 
 test('each error kind carries what it names and its exit code', () => {
   const c = new ConfigError('cfg.yaml: config key epochs: must be >= 1', 'cfg.yaml', 'epochs');
+  // what the config loader throws names its file and key
+  const thrown = (() => { try { loadConfig(undefined, ['epochs=zero'], { warn: () => {} }); } catch (e) { return e as ConfigError; } })();
+  assert.ok(thrown instanceof ConfigError);
+  assert.deepEqual([thrown.file, thrown.key], [quickstartConfigPath(), 'epochs']);
   assert.ok(c instanceof UsageError && c instanceof HardnetError);
   assert.deepEqual([c.exitCode, c.file, c.key, c.name], [2, 'cfg.yaml', 'epochs', 'ConfigError']);
   assert.deepEqual([new DataError('x', 'a.jpg').file, new DataError('x').exitCode], ['a.jpg', 1]);
@@ -24,7 +29,8 @@ test('each error kind carries what it names and its exit code', () => {
   for (const e of [new LaunchError('l'), new EnvError('e'), new SecretError('s')]) assert.equal(e.exitCode, 2, e.name);
   assert.ok(new DatasetError('d') instanceof DataError);
   assert.deepEqual(describeFailure(new ConfigError('bad key')), { exitCode: 2, line: 'bad key' });
-  assert.deepEqual(describeFailure(new TypeError('bug')), { exitCode: 1, line: 'bug' });
+  assert.deepEqual(describeFailure(new TypeError('bug')), { exitCode: 1, line: 'TypeError: bug (an internal error; HARDNET_DEBUG=1 prints the stack)' });
+  assert.equal(describeFailure(new DataError('cannot read a.jpg', 'a.jpg', { cause: new Error('EACCES') })).line, 'cannot read a.jpg (EACCES)');
 });
 
 function launch(args: string[]) {

@@ -19,8 +19,8 @@ import { tempDir } from './helpers/launcher_spawn.js';
 
 const quiet = winston.createLogger({ silent: true });
 
-/** A worker that fails with exit code 3 as rank 1 in the first `failAttempts` attempts, else exits 0. */
-function agentJob(dir: string, failAttempts: number, maxRestarts: number) {
+/** A worker that fails with exit code `code` as rank 1 in the first `failAttempts` attempts, else exits 0. */
+function agentJob(dir: string, failAttempts: number, maxRestarts: number, code = 3) {
   const plan = buildPlan({
     devices: { gpus: null, nproc: 2 },
     nodes: { hosts: ['127.0.0.1'], nodeRank: 0 } as never,
@@ -30,7 +30,7 @@ function agentJob(dir: string, failAttempts: number, maxRestarts: number) {
   });
   const script =
     `const r = Number(process.env.RANK), a = Number(process.env.HARDNET_RESTART_COUNT);` +
-    `process.exit(r === 1 && a < ${failAttempts} ? 3 : 0);`;
+    `process.exit(r === 1 && a < ${failAttempts} ? ${code} : 0);`;
   const states: WorkerState[] = [];
   const logs = openLogDir(dir);
   const run = runAgent({
@@ -58,6 +58,51 @@ test('agent: a failure is restarted while restarts are left, and the result says
   assert.equal(result.restarts, 1);
   assert.equal(result.state === 'FAILED' && result.failure.rank, 1);
   assert.deepEqual(failed.states, ['INIT', 'HEALTHY', 'FAILED', 'INIT', 'HEALTHY', 'FAILED']);
+
+  // exit 2 is a usage or config error: restarts would only repeat it
+  const usage = agentJob(tempDir('agent-usage'), 5, 2, 2);
+  const r2 = await usage.run;
+  assert.deepEqual([r2.state, r2.exitCode, r2.restarts], ['FAILED', 2, 0]);
+  assert.deepEqual(usage.states, ['INIT', 'HEALTHY', 'FAILED']);
+});
+
+/** A process running runForeground(node, a script that writes its pid and sleeps); resolves once the pid is there. */
+async function foreground(dir: string) {
+  const pidFile = path.join(dir, 'pid');
+  const script = `require('fs').writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setTimeout(() => {}, 60000);`;
+  const cli = new URL('../launcher/cli.js', import.meta.url).href;
+  const launcher = spawn(process.execPath, ['--input-type=module', '-e',
+    `const { runForeground } = await import(${JSON.stringify(cli)}); process.exitCode = await runForeground(process.execPath, ['-e', ${JSON.stringify(script)}]);`],
+    { stdio: 'ignore' });
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => launcher.once('exit', (code, signal) => r({ code, signal })));
+  const t0 = Date.now();
+  while (!fs.existsSync(pidFile) || fs.readFileSync(pidFile, 'utf8') === '') {
+    if (Date.now() - t0 > 30_000) throw new Error('the foreground program did not start');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { launcher, ended, pid: Number(fs.readFileSync(pidFile, 'utf8')) };
+}
+
+const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+async function gone(pid: number, ms: number): Promise<boolean> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) { if (!alive(pid)) return true; await new Promise((r) => setTimeout(r, 50)); }
+  return !alive(pid);
+}
+
+test('a foreground command dies with the launcher (SIGKILL), and a SIGINT to the launcher alone ends both', async () => {
+  const dir = tempDir('fg');
+  const killed = await foreground(dir);
+  killed.launcher.kill('SIGKILL');
+  await killed.ended;
+  assert.ok(await gone(killed.pid, 15_000), 'the program outlived its SIGKILLed launcher');
+
+  fs.rmSync(path.join(dir, 'pid'));
+  const stopped = await foreground(dir);
+  stopped.launcher.kill('SIGINT');
+  assert.deepEqual(await stopped.ended, { code: null, signal: 'SIGINT' }, 'the launcher ends by the signal that ended the program');
+  assert.ok(await gone(stopped.pid, 15_000));
+  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 test('shim protocol: messages round-trip across arbitrary chunking; anything else is refused', () => {
@@ -70,12 +115,19 @@ test('shim protocol: messages round-trip across arbitrary chunking; anything els
   const bytes = msgs.map(encodeShimMessage).join('');
   const reader = new ShimMessageReader();
   const got: ShimMessage[] = [];
-  for (let i = 0; i < bytes.length; i += 7) got.push(...reader.push(bytes.slice(i, i + 7)));
+  for (let i = 0; i < bytes.length; i += 7) got.push(...reader.push(bytes.slice(i, i + 7)).messages);
   assert.deepEqual(got, msgs);
-  assert.throws(() => new ShimMessageReader().push('{"pid": 5}\n'), ShimProtocolError);
-  assert.throws(() => new ShimMessageReader().push('{"kind":"started","pid":-1}\n'), ShimProtocolError);
-  assert.throws(() => new ShimMessageReader().push('not json\n'), ShimProtocolError);
-  assert.throws(() => new ShimMessageReader().push('x'.repeat(70_000)), /line over/);
+  const refused = (text: string) => new ShimMessageReader().push(text).error;
+  assert.ok(refused('{"pid": 5}\n') instanceof ShimProtocolError);
+  assert.ok(refused('{"kind":"started","pid":-1}\n') instanceof ShimProtocolError);
+  assert.ok(refused('not json\n') instanceof ShimProtocolError);
+  assert.match(refused('x'.repeat(70_000))!.message, /line over/);
+  // the messages before a bad line are kept; nothing after it is read
+  const cut = new ShimMessageReader();
+  const first = cut.push(`${encodeShimMessage({ kind: 'started', pid: 7 })}garbage\n${encodeShimMessage({ kind: 'exited', code: 0, signal: null })}`);
+  assert.deepEqual(first.messages, [{ kind: 'started', pid: 7 }]);
+  assert.ok(first.error instanceof ShimProtocolError);
+  assert.deepEqual(cut.push(encodeShimMessage({ kind: 'exited', code: 0, signal: null })), { messages: [] });
   assert.equal(shimExitCode(3, null), 3);
   assert.equal(shimExitCode(null, 'SIGKILL'), 137);
 });
@@ -108,7 +160,7 @@ async function shimOn(program: string, args: string[], others: () => number) {
   );
   const reader = new ShimMessageReader();
   const messages: ShimMessage[] = [];
-  launcherEnd.on('data', (c) => messages.push(...reader.push(c)));
+  launcherEnd.on('data', (c) => messages.push(...reader.push(c).messages));
   return { launcherEnd, closed, kills, exited, messages, cleanup: () => {
       child?.kill('SIGKILL'); // the group operations were only recorded: end the worker for real
       launcherEnd.destroy();

@@ -30,15 +30,15 @@ export function loadConfig(file: string | undefined, overrides: string[], opts: 
   try {
     text = fs.readFileSync(source, 'utf8');
   } catch (e) {
-    throw new ConfigError(`cannot read config ${source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new ConfigError(`cannot read config ${source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, source);
   }
   let doc: unknown;
   try {
     doc = load(text, { schema: YAML11_SCHEMA, filename: source });
   } catch (e) {
-    throw new ConfigError(`config ${source} is not valid YAML: ${(e as Error).message}`);
+    throw new ConfigError(`config ${source} is not valid YAML: ${(e as Error).message}`, source);
   }
-  if (!isMap(doc)) throw new ConfigError(`config ${source} must be a YAML map of keys, got ${describe(doc)}`);
+  if (!isMap(doc)) throw new ConfigError(`config ${source} must be a YAML map of keys, got ${describe(doc)}`, source);
   const tree = typeLiterals(doc) as Record<string, unknown>;
   const added = new Set<string>();
   for (const o of overrides) {
@@ -46,7 +46,7 @@ export function loadConfig(file: string | undefined, overrides: string[], opts: 
       const created = applyOverride(tree, o, warn);
       if (created) added.add(created);
     } catch (e) {
-      throw e instanceof ConfigError ? new ConfigError(`${source}: ${e.message}`) : e;
+      throw e instanceof ConfigError ? new ConfigError(`${source}: ${e.message}`, source, e.key) : e;
     }
   }
   return validate(tree, source, opts, added, warn);

@@ -5,9 +5,9 @@ import { isKnownPath, TOP_LEVEL_KEYS } from './schema.js';
 import { nearSpelling } from '../closest.js';
 
 function listIndex(key: string, list: unknown[], keyPath: string): number {
-  if (!/^-?\d+$/.test(key)) throw new ConfigError(`config key ${keyPath}: a list index must be an integer, got '${key}'`);
+  if (!/^-?\d+$/.test(key)) throw new ConfigError(`config key ${keyPath}: a list index must be an integer, got '${key}'`, undefined, keyPath);
   const i = Number(key) < 0 ? list.length + Number(key) : Number(key); // Python's negative indexes
-  if (i < 0 || i >= list.length) throw new ConfigError(`config key ${keyPath}: index ${key} out of range (the list has ${list.length} entries)`);
+  if (i < 0 || i >= list.length) throw new ConfigError(`config key ${keyPath}: index ${key} out of range (the list has ${list.length} entries)`, undefined, keyPath);
   return i;
 }
 
@@ -57,7 +57,7 @@ export function applyOverride(tree: Record<string, unknown>, spec: string, warn:
       }
     }
   } catch (e) {
-    if (e instanceof ConfigError && !e.message.startsWith('override')) throw new ConfigError(`override '${spec}': ${e.message}`);
+    if (e instanceof ConfigError && !e.message.startsWith('override')) throw new ConfigError(`override '${spec}': ${e.message}`, undefined, e.key);
     throw e;
   }
   return undefined;

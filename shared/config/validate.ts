@@ -26,7 +26,7 @@ class Checker {
   constructor(private readonly source: string) {}
 
   fail(keyPath: string, msg: string): never {
-    throw new ConfigError(`${this.source}: config key ${keyPath}: ${msg}`);
+    throw new ConfigError(`${this.source}: config key ${keyPath}: ${msg}`, this.source, keyPath);
   }
 
   got(v: unknown): string {

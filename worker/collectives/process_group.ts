@@ -197,6 +197,10 @@ export class RingGroup implements ProcessGroup {
       const receive = async (op: number, index: number, mine: Float32Array) => {
         const [h, payload] = await this.recvT(ctx);
         this.link.expect(h, op, codec.dtype, ctx.seq, index, mine.length * codec.elemBytes, ctx);
+        if (!codec.sharedMemory && payloadInSharedMemory(h)) {
+          // float16 payloads always travel in the message: a flag saying otherwise is no peer of this job's
+          throw new CollectiveError(`rank ${r}: allReduce #${ctx.seq}: rank ${this.link.prev} announced a float16 payload in shared memory`, this.link.prev, ctx.seq);
+        }
         return [h, payload] as const;
       };
 
@@ -254,10 +258,9 @@ export class RingGroup implements ProcessGroup {
       return [this.codec.reduceInMessage(payload, mine, divisor, last), false];
     }
     // with both files mapped, the sum reads the partial in the predecessor's file and writes into ours in place
-    const src = native ? inbox.view(h, mine.length) : undefined;
-    const dst = src ? outbox.nextView(mine.length) : undefined;
+    const dst = native ? outbox.nextView(mine.length) : undefined;
+    const src = inbox.takeView(h, mine.length, dst !== undefined);
     if (native && src && dst) {
-      inbox.take(h);
       native.add(src, mine, divisor, dst, last ? mine : undefined);
       return [bytesOf(mine), true];
     }

@@ -143,13 +143,15 @@ export class Inbox {
     return (dst, o) => this.link.readShared(this.parity, dst, at + o, this.ctx);
   }
 
-  /** the predecessor's file region announced by `h`, mapped (undefined: in the message, or not mapped); not taken */
-  view(h: Header, floats: number): Float32Array | undefined {
-    return payloadInSharedMemory(h) ? this.link.sharedView(this.parity, this.position, floats, this.ctx) : undefined;
-  }
-
-  /** take the payload announced by `h` after reading it through view() */
-  take(h: Header): void {
-    this.position += h.bytes;
+  /**
+   * The predecessor's file region announced by `h`, mapped, and taken (the offset moves on) when there is one;
+   * undefined, and nothing taken, when the payload is in the message or the file is not mapped. `ready` says
+   * whether the caller can use a view now (for a sum in place its own file must be mapped too).
+   */
+  takeView(h: Header, floats: number, ready: boolean): Float32Array | undefined {
+    if (!ready || !payloadInSharedMemory(h)) return undefined;
+    const view = this.link.sharedView(this.parity, this.position, floats, this.ctx);
+    if (view) this.position += h.bytes;
+    return view;
   }
 }
