@@ -147,12 +147,12 @@ test('checkpoints: weights.json paths must be plain file names in the checkpoint
 
   const link = checkpointDir('ck-symlink', manifest(['weights.bin'], W));
   fs.symlinkSync('/dev/zero', path.join(link, 'weights.bin'));
-  assertRefused(await readWeightsIsolated(link), json(link), /weights\.bin is not a regular file/);
+  assertRefused(await readWeightsIsolated(link), path.join(link, 'weights.bin'), /a symlink; a checkpoint holds regular files/);
 
   const short = checkpointDir('ck-short', manifest(['weights.bin'], W), floats(5));
-  assertRefused(await readWeightsIsolated(short), json(short), /weights\.bin is 20 bytes, but the manifest describes 24/);
+  assertRefused(await readWeightsIsolated(short), path.join(short, 'weights.bin'), /weights\.bin is 20 bytes, but the manifest describes 24/);
   const huge = checkpointDir('ck-huge', manifest(['weights.bin'], [{ name: 'a', shape: [1e9, 1e9], dtype: 'float32' }]), floats(6));
-  assertRefused(await readWeightsIsolated(huge), json(huge), /weights\.bin is 24 bytes, but the manifest describes 4e\+18|tensor a: shape/);
+  assertRefused(await readWeightsIsolated(huge), json(huge), /the manifest describes 4000000000000000000 bytes of tensors, more than/);
   const garbage = checkpointDir('ck-garbage', '{"format": "hardnet-launch-checkpoint", "weightsManifest": [{"paths": [');
   assertRefused(await readWeightsIsolated(garbage), json(garbage), /not valid JSON/);
 });
