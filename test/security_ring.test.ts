@@ -73,7 +73,8 @@ test('an abort that is not from the predecessor, or not of the current collectiv
   const member = new zmq.Push({ linger: 0, sendTimeout: 1000, curveServerKey: c.serverPublicKey, curvePublicKey: c.clientPublicKey, curveSecretKey: c.clientSecretKey });
   try {
     member.connect(ring.endpoints[0]);
-    await member.send(abortFrames(jobId, 0, 2)); // "from" rank 0 itself: only rank 1 sends to rank 0
+    await allReduceChecked(ring, 1000); // #2; the next is #3
+    await member.send(abortFrames(jobId, 0, 3)); // "from" rank 0 itself: only rank 1 sends to rank 0
     await member.send(abortFrames(jobId, 1, 1)); // a replay of collective #1 (the barrier, long done)
     await member.send(abortFrames(jobId, 1, 77)); // a collective that has not happened
     await sleep(500);
