@@ -119,6 +119,7 @@ export class RingLink {
     private readonly pull: zmq.Pull,
     private readonly push: zmq.Push,
     ipcSocketPath: string | undefined,
+    private readonly createdIpcDir: boolean,
     private readonly zapDomain: string,
     private readonly shmOut: ShmWriter | undefined,
   ) {
@@ -168,9 +169,10 @@ export class RingLink {
       ...heartbeat,
     });
     const sockPath = ipcPath(own);
+    let createdDir = false;
     try {
       if (sockPath !== undefined) {
-        prepareIpcDir(sockPath);
+        createdDir = prepareIpcDir(sockPath);
         await assertIpcPathFree(sockPath, own);
       }
       await pull.bind(own);
@@ -194,7 +196,7 @@ export class RingLink {
       }
       if (why !== undefined) o.log('warn', `rank ${o.rank}: no shared memory (${why}); allReduce payloads go through the socket`);
     }
-    return new RingLink(o, pull, push, sockPath, zapDomain, shmOut);
+    return new RingLink(o, pull, push, sockPath, createdDir, zapDomain, shmOut);
   }
 
   /**
@@ -483,7 +485,7 @@ export class RingLink {
     this.pull.close();
     this.shmOut?.close();
     this.shmIn?.close();
-    if (this.ownIpcPath !== undefined) removeIpcPath(this.ownIpcPath);
+    if (this.ownIpcPath !== undefined) removeIpcPath(this.ownIpcPath, this.createdIpcDir);
     unregisterZapDomain(this.zapDomain);
     this.rejectWarning.flush((n) => `rank ${this.o.rank}: rejected ${n} more connection(s) that do not hold the job secret since the last warning`);
     this.ignoredWarning.flush((n) => `rank ${this.o.rank}: ignored ${n} more abort(s) that were not from rank ${this.prev} in the current collective`);
