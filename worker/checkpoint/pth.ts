@@ -112,10 +112,6 @@ const MAX_STORAGE_BYTES = 1 << 30;
 
 interface ZipEntryInfo { name: string; size: number; originalSize: number; compression: number }
 
-/**
- * Inflate only the named entries, each checked against the size it must have before anything is allocated: a zip
- * header's sizes are the archive's own claims, and fflate allocates what an entry claims before inflating it.
- */
 interface WantedEntry {
   max: number;
   /** the exact uncompressed size it must have, and the error when it has not */
@@ -123,6 +119,10 @@ interface WantedEntry {
   mismatch?: (claimed: number) => string;
 }
 
+/**
+ * Inflate only the named entries, each checked against the size it must have before anything is allocated: a zip
+ * header's sizes are the archive's own claims, and fflate allocates what an entry claims before inflating it.
+ */
 function inflateEntries(buf: Uint8Array, want: Map<string, WantedEntry>): Record<string, Uint8Array> {
   const check = (e: ZipEntryInfo): boolean => {
     const w = want.get(e.name);
