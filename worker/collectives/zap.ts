@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import * as zmq from 'zeromq';
 import type { JobSecret } from '../../shared/env.js';
+import { z85Encode } from '../../shared/job_secret.js';
 
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
 
@@ -39,25 +40,6 @@ export function zapDomainOf(secret: JobSecret): string {
   return `hardnet-${secret.jobId}-${createHash('sha256').update(secret.curve.serverPublicKey).digest('hex').slice(0, 12)}`;
 }
 
-const Z85_CHARS = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#';
-const Z85_VALUE = new Map([...Z85_CHARS].map((c, i) => [c, i]));
-
-/** Z85 (ZeroMQ RFC 32) to bytes; zeromq.js has no decoder, and ZAP hands the client key over as 32 raw bytes. */
-export function z85Decode(s: string): Buffer {
-  if (s.length % 5 !== 0) throw new RangeError(`z85 text of ${s.length} characters is not a multiple of 5`);
-  const out = Buffer.alloc((s.length / 5) * 4);
-  for (let i = 0; i < s.length; i += 5) {
-    let v = 0;
-    for (let j = 0; j < 5; j++) {
-      const d = Z85_VALUE.get(s[i + j]);
-      if (d === undefined) throw new RangeError('not z85 text');
-      v = v * 85 + d;
-    }
-    out.writeUInt32BE(v >>> 0, (i / 5) * 4);
-  }
-  return out;
-}
-
 function expectationOf(e: ZapExpectation): Omit<Domain, 'refs'> {
   if (e.mechanism === 'PLAIN') {
     return {
@@ -66,11 +48,11 @@ function expectationOf(e: ZapExpectation): Omit<Domain, 'refs'> {
       check: ([user, pass]) => user?.toString('utf8') === e.username && pass?.toString('utf8') === e.password,
     };
   }
-  const keys = e.clientPublicKeys.map(z85Decode);
+  // ZAP hands the client's key over as its 32 raw bytes; the secret holds keys in Z85
   return {
     mechanism: 'CURVE',
     key: `CURVE\0${e.clientPublicKeys.join('\0')}`,
-    check: ([key]) => key !== undefined && key.length === 32 && keys.some((k) => k.equals(key)),
+    check: ([key]) => key !== undefined && key.length === 32 && e.clientPublicKeys.includes(z85Encode(key)),
   };
 }
 
