@@ -7,9 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { JobSecret } from '../shared/env.js';
-import { makeJobSecret, validateJobSecret } from '../shared/job_secret.js';
-
-export class SecretFileError extends Error {}
+import { makeJobSecret, SecretError, validateJobSecret } from '../shared/job_secret.js';
 
 /** a secret is a few hundred bytes */
 const MAX_SECRET_BYTES = 64 * 1024;
@@ -22,22 +20,22 @@ export function readSecretFile(file: string, flag = '--secret_file'): JobSecret 
     // O_NONBLOCK: a FIFO at the path must not hang the launcher; it is refused below as not a regular file
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (e) {
-    throw new SecretFileError(`${where}: cannot open it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new SecretError(`${where}: cannot open it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
   let text: string;
   try {
     const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw new SecretFileError(`${where} is not a regular file`);
+    if (!st.isFile()) throw new SecretError(`${where} is not a regular file`);
     const uid = process.getuid?.();
     if (uid !== undefined && st.uid !== uid) {
-      throw new SecretFileError(`${where} is owned by uid ${st.uid}, not by this user (uid ${uid}): a job secret must be your own file; make one with launch secret <file>`);
+      throw new SecretError(`${where} is owned by uid ${st.uid}, not by this user (uid ${uid}): a job secret must be your own file; make one with launch secret <file>`);
     }
     const mode = st.mode & 0o777;
     if ((mode & 0o077) !== 0) {
       const who = [(mode & 0o070) !== 0 ? 'group' : '', (mode & 0o007) !== 0 ? 'others' : ''].filter(Boolean).join(' and ');
-      throw new SecretFileError(`${where} has mode 0${mode.toString(8)}: ${who} can read or write it, and with it join the job. Fix: chmod 600 ${file}`);
+      throw new SecretError(`${where} has mode 0${mode.toString(8)}: ${who} can read or write it, and with it join the job. Fix: chmod 600 ${file}`);
     }
-    if (st.size > MAX_SECRET_BYTES) throw new SecretFileError(`${where} is ${st.size} bytes; a job secret is a few hundred`);
+    if (st.size > MAX_SECRET_BYTES) throw new SecretError(`${where} is ${st.size} bytes; a job secret is a few hundred`);
     const buf = Buffer.alloc(st.size);
     let n = 0;
     while (n < buf.length) {
@@ -54,12 +52,12 @@ export function readSecretFile(file: string, flag = '--secret_file'): JobSecret 
     parsed = JSON.parse(text);
   } catch {
     // JSON.parse's message quotes the text around the error, which here is key material
-    throw new SecretFileError(`${where} is not valid JSON (${text.length} characters; expected one {jobId, curve} object as launch secret writes it)`);
+    throw new SecretError(`${where} is not valid JSON (${text.length} characters; expected one {jobId, curve} object as launch secret writes it)`);
   }
   try {
     return validateJobSecret(parsed, where);
   } catch (e) {
-    throw new SecretFileError((e as Error).message);
+    throw new SecretError((e as Error).message);
   }
 }
 
@@ -78,8 +76,8 @@ export function writeSecretFile(file: string, jobId: string): JobSecret {
     fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') throw new SecretFileError(`${file} already exists: launch secret never replaces a secret (jobs may be using it); remove it first or choose another name`);
-    throw new SecretFileError(`cannot create ${file}: ${code ?? (e as Error).message}`);
+    if (code === 'EEXIST') throw new SecretError(`${file} already exists: launch secret never replaces a secret (jobs may be using it); remove it first or choose another name`);
+    throw new SecretError(`cannot create ${file}: ${code ?? (e as Error).message}`);
   }
   const secret = makeJobSecret(jobId);
   try {
@@ -89,7 +87,7 @@ export function writeSecretFile(file: string, jobId: string): JobSecret {
   } catch (e) {
     fs.closeSync(fd);
     fs.rmSync(file, { force: true });
-    throw new SecretFileError(`cannot write ${file}: ${(e as Error).message}`);
+    throw new SecretError(`cannot write ${file}: ${(e as Error).message}`);
   }
   fs.closeSync(fd);
   return secret;

@@ -16,6 +16,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { HarDNet } from '../model/hardnet.js';
 import type { Momentum } from '../optim/momentum.js';
 import { layersModelJson } from '../model/export_layers.js';
+import { CheckpointError } from '../../shared/errors.js';
 
 export const CHECKPOINT_FORMAT = 'hardnet-launch-checkpoint';
 
@@ -60,17 +61,17 @@ function readCheckpointFile(file: string, limit: { max?: number; expect?: number
     fd = fs.openSync(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`${file}: cannot open it (${code === 'ELOOP' ? 'a symlink; a checkpoint holds regular files' : code ?? (e as Error).message})`);
+    throw new CheckpointError(`${file}: cannot open it (${code === 'ELOOP' ? 'a symlink; a checkpoint holds regular files' : code ?? (e as Error).message})`, file);
   }
   try {
     const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw new Error(`${file} is not a regular file`);
-    if (limit.expect !== undefined && st.size !== limit.expect) throw new Error(`${file} is ${st.size} bytes, but ${limit.describe ?? 'the manifest describes'} ${limit.expect}`);
-    if (limit.max !== undefined && st.size > limit.max) throw new Error(`${file} is ${st.size} bytes, more than the ${limit.max} a checkpoint file of this kind may have`);
+    if (!st.isFile()) throw new CheckpointError(`${file} is not a regular file`, file);
+    if (limit.expect !== undefined && st.size !== limit.expect) throw new CheckpointError(`${file} is ${st.size} bytes, but ${limit.describe ?? 'the manifest describes'} ${limit.expect}`, file);
+    if (limit.max !== undefined && st.size > limit.max) throw new CheckpointError(`${file} is ${st.size} bytes, more than the ${limit.max} a checkpoint file of this kind may have`, file);
     const buf = Buffer.allocUnsafe(st.size);
     for (let done = 0; done < buf.length;) {
       const n = fs.readSync(fd, buf, done, buf.length - done, done);
-      if (n === 0) throw new Error(`${file} ended at byte ${done} while being read (${st.size} expected)`);
+      if (n === 0) throw new CheckpointError(`${file} ended at byte ${done} while being read (${st.size} expected)`, file);
       done += n;
     }
     return buf;
@@ -85,7 +86,7 @@ function readCheckpointJson(file: string): unknown {
   try {
     return JSON.parse(text);
   } catch {
-    throw new Error(`${file} is not valid JSON (truncated or not written by this tool)`);
+    throw new CheckpointError(`${file} is not valid JSON (truncated or not written by this tool)`, file);
   }
 }
 
@@ -101,28 +102,28 @@ export function readCheckpointTensors(dir: string, base: string): Map<string, tf
   const file = path.join(dir, `${base}.json`);
   const manifest = readCheckpointJson(file) as Partial<Manifest> | null;
   if (manifest === null || typeof manifest !== 'object' || manifest.format !== CHECKPOINT_FORMAT) {
-    throw new Error(`${file}: not a checkpoint of this tool (format ${JSON.stringify((manifest as { format?: unknown } | null)?.format ?? null)})`);
+    throw new CheckpointError(`${file}: not a checkpoint of this tool (format ${JSON.stringify((manifest as { format?: unknown } | null)?.format ?? null)})`, file);
   }
   const group = Array.isArray(manifest.weightsManifest) ? manifest.weightsManifest[0] : undefined;
   if (!group || !Array.isArray(group.paths) || group.paths.length === 0 || !Array.isArray(group.weights)) {
-    throw new Error(`${file}: weightsManifest[0] must have a list of paths and a list of weights`);
+    throw new CheckpointError(`${file}: weightsManifest[0] must have a list of paths and a list of weights`, file);
   }
   group.paths.forEach((p, i) => {
     if (typeof p !== 'string' || !PLAIN_FILE_NAME.test(p)) {
-      throw new Error(`${file}: paths[${i}] ${JSON.stringify(p)} is not a plain file name in the checkpoint directory`);
+      throw new CheckpointError(`${file}: paths[${i}] ${JSON.stringify(p)} is not a plain file name in the checkpoint directory`, file);
     }
   });
   let total = 0;
   for (const [i, w] of group.weights.entries()) {
     const bytes = DTYPE_BYTES[w?.dtype as string];
     if (typeof w?.name !== 'string' || bytes === undefined || w.quantization !== undefined || !Array.isArray(w.shape) || !w.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new Error(`${file}: weights[${i}] ${JSON.stringify(w?.name ?? null)}: shape ${JSON.stringify(w?.shape ?? null)}, dtype ${JSON.stringify(w?.dtype ?? null)} is not a tensor this tool writes`);
+      throw new CheckpointError(`${file}: weights[${i}] ${JSON.stringify(w?.name ?? null)}: shape ${JSON.stringify(w?.shape ?? null)}, dtype ${JSON.stringify(w?.dtype ?? null)} is not a tensor this tool writes`, file);
     }
     total += w.shape.reduce((a, b) => a * b, 1) * bytes;
   }
-  if (total > MAX_WEIGHTS_BYTES) throw new Error(`${file}: the manifest describes ${total} bytes of tensors, more than ${MAX_WEIGHTS_BYTES}`);
+  if (total > MAX_WEIGHTS_BYTES) throw new CheckpointError(`${file}: the manifest describes ${total} bytes of tensors, more than ${MAX_WEIGHTS_BYTES}`, file);
   // this tool writes one file per manifest
-  if (group.paths.length !== 1) throw new Error(`${file}: ${group.paths.length} weight files listed; a checkpoint of this tool has one`);
+  if (group.paths.length !== 1) throw new CheckpointError(`${file}: ${group.paths.length} weight files listed; a checkpoint of this tool has one`, file);
   const bin = readCheckpointFile(path.join(dir, group.paths[0]), { expect: total, describe: 'the manifest describes' });
   const decoded = tf.io.decodeWeights(bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength) as ArrayBuffer, group.weights);
   return new Map(Object.entries(decoded));
@@ -179,7 +180,7 @@ export async function saveCheckpoint(dir: string, model: HarDNet, opt: Momentum 
     fs.rmSync(old, { recursive: true, force: true });
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
-    throw new Error(`saving checkpoint ${dir} failed: ${(e as Error).message}`);
+    throw new CheckpointError(`saving checkpoint ${dir} failed: ${(e as Error).message}`, dir);
   }
 }
 
@@ -205,7 +206,7 @@ export function readState(dir: string): TrainState {
 /** Load weights (and the optimizer's velocities when given) and return the saved state. */
 export function loadCheckpoint(requested: string, model: HarDNet, opt?: Momentum): TrainState {
   const dir = resolveCheckpoint(requested);
-  if (!dir) throw new Error(`checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`);
+  if (!dir) throw new CheckpointError(`checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`, requested);
   const state = readState(dir);
   loadCheckpointWeights(dir, model);
   if (opt && fs.existsSync(path.join(dir, 'optimizer.json'))) {
@@ -218,7 +219,7 @@ export function loadCheckpoint(requested: string, model: HarDNet, opt?: Momentum
 /** Assign a checkpoint's weights to the model, checking every name and shape first. */
 export function loadCheckpointWeights(requested: string, model: HarDNet): void {
   const dir = resolveCheckpoint(requested);
-  if (!dir) throw new Error(`checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`);
+  if (!dir) throw new CheckpointError(`checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`, requested);
   const tensors = readCheckpointTensors(dir, 'weights');
   try {
     const missing = model.specs.filter((s) => !tensors.has(s.name)).map((s) => s.name);
@@ -228,7 +229,7 @@ export function loadCheckpointWeights(requested: string, model: HarDNet): void {
       .filter((s) => tensors.has(s.name) && tensors.get(s.name)!.shape.join(',') !== s.tfShape.join(','))
       .map((s) => `${s.name}: file [${tensors.get(s.name)!.shape}], model [${s.tfShape}]`);
     if (missing.length + unexpected.length + misShaped.length > 0) {
-      throw new Error(`${dir}: checkpoint does not match ${model.variant.name} with ${model.classes} classes: ` +
+      throw new CheckpointError(`${dir}: checkpoint does not match ${model.variant.name} with ${model.classes} classes: ` +
         `missing ${JSON.stringify(missing.slice(0, 10))}, unexpected ${JSON.stringify(unexpected.slice(0, 10))}, mis-shaped ${JSON.stringify(misShaped.slice(0, 10))}`);
     }
     for (const s of model.specs) (s.trainable ? model.weights : model.buffers).get(s.name)!.assign(tensors.get(s.name)!);

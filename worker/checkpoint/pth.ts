@@ -17,6 +17,7 @@ import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { unzipSync } from 'fflate';
 import { BufferReader, NameRegistry, Parser } from 'pickleparser';
+import { CheckpointError } from '../../shared/errors.js';
 
 export type TorchDtype = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'uint8' | 'bool';
 
@@ -85,19 +86,19 @@ export async function readPth(file: string): Promise<StateDict> {
       await h.close();
     }
   } catch (e) {
-    throw new Error(`${file}: cannot read .pth file: ${(e as Error).message}`, { cause: e });
+    throw new CheckpointError(`${file}: cannot read .pth file: ${(e as Error).message}`, file, { cause: e });
   }
   return parsePth(buf, file);
 }
 
 /** Parses the bytes of a `.pth` file; `nameForErrors` starts every error message. */
 export function parsePth(buf: Uint8Array, nameForErrors: string): StateDict {
-  if (endianness() !== 'LE') throw new Error(`${nameForErrors}: .pth storages are little-endian; this host is not`);
+  if (endianness() !== 'LE') throw new CheckpointError(`${nameForErrors}: .pth storages are little-endian; this host is not`, nameForErrors);
   try {
     return isZip(buf) ? parseZip(buf) : parseLegacy(buf);
   } catch (e) {
-    if (e instanceof PthError) throw new Error(`${nameForErrors}: ${e.message}`);
-    throw new Error(`${nameForErrors}: not a readable .pth file: ${(e as Error).message}`, { cause: e });
+    if (e instanceof PthError) throw new CheckpointError(`${nameForErrors}: ${e.message}`, nameForErrors);
+    throw new CheckpointError(`${nameForErrors}: not a readable .pth file: ${(e as Error).message}`, nameForErrors, { cause: e });
   }
 }
 
