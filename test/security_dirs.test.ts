@@ -4,7 +4,6 @@
  * first; cleanup never throws. A squatted name is a clear error, never a crash after a successful job.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -16,20 +15,13 @@ import { buildPlan } from '../launcher/plan.js';
 import { ipcJobDir } from '../shared/env.js';
 import { prepareIpcDir } from '../worker/collectives/endpoint.js';
 import { shmUnavailable } from '../worker/sys/shm.js';
-import { CLI, COLLECTIVE_WORKER, launch, tempDir } from './helpers/launcher_spawn.js';
+import { CLI, COLLECTIVE_WORKER, launch, runCollect, tempDir } from './helpers/launcher_spawn.js';
 
 const NOBODY = 65534;
 
 /** The launcher as another user than the squatter: as root here, the launcher runs as nobody; otherwise the squatter's directories are ones this user cannot empty. */
-function launchAs(uid: number | undefined, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...(uid === undefined ? {} : { uid, gid: uid }) });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function launchAs(uid: number | undefined, args: string[]) {
+  return runCollect(process.execPath, [CLI, ...args], uid === undefined ? {} : { uid, gid: uid });
 }
 
 test('another user squatting /tmp/hardnet-<job> and /dev/shm/hardnet-<job> cannot crash a successful job', async () => {

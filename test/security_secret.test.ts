@@ -4,12 +4,11 @@
  * file contains.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { makeJobSecret, validateJobSecret } from '../worker/collectives/secret.js';
-import { CLI, launch, tempDir } from './helpers/launcher_spawn.js';
+import { CLI, launch, runCollect, tempDir } from './helpers/launcher_spawn.js';
 
 const run = ['--nproc_per_node', '1', 'run', '--', process.execPath, '-e', ''];
 
@@ -79,15 +78,8 @@ test('a malformed secret file: the error names the file and what is wrong, never
   }
 });
 
-function launchUnderUmask(umask: string, args: string[]): Promise<{ code: number | null; stderr: string; stdout: string }> {
-  return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', `umask ${umask}; exec "$0" "$@"`, process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function launchUnderUmask(umask: string, args: string[]) {
+  return runCollect('/bin/sh', ['-c', `umask ${umask}; exec "$0" "$@"`, process.execPath, CLI, ...args]);
 }
 
 test('launch secret FILE writes a fresh job secret, mode 0600 whatever the umask, and never overwrites', async () => {
