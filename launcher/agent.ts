@@ -8,7 +8,8 @@ import type winston from 'winston';
 import { exitCodeOf, formatRootCause, oomEvidence, readOomKillCount, describeEnd, type WorkerExit } from './failure.js';
 import { WorkerOutput, tailLines, writeEndpointsLog, type LogDir } from './logs.js';
 import { workerProcessEnv, type Plan } from './plan.js';
-import { shmJobDir } from '../shared/env.js';
+import { ENV } from '../shared/env.js';
+import { createFreshPrivateDir, createPrivateDir, removePrivateDir } from './jobdirs.js';
 import { Attempt } from './supervise.js';
 import { UsageError } from '../shared/errors.js';
 import * as os from 'node:os';
@@ -67,9 +68,29 @@ export async function runJob(o: JobOptions): Promise<number> {
 
 export async function runAgent(o: JobOptions): Promise<RunResult> {
   const { plan, logger } = o;
-  const env = o.env ?? process.env;
+  const env: NodeJS.ProcessEnv = { ...(o.env ?? process.env) };
+  // The job's directories, made by this launch before their names are written anywhere (endpoints.log is
+  // world-readable); removed at the end, and only they (a squatter's directory under a guessable name is not ours).
+  const created: string[] = [];
+  const removeCreated = () => { for (const d of created.splice(0)) removePrivateDir(d, (m) => logger.warn(m)); };
+  delete env[ENV.HARDNET_SHM_DIR]; // a launch inside a launch gets its own
+  try {
+    if (plan.ipcDir) {
+      createPrivateDir(plan.ipcDir);
+      created.push(plan.ipcDir);
+    }
+    if (plan.nprocPerNode > 1) {
+      const shm = sharedMemoryDir(plan.jobId, (m) => logger.warn(m));
+      if (shm !== undefined) {
+        created.push(shm);
+        env[ENV.HARDNET_SHM_DIR] = shm;
+      }
+    }
+  } catch (e) {
+    removeCreated();
+    throw e;
+  }
   writeEndpointsLog(o.logs.dir, plan.jobId, plan.endpoints);
-  if (plan.ipcDir) fs.mkdirSync(plan.ipcDir, { recursive: true, mode: 0o700 });
   const outputs = plan.workers.map((w) => new WorkerOutput(o.logs.workerLogPath(w.localRank), w.rank));
   const outputOf = (rank: number) => outputs[plan.workers.findIndex((w) => w.rank === rank)];
   logger.info(
@@ -177,8 +198,25 @@ export async function runAgent(o: JobOptions): Promise<RunResult> {
   } finally {
     for (const s of signals) process.off(s, onSignal);
     for (const out of outputs) out.close();
-    if (plan.ipcDir) fs.rmSync(plan.ipcDir, { recursive: true, force: true });
-    // shared-memory files (ring payloads, decode caches) of workers killed before their names were unlinked
-    fs.rmSync(shmJobDir(plan.jobId), { recursive: true, force: true });
+    // with them go the sockets and shared-memory files (ring payloads, decode caches) of workers killed before
+    // they unlinked their names
+    removeCreated();
+  }
+}
+
+const SHM_ROOT = '/dev/shm';
+
+/** The job's directory on /dev/shm for the workers of this node, or undefined where there is no usable /dev/shm. */
+function sharedMemoryDir(jobId: string, warn: (m: string) => void): string | undefined {
+  try {
+    fs.accessSync(SHM_ROOT, fs.constants.W_OK);
+  } catch {
+    return undefined; // the workers say why they pass payloads through the sockets
+  }
+  try {
+    return createFreshPrivateDir(SHM_ROOT, `hardnet-${jobId}`);
+  } catch (e) {
+    warn(`${(e as Error).message}; the workers will not use shared memory`);
+    return undefined;
   }
 }

@@ -13,7 +13,8 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { COMMANDS, applySpec } from '../shared/commands.js';
 import { describeFailure } from '../shared/errors.js';
-import { makeJobSecret, validateJobSecret } from '../shared/job_secret.js';
+import { makeJobSecret } from '../shared/job_secret.js';
+import { randomJobId, readSecretFile, writeSecretFile } from './secret_file.js';
 import type { JobSecret } from '../shared/env.js';
 import { runJob } from './agent.js';
 import { closeLogger, createLaunchLogger, openLogDir } from './logs.js';
@@ -86,20 +87,14 @@ function loadSecret(flags: LaunchFlags, multiNode: boolean): JobSecret | undefin
   if (flags.secret_file === undefined) {
     if (multiNode) {
       throw new LaunchError(
-        'several nodes need one shared job secret: give --secret_file <file> (a JSON job secret readable on every node, ' +
-          "e.g. written once by node -e \"import('hardnet-launch/dist/worker/collectives/secret.js').then(m => console.log(JSON.stringify(m.makeJobSecret('myjob'))))\")",
+        'several nodes need one shared job secret: give --secret_file <file>, a file every node reads (on a shared filesystem, mode 0600), ' +
+          'made once with: launch secret <file>',
       );
     }
     return undefined;
   }
-  let parsed: unknown;
   try {
-    parsed = JSON.parse(fs.readFileSync(flags.secret_file, 'utf8'));
-  } catch (e) {
-    throw new LaunchError(`--secret_file ${flags.secret_file}: cannot read it as JSON (${(e as Error).message})`);
-  }
-  try {
-    return validateJobSecret(parsed, `--secret_file ${flags.secret_file}`);
+    return readSecretFile(flags.secret_file);
   } catch (e) {
     throw new LaunchError((e as Error).message);
   }
@@ -267,6 +262,26 @@ export function buildProgram(run: (job: Promise<number>) => void): Command {
     .passThroughOptions()
     .action((prog: string, args: string[]) => {
       run(launchDistributed(program.opts<LaunchFlags>(), prog, () => args, ['run', prog, ...args]));
+    });
+  program
+    .command('secret')
+    .description('write a fresh job secret to a new file (mode 0600, never overwritten) for --secret_file on every node')
+    .argument('<file>', 'the file to create, e.g. on a filesystem all nodes share')
+    .option('--job_id <id>', 'the job id the secret names (default: random)')
+    .action((file: string, o: { job_id?: string }) => {
+      run(
+        (async () => {
+          const jobId = chooseJobId({ jobId: o.job_id ?? randomJobId(), env: {}, hosts: [], basePort: 0, argv: [] });
+          try {
+            writeSecretFile(file, jobId);
+          } catch (e) {
+            throw new LaunchError((e as Error).message);
+          }
+          process.stdout.write(`wrote a new job secret for job ${jobId} to ${file} (mode 0600)\n` +
+            `every node of the job must read this same file: launch --ips <node,node,...> --secret_file ${file} train -c <config>\n`);
+          return 0;
+        })(),
+      );
     });
   return program;
 }

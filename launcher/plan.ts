@@ -325,7 +325,9 @@ export function buildPlan(p: PlanInput): Plan {
   let ipcDir: string | undefined;
   if (worldSize > 1 && hosts.length === 1) {
     // One host: Unix sockets in a directory of this job only, so concurrent jobs cannot collide on ports.
-    ipcDir = path.join(p.ipcRoot ?? os.tmpdir(), `hardnet-${p.jobId}`);
+    // a random part: the job id may be guessed (--job_id, Slurm's id), and the launcher must be the one who
+    // creates this directory (agent.ts), never accept one that someone made first
+    ipcDir = path.join(p.ipcRoot ?? os.tmpdir(), `hardnet-${p.jobId}-${randomBytes(4).toString('hex')}`);
     endpoints = Array.from({ length: worldSize }, (_, r) => `ipc://${ipcDir}/rank${r}.sock`);
     const longest = endpoints[endpoints.length - 1].slice('ipc://'.length);
     if (Buffer.byteLength(longest) > MAX_IPC_PATH) {

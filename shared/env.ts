@@ -55,6 +55,8 @@ export const ENV = {
   HARDNET_JOB_ID: 'HARDNET_JOB_ID',
   HARDNET_LOG_DIR: 'HARDNET_LOG_DIR',
   HARDNET_SECRET_FD: 'HARDNET_SECRET_FD',
+  /** the job's directory on /dev/shm, made by the launcher (mode 0700, a random part in its name) */
+  HARDNET_SHM_DIR: 'HARDNET_SHM_DIR',
 } as const;
 
 /** The job secret as the launcher writes it to the worker's SECRET_FD pipe (one JSON line). */
@@ -143,11 +145,19 @@ export function ipcJobDir(jobId: string, tmpDir: string = process.env.TMPDIR || 
 }
 
 /**
- * The job's directory on /dev/shm, where ranks on one host pass allReduce payloads (worker/collectives/shm.ts);
- * the launcher removes it when the job ends.
+ * The job's directory on /dev/shm, where ranks on one host pass allReduce payloads (worker/collectives/shm.ts)
+ * and share decoded images. Under the launcher it is the one the launcher made for this job (HARDNET_SHM_DIR,
+ * whose name has a random part, so nobody can create it first) and removes when the job ends; without a launcher
+ * (or with an explicit root) it is named after the job id.
  */
-export function shmJobDir(jobId: string, shmRoot = '/dev/shm'): string {
-  return `${shmRoot.replace(/\/+$/, '')}/hardnet-${jobId}`;
+export function shmJobDir(jobId: string, shmRoot?: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (shmRoot === undefined && env[ENV.HARDNET_SHM_DIR]) return env[ENV.HARDNET_SHM_DIR]!;
+  return `${(shmRoot ?? '/dev/shm').replace(/\/+$/, '')}/hardnet-${jobId}`;
+}
+
+/** Whether the job's /dev/shm directory is the launcher's, which the workers leave in place for the whole job. */
+export function shmJobDirFromLauncher(env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env[ENV.HARDNET_SHM_DIR]);
 }
 
 export function ipcEndpoints(jobId: string, worldSize: number, tmpDir?: string): string[] {

@@ -53,7 +53,9 @@ test('one worker per --gpus id, each seeing only its GPU, with both env families
   assert.equal(r.code, 0, r.stderr);
   const recs = records(out, 2)!;
   const jobId = recs[0].env.HARDNET_JOB_ID;
-  const endpoints = [0, 1].map((rank) => `ipc://${path.join(os.tmpdir(), `hardnet-${jobId}`)}/rank${rank}.sock`);
+  const ipcDir = /^ipc:\/\/(.*)\/rank0\.sock,/.exec(recs[0].env.PADDLE_TRAINER_ENDPOINTS)?.[1] ?? '';
+  assert.match(ipcDir, new RegExp(`^${path.join(os.tmpdir(), `hardnet-${jobId}`)}-[0-9a-f]{8}$`));
+  const endpoints = [0, 1].map((rank) => `ipc://${ipcDir}/rank${rank}.sock`);
   for (const [rank, gpu] of [[0, '1'], [1, '3']] as const) {
     const e = recs[rank].env;
     assert.deepEqual(
@@ -74,7 +76,7 @@ test('one worker per --gpus id, each seeing only its GPU, with both env families
   assert.equal(recs[0].secret, recs[1].secret, 'one secret per job');
   assert.match(r.stderr, /rank\s+local_rank\s+device\s+pid\s+log\n\[?.*0\s+0\s+gpu 1\s+\d+\s+\S+workerlog\.0\n.*1\s+1\s+gpu 3\s+\d+\s+\S+workerlog\.1/);
   assert.match(fs.readFileSync(path.join(dir, 'log', 'endpoints.log'), 'utf8'), new RegExp(`rank 1: ${endpoints[1].replace(/[.]/g, '\\.')}`));
-  assert.equal(fs.existsSync(path.join(os.tmpdir(), `hardnet-${jobId}`)), false, 'the ipc directory is removed at the end');
+  assert.equal(fs.existsSync(ipcDir), false, 'the ipc directory is removed at the end');
 });
 
 test('summary runs in one foreground process (no supervised workers, no log_dir)', async () => {

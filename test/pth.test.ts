@@ -191,30 +191,30 @@ describe('bad files give errors naming the file', () => {
 
   test('truncated zip', async () => {
     const buf = await readFile(fixture('views.pth'));
-    assert.throws(() => parsePth(buf.subarray(0, buf.length >> 1), 'half.pth'), /^Error: half\.pth: corrupt or truncated zip archive/);
+    assert.throws(() => parsePth(buf.subarray(0, buf.length >> 1), 'half.pth'), /^CheckpointError: half\.pth: corrupt or truncated zip archive/);
   });
 
   test('truncated legacy file, and one cut inside its pickles', async () => {
     const buf = await readFile(fixture('legacy_views.pth'));
-    assert.throws(() => parsePth(buf.subarray(0, buf.length - 10), 'cut.pth'), /^Error: cut\.pth: truncated: storage \d+ needs \d+ bytes/);
-    assert.throws(() => parsePth(buf.subarray(0, 300), 'cut300.pth'), /^Error: cut300\.pth: corrupt pickle at byte/);
+    assert.throws(() => parsePth(buf.subarray(0, buf.length - 10), 'cut.pth'), /^CheckpointError: cut\.pth: truncated: storage \d+ needs \d+ bytes/);
+    assert.throws(() => parsePth(buf.subarray(0, 300), 'cut300.pth'), /^CheckpointError: cut300\.pth: corrupt pickle at byte/);
   });
 
   test('not a .pth at all', () => {
-    assert.throws(() => parsePth(new TextEncoder().encode('hello world, not a checkpoint'), 'x.pth'), /^Error: x\.pth: .*bad magic number/);
+    assert.throws(() => parsePth(new TextEncoder().encode('hello world, not a checkpoint'), 'x.pth'), /^CheckpointError: x\.pth: .*bad magic number/);
   });
 
   test('zip without data.pkl, corrupt data.pkl, storage shorter than its tensor', async () => {
-    assert.throws(() => parsePth(zipSync({ 'a/readme.txt': new Uint8Array(3) }), 'other.zip'), /^Error: other\.zip: .*no <folder>\/data\.pkl/);
+    assert.throws(() => parsePth(zipSync({ 'a/readme.txt': new Uint8Array(3) }), 'other.zip'), /^CheckpointError: other\.zip: .*no <folder>\/data\.pkl/);
     const good = await readFile(fixture('views.pth'));
     const { unzipSync } = await import('fflate');
     const entries = unzipSync(good);
     const pkl = Object.keys(entries).find((n) => n.endsWith('/data.pkl'))!;
     const garbled = { ...entries, [pkl]: entries[pkl].map((b, i) => (i > 40 && i < 60 ? 0xff : b)) };
-    assert.throws(() => parsePth(zipSync(garbled, { level: 0 }), 'garbled.pth'), /^Error: garbled\.pth: corrupt pickle at byte \d+/);
+    assert.throws(() => parsePth(zipSync(garbled, { level: 0 }), 'garbled.pth'), /^CheckpointError: garbled\.pth: corrupt pickle at byte \d+/);
     const storage = Object.keys(entries).find((n) => n.endsWith('/data/0'))!;
     const short = { ...entries, [storage]: entries[storage].subarray(0, 40) };
-    assert.throws(() => parsePth(zipSync(short, { level: 0 }), 'short.pth'), /^Error: short\.pth: tensor base: reads element 23 of storage 0, which holds 10 float32/);
+    assert.throws(() => parsePth(zipSync(short, { level: 0 }), 'short.pth'), /^CheckpointError: short\.pth: views\/data\/0 is 40 bytes, but data\.pkl declares 24 float32 \(96 bytes\)/);
   });
 
   test('unsupported content: a list, a dict without tensors, an int16 tensor', async () => {

@@ -19,6 +19,30 @@ export function quickstartConfigPath(): string {
   throw new ConfigError(`the built-in quickstart config configs/quickstart.yaml is missing from the package (looked next to ${here})`);
 }
 
+/** aliases per config file: PaddleClas configs use none or a few */
+const MAX_YAML_ALIASES = 256;
+/** values in a config once its aliases are expanded: a real config has a few hundred */
+const MAX_YAML_NODES = 100_000;
+
+/**
+ * js-yaml resolves an alias to the same object, so loading is cheap, but everything that walks the tree afterwards
+ * (literal typing, overrides, printing the effective config) expands it: nine levels of nine aliases are 9^9
+ * values ("billion laughs"). Count the expanded tree, stopping at the cap, so such a file fails here in
+ * milliseconds.
+ */
+function assertYamlExpandsBounded(doc: unknown, source: string): void {
+  let nodes = 0;
+  const stack: unknown[] = [doc];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (++nodes > MAX_YAML_NODES) {
+      throw new ConfigError(`config ${source}: expands to more than ${MAX_YAML_NODES} values through its YAML aliases (*name), far more than any config has (a billion-laughs file?)`, source);
+    }
+    if (Array.isArray(v)) for (const x of v) stack.push(x);
+    else if (v !== null && typeof v === 'object' && !(v instanceof Date)) for (const x of Object.values(v)) stack.push(x);
+  }
+}
+
 /**
  * Load a PaddleClas YAML config (undefined: the built-in quickstart), apply `-o KEY=VALUE` overrides, validate.
  * Throws ConfigError naming the source and the key path.
@@ -34,10 +58,13 @@ export function loadConfig(file: string | undefined, overrides: string[], opts: 
   }
   let doc: unknown;
   try {
-    doc = load(text, { schema: YAML11_SCHEMA, filename: source });
+    doc = load(text, { schema: YAML11_SCHEMA, filename: source, maxAliases: MAX_YAML_ALIASES });
   } catch (e) {
-    throw new ConfigError(`config ${source} is not valid YAML: ${(e as Error).message}`, source);
+    const msg = (e as Error).message;
+    if (/alias/i.test(msg) && /max|limit|exceed/i.test(msg)) throw new ConfigError(`config ${source}: more than ${MAX_YAML_ALIASES} YAML aliases (*name); a PaddleClas config needs a handful`, source);
+    throw new ConfigError(`config ${source} is not valid YAML: ${msg}`, source);
   }
+  assertYamlExpandsBounded(doc, source);
   if (!isMap(doc)) throw new ConfigError(`config ${source} must be a YAML map of keys, got ${describe(doc)}`, source);
   const tree = typeLiterals(doc) as Record<string, unknown>;
   const added = new Set<string>();

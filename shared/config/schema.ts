@@ -101,7 +101,12 @@ export interface TrainConfig {
    * batch). Set to the per-worker batch of a multi-worker run, it makes a run on fewer workers normalise the same way.
    */
   bn_virtual_batch_size: number;
+  /** images with more pixels are bad samples, refused before decoding (sharp's limitInputPixels; PIL's MAX_IMAGE_PIXELS) */
+  max_image_pixels: number;
 }
+
+/** default max_image_pixels: 50 megapixels, 150 MB as RGB; ImageNet's largest photos are well below */
+export const DEFAULT_MAX_IMAGE_PIXELS = 50_000_000;
 
 
 export interface LoadOptions {
@@ -117,7 +122,7 @@ export const TOP_LEVEL_KEYS = [
   'validate', 'valid_interval', 'epochs', 'topk', 'image_shape', 'use_mix', 'ls_epsilon', 'checkpoints',
   'last_epoch', 'print_interval', 'use_gpu', 'LEARNING_RATE', 'OPTIMIZER', 'TRAIN', 'VALID',
   'backend', 'seed', 'strict_data', 'allreduce_dtype', 'collective_timeout_s', 'metrics_file', 'loss_temperature',
-  'bn_virtual_batch_size',
+  'bn_virtual_batch_size', 'max_image_pixels',
 ];
 export const DATA_KEYS = ['batch_size', 'num_workers', 'file_list', 'data_dir', 'shuffle_seed', 'delimiter', 'transforms', 'mix', 'decode_cache_mb'];
 /** default decode_cache_mb: Fashion-MNIST or CIFAR at 32x32 fit (184 / 154 MB); large images simply are not kept */

@@ -9,6 +9,7 @@ import {
   BACKENDS,
   DATA_KEYS,
   DEFAULT_DECODE_CACHE_MB,
+  DEFAULT_MAX_IMAGE_PIXELS,
   LR_PARAMS,
   MIX_OPERATORS,
   SCHEDULES,
@@ -256,6 +257,7 @@ export function validate(raw: Record<string, unknown>, source: string, opts: Loa
     metrics_file: c.str(raw.metrics_file, 'metrics_file', path.join(modelSaveDir, name, 'metrics.jsonl')),
     loss_temperature: c.num(raw.loss_temperature, 'loss_temperature', { def: 1, positive: true }),
     bn_virtual_batch_size: c.int(raw.bn_virtual_batch_size, 'bn_virtual_batch_size', 0, 0),
+    max_image_pixels: c.int(raw.max_image_pixels, 'max_image_pixels', 1, DEFAULT_MAX_IMAGE_PIXELS),
   };
   if (cfg.topk > classes) c.fail('topk', `must be at most classes_num (${classes}), got ${cfg.topk}`);
   if (cfg.last_epoch >= epochs) c.fail('last_epoch', `resuming after epoch ${cfg.last_epoch} leaves nothing to train (epochs: ${epochs})`);

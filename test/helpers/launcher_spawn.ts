@@ -46,6 +46,18 @@ export function launch(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
   return startLaunch(args, opts).done;
 }
 
+/** Run any command to its end and collect its output (e.g. the CLI under a shell's umask, or as another user). */
+export function runCollect(command: string, args: string[], opts: { uid?: number; gid?: number } = {}): Promise<LaunchResult> {
+  return new Promise((resolve) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
 export function tempDir(prefix: string): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-`));
 }

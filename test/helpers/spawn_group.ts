@@ -8,7 +8,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { formatWorkerEnv, ipcEndpoints, type JobSecret, type WorkerEnv } from '../../shared/env.js';
+import * as fs from 'node:fs';
+import { formatWorkerEnv, ipcEndpoints, ipcJobDir, type JobSecret, type WorkerEnv } from '../../shared/env.js';
 import { makeJobSecret } from '../../worker/collectives/secret.js';
 import { withCollectiveMallocTunables } from '../../shared/malloc_tunables.js';
 
@@ -96,5 +97,8 @@ export async function spawnGroup(o: SpawnOptions): Promise<SpawnedGroup> {
       }),
     );
   }
-  return { jobId, endpoints, secret, procs, done: Promise.all(outcomes) };
+  // the socket directory goes when its last rank has exited (a rank removes it only when it made it and it is empty)
+  const ipcDir = o.transport === 'tcp' ? undefined : ipcJobDir(jobId);
+  const done = Promise.all(outcomes).then((r) => { if (ipcDir) fs.rmSync(ipcDir, { recursive: true, force: true }); return r; });
+  return { jobId, endpoints, secret, procs, done };
 }

@@ -12,10 +12,12 @@
 // only the globals registered below do anything, every other global becomes an inert placeholder.
 // Known pickleparser limits, harmless for state_dicts: LONG1 integers are read unsigned and at most 8 bytes
 // (torch pickles shapes, strides and offsets as BININT*), hence the byte comparison of the legacy magic number.
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { unzipSync } from 'fflate';
 import { BufferReader, NameRegistry, Parser } from 'pickleparser';
+import { CheckpointError } from '../../shared/errors.js';
 
 export type TorchDtype = 'float32' | 'float64' | 'float16' | 'bfloat16' | 'int64' | 'int32' | 'uint8' | 'bool';
 
@@ -74,21 +76,29 @@ class PthError extends Error {}
 export async function readPth(file: string): Promise<StateDict> {
   let buf: Buffer;
   try {
-    buf = await readFile(file);
+    // O_NONBLOCK: a FIFO must not block the open; a device or FIFO is refused before anything is read
+    const h = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      const st = await h.stat();
+      if (!st.isFile()) throw new Error('not a regular file');
+      buf = await h.readFile();
+    } finally {
+      await h.close();
+    }
   } catch (e) {
-    throw new Error(`${file}: cannot read .pth file: ${(e as Error).message}`, { cause: e });
+    throw new CheckpointError(`${file}: cannot read .pth file: ${(e as Error).message}`, file, { cause: e });
   }
   return parsePth(buf, file);
 }
 
 /** Parses the bytes of a `.pth` file; `nameForErrors` starts every error message. */
 export function parsePth(buf: Uint8Array, nameForErrors: string): StateDict {
-  if (endianness() !== 'LE') throw new Error(`${nameForErrors}: .pth storages are little-endian; this host is not`);
+  if (endianness() !== 'LE') throw new CheckpointError(`${nameForErrors}: .pth storages are little-endian; this host is not`, nameForErrors);
   try {
     return isZip(buf) ? parseZip(buf) : parseLegacy(buf);
   } catch (e) {
-    if (e instanceof PthError) throw new Error(`${nameForErrors}: ${e.message}`);
-    throw new Error(`${nameForErrors}: not a readable .pth file: ${(e as Error).message}`, { cause: e });
+    if (e instanceof PthError) throw new CheckpointError(`${nameForErrors}: ${e.message}`, nameForErrors);
+    throw new CheckpointError(`${nameForErrors}: not a readable .pth file: ${(e as Error).message}`, nameForErrors, { cause: e });
   }
 }
 
@@ -96,26 +106,76 @@ function isZip(buf: Uint8Array): boolean {
   return buf.length >= 4 && buf[0] === 0x50 && buf[1] === 0x4b && buf[2] === 0x03 && buf[3] === 0x04;
 }
 
-function parseZip(buf: Uint8Array): StateDict {
-  let entries: Record<string, Uint8Array>;
+/** data.pkl of a state_dict is kilobytes; anything near this is not one */
+const MAX_PICKLE_BYTES = 64 << 20;
+/** one storage (HarDNet's largest tensor is 4 MB; a whole HarDNet85 is 150 MB) */
+const MAX_STORAGE_BYTES = 1 << 30;
+
+interface ZipEntryInfo { name: string; size: number; originalSize: number; compression: number }
+
+interface WantedEntry {
+  max: number;
+  /** the exact uncompressed size it must have, and the error when it has not */
+  bytes?: number;
+  mismatch?: (claimed: number) => string;
+}
+
+/**
+ * Inflate only the named entries, each checked against the size it must have before anything is allocated: a zip
+ * header's sizes are the archive's own claims, and fflate allocates what an entry claims before inflating it.
+ */
+function inflateEntries(buf: Uint8Array, want: Map<string, WantedEntry>): Record<string, Uint8Array> {
+  const check = (e: ZipEntryInfo): boolean => {
+    const w = want.get(e.name);
+    if (w === undefined) return false;
+    if (w.bytes !== undefined && e.originalSize !== w.bytes) throw new PthError(w.mismatch!(e.originalSize));
+    if (e.originalSize > w.max) throw new PthError(`${e.name} is ${e.originalSize} bytes uncompressed, more than the ${w.max} allowed`);
+    if (e.compression === 0 && e.size !== e.originalSize) throw new PthError(`${e.name}: a stored entry of ${e.size} bytes claims ${e.originalSize} uncompressed`);
+    return true;
+  };
   try {
-    entries = unzipSync(buf);
+    return unzipSync(buf, { filter: check });
+  } catch (e) {
+    if (e instanceof PthError) throw e;
+    throw new PthError(`corrupt or truncated zip archive (${(e as Error).message})`);
+  }
+}
+
+function parseZip(buf: Uint8Array): StateDict {
+  // The central directory alone (names and claimed sizes), nothing inflated yet.
+  const listing: ZipEntryInfo[] = [];
+  try {
+    unzipSync(buf, { filter: (e) => { listing.push(e); return false; } });
   } catch (e) {
     throw new PthError(`corrupt or truncated zip archive (${(e as Error).message})`);
   }
   // The top folder is named after the file torch.save was given ("archive" since torch 2.x): find it.
-  const pklName = Object.keys(entries).find((n) => /^[^/]+\/data\.pkl$/.test(n));
+  const pklName = listing.map((e) => e.name).find((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (pklName === undefined) throw new PthError('zip archive has no <folder>/data.pkl: not a torch.save file');
   const top = pklName.slice(0, -'data.pkl'.length);
-  const byteorder = entries[`${top}byteorder`];
+  const head = inflateEntries(buf, new Map([
+    [pklName, { max: MAX_PICKLE_BYTES }],
+    [`${top}byteorder`, { max: 16 }],
+  ]));
+  const byteorder = head[`${top}byteorder`];
   if (byteorder !== undefined && new TextDecoder().decode(byteorder).trim() !== 'little') {
     throw new PthError('big-endian .pth files are not supported');
   }
-  const obj = unpickle(new BufferReader(entries[pklName]), (pid) => zipStorage(pid));
-  return collectStateDict(obj, (ref) => {
-    const bytes = entries[`${top}data/${ref.key}`];
-    if (bytes === undefined) throw new PthError(`storage ${top}data/${ref.key} is missing from the archive`);
-    return bytes;
+  const obj = unpickle(new BufferReader(head[pklName]), (pid) => zipStorage(pid));
+  return collectStateDict(obj, (refs) => {
+    // only the storages that the returned tensors use, each exactly the size data.pkl declares for it
+    const want = new Map<string, WantedEntry>();
+    for (const ref of refs) {
+      const bytes = ref.numel * ELEMENT_SIZE[ref.dtype];
+      const name = `${top}data/${ref.key}`;
+      want.set(name, { bytes, max: MAX_STORAGE_BYTES, mismatch: (n) => `${name} is ${n} bytes, but data.pkl declares ${ref.numel} ${ref.dtype} (${bytes} bytes)` });
+    }
+    const entries = inflateEntries(buf, want);
+    return (ref) => {
+      const bytes = entries[`${top}data/${ref.key}`];
+      if (bytes === undefined) throw new PthError(`storage ${top}data/${ref.key} is missing from the archive`);
+      return bytes;
+    };
   });
 }
 
@@ -124,7 +184,17 @@ function zipStorage(pid: unknown): StorageRef {
   if (!Array.isArray(pid) || pid[0] !== 'storage' || pid.length < 5) {
     throw new PthError(`unknown persistent id ${describe(pid)} in data.pkl`);
   }
-  return new StorageRef(storageDtype(pid[1]), String(pid[2]), Number(pid[4]));
+  return new StorageRef(storageDtype(pid[1]), String(pid[2]), storageNumel(pid[4], pid[2]));
+}
+
+function isCount(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 0;
+}
+
+function storageNumel(v: unknown, key: unknown): number {
+  const n = Number(v);
+  if (!isCount(n)) throw new PthError(`storage ${describe(key)} declares ${describe(v)} elements`);
+  return n;
 }
 
 // Legacy layout: magic-number pickle, protocol pickle, sys-info pickle, the object, the list of storage keys,
@@ -159,6 +229,7 @@ function parseLegacy(buf: Uint8Array): StateDict {
     if (root === undefined) throw new PthError(`legacy storage ${describe(key)} is listed but never used`);
     if (pos + 8 > buf.length) throw new PthError(`truncated: storage ${root.key} header is past the end of the file`);
     const numel = Number(view.getBigInt64(pos, true));
+    if (numel !== root.numel) throw new PthError(`storage ${root.key} holds ${numel} elements, but the pickle declares ${root.numel}`);
     const end = pos + 8 + numel * ELEMENT_SIZE[root.dtype];
     if (end > buf.length) throw new PthError(`truncated: storage ${root.key} needs ${end} bytes, file has ${buf.length}`);
     // Copy into a fresh buffer: typed-array views need aligned offsets, and storages sit at any byte offset
@@ -166,7 +237,7 @@ function parseLegacy(buf: Uint8Array): StateDict {
     rootBytes.set(root.key, new Uint8Array(buf.subarray(pos + 8, end)));
     pos = end;
   }
-  return collectStateDict(obj, (ref) => {
+  return collectStateDict(obj, () => (ref) => {
     const bytes = rootBytes.get(ref.key);
     if (bytes === undefined) throw new PthError(`storage ${ref.key} is used but not stored`);
     return bytes;
@@ -183,11 +254,18 @@ function legacyStorage(pid: unknown, roots: Map<string, StorageRef>): StorageRef
   const key = String(pid[2]);
   let root = roots.get(key);
   if (root === undefined) {
-    root = new StorageRef(dtype, key, Number(pid[4]));
+    root = new StorageRef(dtype, key, storageNumel(pid[4], key));
     roots.set(key, root);
   }
   const viewMeta = pid[5];
-  if (Array.isArray(viewMeta)) return new StorageRef(dtype, key, Number(viewMeta[2]), Number(viewMeta[1]));
+  if (Array.isArray(viewMeta)) {
+    const offset = Number(viewMeta[1]);
+    const numel = Number(viewMeta[2]);
+    if (!isCount(offset) || !isCount(numel) || offset + numel > root.numel) {
+      throw new PthError(`storage view ${describe(viewMeta[0])} (offset ${describe(offset)}, ${describe(numel)} elements) is not inside storage ${key} of ${root.numel} elements`);
+    }
+    return new StorageRef(dtype, key, numel, offset);
+  }
   return root;
 }
 
@@ -256,7 +334,7 @@ function unpickle(reader: BufferReader, resolveStorage: (pid: unknown) => Storag
 }
 
 // Picks the dict of tensors out of what was unpickled and materialises every tensor.
-function collectStateDict(obj: unknown, bytesOf: (ref: StorageRef) => Uint8Array): StateDict {
+function collectStateDict(obj: unknown, storagesFor: (refs: StorageRef[]) => (ref: StorageRef) => Uint8Array): StateDict {
   if (!(obj instanceof Map)) throw new PthError(`top-level object is ${describe(obj)}, not a dict of tensors`);
   let dict: Map<unknown, unknown> = obj;
   if (![...dict.values()].some((v) => v instanceof TensorRef)) {
@@ -272,10 +350,23 @@ function collectStateDict(obj: unknown, bytesOf: (ref: StorageRef) => Uint8Array
   for (const v of dict.values()) {
     if (v instanceof TensorRef) uses.set(v.storage.key, (uses.get(v.storage.key) ?? 0) + 1);
   }
-  const out: StateDict = new Map();
+  // Every storage once, by key; a key must mean one storage (a second declaration with another size or dtype
+  // would let a tensor read past what was checked). Legacy views into a root storage are checked where they are read.
+  const roots = new Map<string, StorageRef>();
   for (const [name, value] of dict) {
     if (!(value instanceof TensorRef)) throw new PthError(`entry ${String(name)} is ${describe(value)}, not a tensor`);
-    out.set(String(name), materialise(value, bytesOf(value.storage), uses.get(value.storage.key) === 1, String(name)));
+    const st = value.storage;
+    const seen = roots.get(st.key);
+    if (seen === undefined) roots.set(st.key, st);
+    else if (st.elementOffset === 0 && seen.elementOffset === 0 && (seen.dtype !== st.dtype || seen.numel !== st.numel)) {
+      throw new PthError(`storage ${st.key} is declared twice, differently (${seen.numel} ${seen.dtype}, then ${st.numel} ${st.dtype})`);
+    }
+  }
+  const bytesOf = storagesFor([...roots.values()]);
+  const out: StateDict = new Map();
+  for (const [name, value] of dict) {
+    const ref = value as TensorRef;
+    out.set(String(name), materialise(ref, bytesOf(ref.storage), uses.get(ref.storage.key) === 1, String(name)));
   }
   return out;
 }
@@ -288,7 +379,16 @@ function materialise(ref: TensorRef, bytes: Uint8Array, soleUser: boolean, name:
   if (shape.length !== strides.length || shape.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new PthError(`tensor ${name}: bad size ${describe(shape)} / stride ${describe(strides)}`);
   }
+  // A stride of 0 repeats one element along a dimension: from a single stored float it would make a tensor of
+  // any size. torch only writes one on a dimension of size 1, where it means nothing.
+  const zero = strides.findIndex((st, i) => st === 0 && shape[i] > 1);
+  if (zero >= 0) throw new PthError(`tensor ${name}: stride 0 on dimension ${zero} of size ${shape[zero]} (only a dimension of size 1 may have one)`);
   const numel = shape.reduce((a, b) => a * b, 1);
+  // Distinct strides of one storage can still overlap ((1, 1)); a state_dict tensor never has more elements than
+  // its storage, so neither may a tensor here: what is allocated stays bounded by what the file declares.
+  if (numel > storage.numel) {
+    throw new PthError(`tensor ${name}: ${numel} elements, more than the ${storage.numel} its storage ${storage.key} declares`);
+  }
   const offset = storage.elementOffset + ref.storageOffset;
   const available = Math.floor(bytes.byteLength / size);
   if (numel > 0) {

@@ -6,6 +6,7 @@ import { CollectiveError } from '../../shared/errors.js';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import { notPrivateDir } from '../sys/private_dir.js';
 
 export class EndpointError extends CollectiveError {}
 
@@ -13,13 +14,23 @@ export function ipcPath(endpoint: string): string | undefined {
   return endpoint.startsWith('ipc://') ? endpoint.slice('ipc://'.length) : undefined;
 }
 
-/** Create the socket's directory with mode 0700 (tighten it if it already exists and is ours). */
-export function prepareIpcDir(socketPath: string): string {
+/**
+ * Make sure the socket's directory is private: create it with mode 0700, or, when it exists (the launcher or
+ * another rank of the job made it), accept it only as a real directory (lstat: not a symlink) of this user that
+ * nobody else can enter. A looser one is refused, not tightened: others may already have put files in it.
+ * Returns whether this call created it (and so may remove it at the end).
+ */
+export function prepareIpcDir(socketPath: string): boolean {
   const dir = path.dirname(socketPath);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const st = fs.statSync(dir);
-  if ((st.mode & 0o077) !== 0 && st.uid === process.getuid?.()) fs.chmodSync(dir, 0o700);
-  return dir;
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new EndpointError(`cannot create the socket directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const why = notPrivateDir(dir);
+  if (why !== undefined) throw new EndpointError(`the socket directory ${dir} ${why}; it was not made by this job (another user squatting the name?)`);
+  return false;
 }
 
 /**
@@ -37,8 +48,11 @@ export async function assertIpcPathFree(socketPath: string, endpoint: string): P
   if (inUse) throw new EndpointError(`endpoint ${endpoint} is already in use by another process (a socket is listening at ${socketPath})`);
 }
 
-/** Remove this rank's socket file and, when it is the last one, the job directory. */
-export function removeIpcPath(socketPath: string): void {
+/**
+ * Remove this rank's socket file and, when this rank created the directory and it is empty, the directory. One the
+ * launcher made stays for the whole job (across restarts), so that its name cannot be taken in between.
+ */
+export function removeIpcPath(socketPath: string, createdDir: boolean): void {
   try { fs.rmSync(socketPath, { force: true }); } catch { /* already gone */ }
-  try { fs.rmdirSync(path.dirname(socketPath)); } catch { /* other ranks' sockets are still there, or already removed */ }
+  if (createdDir) try { fs.rmdirSync(path.dirname(socketPath)); } catch { /* other ranks' sockets are still there, or already removed */ }
 }

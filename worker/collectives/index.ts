@@ -53,6 +53,7 @@ export async function createProcessGroup(env: WorkerEnv, opts: ProcessGroupOptio
   if (opts.security !== undefined && opts.security !== 'curve' && opts.security !== 'plain') throw new RangeError(`security must be curve or plain, not ${JSON.stringify(opts.security)}`);
   if (wireDtype !== 'float32' && wireDtype !== 'float16') throw new RangeError(`allreduce_dtype must be float32 or float16, not ${JSON.stringify(wireDtype)}`);
   if (env.endpoints.length !== env.worldSize) throw new CollectiveError(`rank ${env.rank}: ${env.endpoints.length} endpoints for a world size of ${env.worldSize}`);
+  const chunkBytes = opts.chunkBytes ?? 4 << 20;
   let secret = opts.secret;
   if (secret === undefined) {
     if (env.secretFd === undefined) {
@@ -72,9 +73,10 @@ export async function createProcessGroup(env: WorkerEnv, opts: ProcessGroupOptio
     heartbeatMs: opts.heartbeatMs ?? 2000,
     security: opts.security,
     sharedMemory: opts.sharedMemory ?? process.env.HARDNET_SHM_DISABLE !== '1',
+    maxPayloadBytes: chunkBytes,
     log,
   });
-  const group = new RingGroup(link, env, { timeoutMs, warnAfterMs, wireDtype, chunkBytes: opts.chunkBytes ?? 4 << 20, log });
+  const group = new RingGroup(link, env, { timeoutMs, warnAfterMs, wireDtype, chunkBytes, log });
   // the ring is up once a barrier has gone round: every rank has bound, connected and authenticated
   try {
     await group.barrier();

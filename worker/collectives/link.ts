@@ -12,10 +12,10 @@ import * as zmq from 'zeromq';
 import { CollectiveError } from '../../shared/errors.js';
 import type { JobSecret } from '../../shared/env.js';
 import { assertIpcPathFree, EndpointError, ipcPath, prepareIpcDir, removeIpcPath } from './endpoint.js';
-import { plainCredentials, registerZapDomain, unregisterZapDomain } from './zap.js';
+import { plainCredentials, registerZapDomain, unregisterZapDomain, zapDomainOf } from './zap.js';
 import * as fs from 'node:fs';
 import { SHM_ROOT, ShmReader, ShmWriter, shmUnavailable } from './shm.js';
-import { decodeHeader, describe, encodeHeader, Op, OP_NAMES, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
+import { decodeHeader, describe, encodeHeader, FIXED_HEADER_BYTES, Op, OP_NAMES, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
@@ -33,7 +33,36 @@ export interface LinkOptions {
   security?: SecurityMechanism;
   /** allReduce payloads to a successor on this host go through /dev/shm (shm.ts); default true */
   sharedMemory?: boolean;
+  /**
+   * the largest payload frame any rank sends (the ring's chunk size, or SMALL_PAYLOAD_BYTES if larger); the
+   * receiving socket drops a connection that sends a larger frame before allocating it
+   */
+  maxPayloadBytes: number;
   log: LogFn;
+}
+
+/** payloads that are not chunks (allGather values, barrier, abort) stay below this */
+export const SMALL_PAYLOAD_BYTES = 64 * 1024;
+/** how often a warning about rejected peers may be written; the ones in between are counted in the next */
+const REJECT_WARN_INTERVAL_MS = 10_000;
+
+/** At most one warning line per interval about one kind of thing; the rest are counted in the next line. */
+class RateLimitedWarning {
+  private last = -Infinity;
+  private unreported = 0;
+  constructor(private readonly log: LogFn, private readonly intervalMs = REJECT_WARN_INTERVAL_MS) {}
+  warn(msg: string): void {
+    const now = Date.now();
+    if (now - this.last < this.intervalMs) { this.unreported++; return; }
+    const more = this.unreported;
+    this.unreported = 0;
+    this.last = now;
+    this.log('warn', more > 0 ? `${msg} (and ${more} more rejected since the last such warning)` : msg);
+  }
+  flush(summary: (n: number) => string): void {
+    if (this.unreported > 0) this.log('warn', summary(this.unreported));
+    this.unreported = 0;
+  }
 }
 
 /**
@@ -82,19 +111,24 @@ export class RingLink {
   /** bytes of each parity's shared-memory file already written once (their pages exist) */
   private readonly shmHave = [0, 0];
   private shmWarned = false;
+  private readonly rejectWarning: RateLimitedWarning;
+  private readonly ignoredWarning: RateLimitedWarning;
 
   private constructor(
     private readonly o: LinkOptions,
     private readonly pull: zmq.Pull,
     private readonly push: zmq.Push,
     ipcSocketPath: string | undefined,
-    private readonly zapDomain: string | undefined,
+    private readonly createdIpcDir: boolean,
+    private readonly zapDomain: string,
     private readonly shmOut: ShmWriter | undefined,
   ) {
     this.prev = (o.rank + o.worldSize - 1) % o.worldSize;
     this.next = (o.rank + 1) % o.worldSize;
     this.jobBytes = Buffer.from(o.jobId, 'utf8');
     this.ownIpcPath = ipcSocketPath;
+    this.rejectWarning = new RateLimitedWarning(o.log);
+    this.ignoredWarning = new RateLimitedWarning(o.log);
     this.watchPull();
     this.watchPush();
   }
@@ -110,13 +144,19 @@ export class RingLink {
     // one mechanism for both sockets: every rank of the job binds and connects the same way
     const mech = o.security ?? DEFAULT_SECURITY;
     const creds = plainCredentials(o.secret);
-    const zapDomain = `hardnet-${o.jobId}`;
-    if (mech === 'plain') await registerZapDomain(zapDomain, creds);
+    // Both mechanisms go through the ZAP handler, registered before the bind: without it libzmq admits any CURVE
+    // client that knows the server public key, whatever its own key.
+    const zapDomain = zapDomainOf(o.secret);
+    await registerZapDomain(zapDomain, mech === 'plain'
+      ? { mechanism: 'PLAIN', ...creds }
+      : { mechanism: 'CURVE', clientPublicKeys: [o.secret.curve.clientPublicKey] });
     const pull = new zmq.Pull({
       ...(mech === 'curve'
-        ? { curveServer: true, curveSecretKey: o.secret.curve.serverSecretKey }
+        ? { curveServer: true, curveSecretKey: o.secret.curve.serverSecretKey, zapDomain }
         : { plainServer: true, zapDomain }),
       linger: 0,
+      // a frame larger than any the job sends is refused from its length, before libzmq allocates it
+      maxMessageSize: Math.max(o.maxPayloadBytes, SMALL_PAYLOAD_BYTES) + FIXED_HEADER_BYTES + Buffer.byteLength(o.jobId),
       ...heartbeat,
     });
     const push = new zmq.Push({
@@ -129,16 +169,17 @@ export class RingLink {
       ...heartbeat,
     });
     const sockPath = ipcPath(own);
+    let createdDir = false;
     try {
       if (sockPath !== undefined) {
-        prepareIpcDir(sockPath);
+        createdDir = prepareIpcDir(sockPath);
         await assertIpcPathFree(sockPath, own);
       }
       await pull.bind(own);
     } catch (err) {
       pull.close();
       push.close();
-      if (mech === 'plain') unregisterZapDomain(zapDomain);
+      unregisterZapDomain(zapDomain);
       if (err instanceof EndpointError) throw new CollectiveError(`rank ${o.rank}: ${err.message}`, o.rank);
       const code = (err as NodeJS.ErrnoException).code;
       const why = code === 'EADDRINUSE' ? 'the address is already in use (another job or a stale process holds it)' : (err as Error).message;
@@ -155,7 +196,7 @@ export class RingLink {
       }
       if (why !== undefined) o.log('warn', `rank ${o.rank}: no shared memory (${why}); allReduce payloads go through the socket`);
     }
-    return new RingLink(o, pull, push, sockPath, mech === 'plain' ? zapDomain : undefined, shmOut);
+    return new RingLink(o, pull, push, sockPath, createdDir, zapDomain, shmOut);
   }
 
   /**
@@ -174,7 +215,8 @@ export class RingLink {
           else if (ev.type.startsWith('handshake:error')) {
             preAuth = Math.max(0, preAuth - 1);
             strangerDisconnectsDue++;
-            this.o.log('warn', `rank ${this.o.rank}: rejected a connection to ${ev.type === 'unknown' ? '' : (ev as { address?: string }).address ?? ''} that does not hold the job secret (${ev.type})`);
+            // a flood of strangers must not become a flood of log lines
+            this.rejectWarning.warn(`rank ${this.o.rank}: rejected a connection to ${(ev as { address?: string }).address ?? this.o.endpoints[this.o.rank]} that does not hold the job secret (${ev.type})`);
           } else if (ev.type === 'disconnect') {
             if (strangerDisconnectsDue > 0) strangerDisconnectsDue--;
             else if (authed > 0) { authed--; if (authed === 0) this.prevGoneAt = Date.now(); }
@@ -357,7 +399,16 @@ export class RingLink {
       const where = `rank ${this.o.rank} in ${ctx.name} #${ctx.seq}`;
       if (h === undefined) throw this.protocol(`${where}: received a message that is not a collective message (${frames.length} frames)`, ctx);
       if (h.jobId !== this.o.jobId) throw this.protocol(`${where}: received ${describe(h)}, but this is job ${JSON.stringify(this.o.jobId)}`, ctx);
-      if (h.op === Op.abort) throw this.onAbort(h, frames[1], ctx);
+      if (h.op === Op.abort) {
+        // Checked before it is acted on: only the predecessor sends to this rank, and an abort belongs to this
+        // collective or the one before (a rank that sent all it had in collective k can fail while its successor
+        // has already moved on to k + 1). Anything else is a replay or a forgery: ignored, it ends nothing.
+        if (h.from === this.prev && (h.seq === ctx.seq || h.seq + 1 === ctx.seq) && frames[1].length === h.bytes) throw this.onAbort(h, frames[1], ctx);
+        ctx.received--;
+        this.ignoredWarning.warn(`rank ${this.o.rank} in ${ctx.name} #${ctx.seq}: ignored an abort claiming to be from rank ${h.from} for collective #${h.seq} ` +
+          `(only rank ${this.prev} sends to this rank, and only an abort of #${ctx.seq - 1} or #${ctx.seq} counts)`);
+        continue;
+      }
       if (h.from !== this.prev) throw this.protocol(`${where}: received ${describe(h)}, but only rank ${this.prev} sends to this rank`, ctx);
       const viaShm = payloadInSharedMemory(h);
       if (viaShm && !((h.op === Op.reduceScatter || h.op === Op.allGatherChunks) && h.dtype === WireDtype.float32)) {
@@ -408,7 +459,8 @@ export class RingLink {
   abort(err: CollectiveError, seq: number): void {
     this.fail(err);
     if (err.culprit === this.next) return;
-    const payload = Buffer.from(JSON.stringify({ culprit: err.culprit, origin: this.o.rank, reason: err.message }), 'utf8');
+    // the reason is cut so that the message stays under every receiver's maximum message size
+    const payload = Buffer.from(JSON.stringify({ culprit: err.culprit, origin: this.o.rank, reason: err.message.slice(0, 4000) }), 'utf8');
     this.sendAbortRaw(payload, seq);
   }
 
@@ -433,7 +485,9 @@ export class RingLink {
     this.pull.close();
     this.shmOut?.close();
     this.shmIn?.close();
-    if (this.ownIpcPath !== undefined) removeIpcPath(this.ownIpcPath);
-    if (this.zapDomain !== undefined) unregisterZapDomain(this.zapDomain);
+    if (this.ownIpcPath !== undefined) removeIpcPath(this.ownIpcPath, this.createdIpcDir);
+    unregisterZapDomain(this.zapDomain);
+    this.rejectWarning.flush((n) => `rank ${this.o.rank}: rejected ${n} more connection(s) that do not hold the job secret since the last warning`);
+    this.ignoredWarning.flush((n) => `rank ${this.o.rank}: ignored ${n} more abort(s) that were not from rank ${this.prev} in the current collective`);
   }
 }

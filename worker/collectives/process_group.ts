@@ -23,7 +23,7 @@
  * Outbox/Inbox and the wire codec of ring_payloads.ts; the loops below are the same for all of them.
  */
 import type { WorkerEnv } from '../../shared/env.js';
-import { CollectiveError, RingLink, type LogFn, type OpContext } from './link.js';
+import { CollectiveError, RingLink, SMALL_PAYLOAD_BYTES, type LogFn, type OpContext } from './link.js';
 import { bytesOf, FLOAT32_WIRE, Float16Wire, Inbox, Outbox, type WireCodec } from './ring_payloads.js';
 import { addBlocks } from './sum.js';
 import { Op, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
@@ -296,6 +296,8 @@ export class RingGroup implements ProcessGroup {
   }
 
   async allGather(values: number[]): Promise<number[][]> {
+    // every receiver drops frames larger than its maximum message size (link.ts): say so here instead
+    if (values.length * 8 > SMALL_PAYLOAD_BYTES) throw new RangeError(`allGather of ${values.length} values: at most ${SMALL_PAYLOAD_BYTES / 8} (it is for metrics; use allReduce or broadcast for arrays)`);
     return this.ringGather('allGather', Op.allGather, values);
   }
 

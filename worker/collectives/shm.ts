@@ -27,18 +27,19 @@
 import { CollectiveError } from '../../shared/errors.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { shmJobDir } from '../../shared/env.js';
+import { shmJobDir, shmJobDirFromLauncher } from '../../shared/env.js';
 import { assertPrivateFile, nativeShm, NO_FOLLOW, SHM_ROOT } from '../sys/shm.js';
 
 export { nativeShm, SHM_ROOT, shmUnavailable, type NativeShm } from '../sys/shm.js';
 
-function shmFilePath(jobId: string, rank: number, parity: number, root: string): string {
+function shmFilePath(jobId: string, rank: number, parity: number, root: string | undefined): string {
   return path.join(shmJobDir(jobId, root), `ring${rank}.${parity}.bin`);
 }
 
 function tryRemove(file: string): void {
   try { fs.rmSync(file, { force: true }); } catch { /* already gone */ }
-  try { fs.rmdirSync(path.dirname(file)); } catch { /* other ranks' files are still there, or already removed */ }
+  // the launcher's directory stays for the whole job (it removes it); one a rank made goes with its last file
+  if (!shmJobDirFromLauncher()) try { fs.rmdirSync(path.dirname(file)); } catch { /* other ranks' files are still there, or already removed */ }
 }
 
 /** The two files (even and odd allReduce calls) this rank writes its ring payloads into; its successor reads them. */
@@ -56,7 +57,7 @@ export class ShmWriter {
     });
   }
 
-  static create(jobId: string, rank: number, root = SHM_ROOT): ShmWriter {
+  static create(jobId: string, rank: number, root?: string): ShmWriter {
     return new ShmWriter([0, 1].map((parity) => shmFilePath(jobId, rank, parity, root)));
   }
 
@@ -130,7 +131,7 @@ export class ShmReader {
     for (const f of files) tryRemove(f);
   }
 
-  static open(jobId: string, rank: number, root = SHM_ROOT): ShmReader {
+  static open(jobId: string, rank: number, root?: string): ShmReader {
     return new ShmReader([0, 1].map((parity) => shmFilePath(jobId, rank, parity, root)));
   }
 

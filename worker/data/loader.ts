@@ -65,6 +65,8 @@ export interface DataLoaderOptions {
   sharedDecodeCacheFile?: string;
   /** where warnings go (default console.warn) */
   log?: (message: string) => void;
+  /** images with more pixels are bad samples (config max_image_pixels) */
+  maxImagePixels?: number;
 }
 
 export class DataError extends Error {}
@@ -113,7 +115,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.samples = o.samples;
     this.log = o.log ?? ((m) => console.warn(m));
     this.decodeCache = o.decodeCacheBytes ? this.makeCache(o.decodeCacheBytes, o.sharedDecodeCacheFile) : undefined;
-    this.transform = typeof o.transforms === 'function' ? o.transforms : buildTransforms(o.transforms, { seed: o.seed, channelsLast: true, cache: this.decodeCache });
+    this.transform = typeof o.transforms === 'function' ? o.transforms : buildTransforms(o.transforms, { seed: o.seed, channelsLast: true, cache: this.decodeCache, maxImagePixels: o.maxImagePixels });
     this.sampler = new DistributedBatchSampler({
       datasetSize: o.samples.length,
       batchSize: o.batchSize,
@@ -269,7 +271,7 @@ export function loaderFromConfig(
   section: DataSectionConfig,
   o: {
     mode: 'train' | 'valid'; classesNum?: number; rank?: number; worldSize?: number; strictData?: boolean; seed?: number; prefetch?: number;
-    log?: (m: string) => void; sharedDecodeCacheFile?: string; decodeCache?: boolean;
+    log?: (m: string) => void; sharedDecodeCacheFile?: string; decodeCache?: boolean; maxImagePixels?: number;
   },
 ): DataLoader {
   const worldSize = o.worldSize ?? 1;
@@ -294,5 +296,6 @@ export function loaderFromConfig(
     sharedDecodeCacheFile: o.sharedDecodeCacheFile,
     prefetch: o.prefetch,
     log: o.log,
+    maxImagePixels: o.maxImagePixels,
   });
 }

@@ -22,6 +22,7 @@ import { headerImageSize } from './header.js';
 import * as fs from 'node:fs/promises';
 import sharp from 'sharp';
 import { Mulberry32, mixSeed, type Rng } from '../../shared/rng.js';
+import { DEFAULT_MAX_IMAGE_PIXELS } from '../../shared/config.js';
 import { autoAugmentImageNet } from './autoaugment.js';
 import type { ImageCache } from './decode_cache.js';
 import { chwToHwc, flipRaw, hwcToChw, rawToFloat, type FloatImage, type RawImage } from './image.js';
@@ -64,6 +65,8 @@ export interface BuildOptions {
    * calls on the same file; see decode_cache.ts. Used only when that head resizes or crops.
    */
   cache?: ImageCache;
+  /** images with more pixels are refused before decoding (config max_image_pixels; default 50 megapixels) */
+  maxImagePixels?: number;
 }
 
 /**
@@ -84,6 +87,8 @@ interface PendingImage {
   kind: 'pending';
   input: Buffer;
   path: string;
+  /** sharp's limitInputPixels for the decode */
+  maxPixels: number;
   /** size after the ops below */
   width: number;
   height: number;
@@ -99,19 +104,33 @@ type Img = PendingImage | RawImage | FloatImage;
 
 export class TransformError extends Error {}
 
-async function decodePending(input: Buffer, file: string): Promise<PendingImage> {
+/**
+ * sharp's own default (268 megapixels) lets one small, highly compressed PNG take gigabytes and seconds to
+ * decode; the header's size is checked against this limit first, and sharp enforces it too (limitInputPixels).
+ */
+function checkPixels(file: string, width: number, height: number, limit: number): void {
+  if (width * height > limit) {
+    throw new TransformError(`${file}: ${width}x${height} is ${width * height} pixels, more than max_image_pixels (${limit}); raise that config key to accept such images`);
+  }
+}
+
+async function decodePending(input: Buffer, file: string, maxPixels: number): Promise<PendingImage> {
   const fromHeader = headerImageSize(input);
-  if (fromHeader) return { kind: 'pending', input, path: file, ...fromHeader };
+  if (fromHeader) {
+    checkPixels(file, fromHeader.width, fromHeader.height, maxPixels);
+    return { kind: 'pending', input, path: file, maxPixels, ...fromHeader };
+  }
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>["metadata"]>>;
   try {
-    meta = await sharp(input).metadata();
+    meta = await sharp(input, { limitInputPixels: maxPixels }).metadata();
   } catch (e) {
     throw new TransformError(`cannot decode ${file}: ${(e as Error).message}`);
   }
   const width = meta.autoOrient?.width ?? meta.width;
   const height = meta.autoOrient?.height ?? meta.height;
   if (!width || !height) throw new TransformError(`cannot decode ${file}: no image size in its header`);
-  return { kind: 'pending', input, path: file, width, height };
+  checkPixels(file, width, height, maxPixels);
+  return { kind: 'pending', input, path: file, width, height, maxPixels };
 }
 
 async function materialize(img: PendingImage): Promise<RawImage> {
@@ -123,7 +142,7 @@ async function materialize(img: PendingImage): Promise<RawImage> {
 async function decodeWithSharp(img: PendingImage): Promise<RawImage> {
   // failOn 'truncated' rejects truncated/corrupt files (the loader then substitutes a sample) while still
   // accepting files with harmless warnings such as extraneous bytes after the JPEG end marker
-  let s = sharp(img.input, { autoOrient: true, failOn: 'truncated' });
+  let s = sharp(img.input, { autoOrient: true, failOn: 'truncated', limitInputPixels: img.maxPixels });
   if (img.pre) s = s.extract(img.pre);
   if (img.resize) s = s.resize(img.resize.width, img.resize.height, { fit: 'fill', kernel: 'linear' });
   if (img.post) s = s.extract(img.post);
@@ -445,7 +464,7 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
         throw new TransformError(`cannot read ${sample.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       }
     }
-    let img: Img = await decodePending(input, sample.path);
+    let img: Img = await decodePending(input, sample.path, opts.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS);
     for (const step of steps.slice(0, head)) img = await step(img, ctx);
     return img;
   }

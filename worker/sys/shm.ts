@@ -8,18 +8,20 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { shmJobDir } from '../../shared/env.js';
+import { notPrivateDir } from './private_dir.js';
 
 export const SHM_ROOT = '/dev/shm';
 
 /** Why shared memory cannot be used here (undefined: it can). */
-export function shmUnavailable(jobId: string, root = SHM_ROOT): string | undefined {
+export function shmUnavailable(jobId: string, root?: string): string | undefined {
   try {
-    const st = fs.statSync(root);
+    const st = fs.statSync(root ?? SHM_ROOT);
     if (!st.isDirectory()) return `${root} is not a directory`;
-    fs.accessSync(root, fs.constants.W_OK);
+    fs.accessSync(root ?? SHM_ROOT, fs.constants.W_OK);
   } catch (e) {
-    return `${root}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+    return `${root ?? SHM_ROOT}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
   }
+  // under the launcher, the directory it made for this job (shared/env.ts shmJobDir)
   const dir = shmJobDir(jobId, root);
   try {
     try {
@@ -27,12 +29,11 @@ export function shmUnavailable(jobId: string, root = SHM_ROOT): string | undefin
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
-    // lstat: a symlink planted by another user (job ids can be guessed) must not redirect our files; once the
-    // directory is a real one of ours, /dev/shm's sticky bit keeps anyone else from replacing it
-    const st = fs.lstatSync(dir);
-    if (!st.isDirectory()) return `${dir} is not a directory (a symlink?)`;
-    if (st.uid !== process.getuid?.()) return `${dir} belongs to uid ${st.uid}, not to this user`;
-    if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
+    // lstat: a symlink planted by another user (job ids can be guessed) must not redirect our files, nor may a
+    // directory another user made or can write into be used (nor tightened: files may be in it already); once
+    // the directory is a real one of ours, /dev/shm's sticky bit keeps anyone else from replacing it
+    const why = notPrivateDir(dir);
+    if (why !== undefined) return why.startsWith('is a symlink') ? `${dir} is not a directory (a symlink?)` : `${dir} ${why}`;
   } catch (e) {
     return `${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
   }

@@ -48,5 +48,6 @@ export async function buildLoader(cfg: TrainConfig, which: 'train' | 'valid', o:
     mode: which, classesNum: cfg.classes_num, rank: o.rank, worldSize: o.worldSize, strictData: cfg.strict_data, seed: o.seed, log: o.log,
     sharedDecodeCacheFile: sharedCacheFile(resolved, which, o),
     decodeCache: o.decodeCache,
+    maxImagePixels: cfg.max_image_pixels,
   });
 }
