@@ -15,6 +15,7 @@ import { makeJobSecret, validateJobSecret } from '../worker/collectives/secret.j
 import type { JobSecret } from '../shared/env.js';
 import { runJob } from './agent.js';
 import { closeLogger, createLaunchLogger, openLogDir } from './logs.js';
+import { checkGpuBackend } from './gpu_backend.js';
 import {
   LaunchError,
   buildPlan,
@@ -111,6 +112,8 @@ export async function launchDistributed(flags: LaunchFlags, program: string, arg
     env: process.env,
     detectGpus: listGpusWithNvidiaSmi,
   });
+  // with GPUs assigned, train/eval run on them or not at all: no silent CPU fallback (gpu_backend.ts)
+  checkGpuBackend(argvForId[0] ?? '', argvForId.slice(1), devices.gpus);
   const nodes = chooseNodes({ ips: flags.ips, nodeRank: flags.node_rank, env: process.env, localAddresses: localAddresses() });
   let basePort = flags.master_port ?? flags.started_port;
   if (basePort === undefined && process.env.FLAGS_START_PORT) basePort = intArg('FLAGS_START_PORT', 1, 65535)(process.env.FLAGS_START_PORT);
