@@ -12,6 +12,8 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { ensureBuiltinFashionMnist } from '../worker/data/builtin.js';
 import { REPO_ROOT, maxAbsDiff, relL2 } from './helpers/hardnet_fixture.js';
+import { useBackend } from './helpers/backend.js';
+import { HarDNet } from '../worker/model/hardnet.js';
 
 const LAUNCH = path.join(REPO_ROOT, 'dist/launcher/cli.js');
 let tmp = '';
@@ -31,14 +33,14 @@ before(async () => {
  * kernels in float64) to ~1e-3 of the loss; over 4 values the two agree to ~1e-5.
  * A small learning rate: the two backends' gradients differ by float32 summation order (~2e-4 of the largest,
  * within the fixture tests' 1e-3), and a freshly initialised HarDNet is so sensitive to its weights that at lr 0.1
- * that difference alone moves the next loss by 0.1; at 1e-4 a step still moves weights by up to ~5e-3, far more
- * than the tolerance below, so a wrong update cannot pass.
+ * that difference alone moved the next loss by 0.1 (at 1e-4, on some data, by 3e-3 of it); at 1e-5 the two steps
+ * still move the weights ~50 times more than the backends differ (checked below), so a wrong update cannot pass.
  */
 function run(backend: 'cpu' | 'wasm'): { losses: number[]; weights: Float32Array } {
   const out = path.join(tmp, backend);
   const args = [
     `TRAIN.file_list=${data.train}`, `TRAIN.data_dir=${data.dir}`, 'total_images=16', 'TRAIN.batch_size=8', 'epochs=1',
-    'validate=False', 'LEARNING_RATE.params.lr=0.0001', `model_save_dir=${out}`, `metrics_file=${path.join(out, 'metrics.jsonl')}`, 'print_interval=1', `backend=${backend}`,
+    'validate=False', 'LEARNING_RATE.params.lr=0.00001', `model_save_dir=${out}`, `metrics_file=${path.join(out, 'metrics.jsonl')}`, 'print_interval=1', `backend=${backend}`,
   ].flatMap((o) => ['-o', o]);
   const r = spawnSync(process.execPath, [LAUNCH, '--nproc_per_node', '2', '--log_dir', path.join(out, 'log'), 'train', ...args],
     { encoding: 'utf8', timeout: 300_000 });
@@ -64,7 +66,7 @@ function run(backend: 'cpu' | 'wasm'): { losses: number[]; weights: Float32Array
   return { losses, weights: weights.subarray(0, kept) };
 }
 
-test('2 workers on the cpu backend train to the same losses and weights as on wasm', () => {
+test('2 workers on the cpu backend train to the same losses and weights as on wasm', async () => {
   const cpu = run('cpu');
   const wasm = run('wasm');
   assert.equal(cpu.losses.length, 2);
@@ -73,9 +75,17 @@ test('2 workers on the cpu backend train to the same losses and weights as on wa
     assert.ok(Math.abs(cpu.losses[i]! - wasm.losses[i]!) < 1e-3 * Math.abs(wasm.losses[i]!), `step ${i}: loss ${cpu.losses[i]} (cpu) vs ${wasm.losses[i]} (wasm)`);
   }
   // relative L2 over all weights: a few channels behind near-zero-variance BN (the 1x1 last block) have gradients
-  // that are float32 noise amplified by 1/sqrt(eps) and differ element-wise; a missing or doubled update moves the
-  // whole vector by ~1e-3 of its norm
+  // that are float32 noise amplified by 1/sqrt(eps) and differ element-wise; the two steps themselves must move the
+  // weights far more than the backends differ, or the comparison would not catch a wrong update
   const rel = relL2(cpu.weights, wasm.weights);
-  console.log(`losses cpu ${cpu.losses}, wasm ${wasm.losses}; weights: relative L2 difference ${rel}, max ${maxAbsDiff(cpu.weights, wasm.weights)}`);
+  await useBackend('wasm');
+  const init = new HarDNet('HarDNet39ds', 10, 0); // the config's seed 0: rank 0's initial weights
+  const initial = new Float32Array(wasm.weights.length);
+  let at = 0;
+  for (const v of init.trainableVariables()) { initial.set(v.dataSync() as Float32Array, at); at += v.size; }
+  init.dispose();
+  const moved = relL2(initial, wasm.weights);
+  console.log(`losses cpu ${cpu.losses}, wasm ${wasm.losses}; weights: cpu vs wasm relative L2 ${rel} (max ${maxAbsDiff(cpu.weights, wasm.weights)}), moved by the steps ${moved}`);
   assert.ok(rel < 3e-5, `weights after two steps differ by ${rel} (relative L2)`);
+  assert.ok(moved > 10 * rel, `the steps moved the weights by only ${moved} (relative L2)`);
 });
