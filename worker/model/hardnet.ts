@@ -1,8 +1,8 @@
 /**
  * HarDNet in TensorFlow.js, NHWC, following the official PyTorch model op for op (../shared/reference/hardnet.md):
  * symmetric padding (as 'same', or an explicit pad + 'valid': the forms tfjs-node accepts), ReLU6, BatchNorm with
- * eps 1e-5 and PyTorch's running-statistics update, concat order as in the official HarDBlock.forward. One small function per building block; the layer plan (plan.ts) says what
- * to build, this file says how each block computes.
+ * eps 1e-5 and PyTorch's running-statistics update, concat order as in the official HarDBlock.forward. One small
+ * function per building block; the layer plan (plan.ts) says what to build, this file says how each block computes.
  *
  * Weights live in tf.Variables keyed by their official state_dict names, in TensorFlow layouts (HWIO convs,
  * [3,3,C,1] depthwise, [in,out] linear).
