@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import * as tf from '@tensorflow/tfjs-core';
 import { HarDNet } from '../worker/model/hardnet.js';
 import { computeGradients } from '../worker/train/step.js';
-import { Momentum } from '../worker/optim/momentum.js';
+import { createMomentum } from '../worker/optim/momentum.js';
 import { GradientBuffer } from '../worker/train/grads.js';
 import { selectBackend, type BackendName } from '../worker/backend/select.js';
 
@@ -44,7 +44,7 @@ const classes = Number(o.classes_num);
 const model = new HarDNet(o.model, classes, 1);
 const x = tf.randomNormal([batch, size, size, 3]) as tf.Tensor4D;
 const labels = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % classes), 'int32');
-const opt = new Momentum(model.weights, { momentum: 0.9, l2Decay: 5e-5 });
+const opt = createMomentum(model.weights, { momentum: 0.9, l2Decay: 5e-5 });
 
 const fwd = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
   const y = model.forward(x, { training: false });

@@ -20,6 +20,7 @@ import { runJob } from './agent.js';
 import { closeLogger, createLaunchLogger, openLogDir } from './logs.js';
 import { preflightJob } from './preflight.js';
 import { ShimMessageReader } from './shim_protocol.js';
+import { checkGpuBackend } from './gpu_backend.js';
 import {
   LaunchError,
   buildPlan,
@@ -117,6 +118,8 @@ export async function launchDistributed(
     env: process.env,
     detectGpus: listGpusWithNvidiaSmi,
   });
+  // with GPUs assigned, train/eval run on them or not at all: no silent CPU fallback (gpu_backend.ts)
+  checkGpuBackend(argvForId[0] ?? '', argvForId.slice(1), devices.gpus);
   const nodes = chooseNodes({ ips: flags.ips, nodeRank: flags.node_rank, env: process.env, localAddresses: localAddresses() });
   // usage errors in the job's config end here: before a port is probed, a log moved aside or a worker started
   preflight?.(nodes.hosts.length * devices.nproc);

@@ -394,5 +394,10 @@ export function workerProcessEnv(
     env.CUDA_VISIBLE_DEVICES = slot.gpu;
     env.CUDA_DEVICE_ORDER = 'PCI_BUS_ID';
   }
+  // TensorFlow (tfjs-node) settings for one worker per GPU, unless the user set them: take GPU memory as needed
+  // rather than all of it at start (so an eval or infer beside training fits), and keep TensorFlow's start-up
+  // INFO/WARNING lines out of the terminal and the worker logs
+  env.TF_FORCE_GPU_ALLOW_GROWTH ??= 'true';
+  env.TF_CPP_MIN_LOG_LEVEL ??= '2';
   return env;
 }

@@ -44,8 +44,14 @@ function toTorchLayout(kind: string, g: tf.Tensor): tf.Tensor {
   return g;
 }
 
-for (const name of ['HarDNet39ds', 'HarDNet68ds']) {
-  test(`${name}: official weights give the fixture's eval logits, loss, gradients and BN statistics (wasm)`, async () => {
+// wasm: the backend that trains here; cpu: tfjs-core's generic gradients and this project's non-wasm branches
+// (BN statistics, gradient reads, the optimizer's weights), the path the native 'tensorflow' backend takes
+for (const [name, backend] of [
+  ['HarDNet39ds', 'wasm'], ['HarDNet68ds', 'wasm'], ['HarDNet68', 'wasm'],
+  ['HarDNet39ds', 'cpu'],
+] as const) {
+  test(`${name}: official weights give the fixture's eval logits, loss, gradients and BN statistics (${backend})`, async () => {
+    await useBackend(backend);
     const fx = fixture(name);
     const model = new HarDNet(name, 1000);
     await loadTorchWeights(model, fx.pth);
@@ -105,6 +111,7 @@ for (const name of ['HarDNet39ds', 'HarDNet68ds']) {
     assert.equal(previous, 8, 'the last stage normalises over 2 images of 2x2');
     tf.dispose([x, labels, r.loss, r.logits, ...r.grads.values()]);
     model.dispose();
+    await useBackend('wasm');
   });
 }
 

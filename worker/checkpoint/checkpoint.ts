@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { HarDNet } from '../model/hardnet.js';
-import type { Momentum } from '../optim/momentum.js';
+import type { Optimizer } from '../optim/momentum.js';
 import { layersModelJson } from '../model/export_layers.js';
 import { CheckpointError } from '../../shared/errors.js';
 
@@ -152,7 +152,7 @@ function syncDir(dir: string): void {
  * `<dir>.old`, then the new one into `<dir>`. A process killed between the two leaves only `<dir>.old`, which
  * `resolveCheckpoint` falls back to, so some complete checkpoint is always there under the name.
  */
-export async function saveCheckpoint(dir: string, model: HarDNet, opt: Momentum | undefined, state: TrainState): Promise<void> {
+export async function saveCheckpoint(dir: string, model: HarDNet, opt: Optimizer | undefined, state: TrainState): Promise<void> {
   const parent = path.dirname(dir);
   const base = path.basename(dir);
   fs.mkdirSync(parent, { recursive: true });
@@ -204,7 +204,7 @@ export function readState(dir: string): TrainState {
 }
 
 /** Load weights (and the optimizer's velocities when given) and return the saved state. */
-export function loadCheckpoint(requested: string, model: HarDNet, opt?: Momentum): TrainState {
+export function loadCheckpoint(requested: string, model: HarDNet, opt?: Optimizer): TrainState {
   const dir = resolveCheckpoint(requested);
   if (!dir) throw new CheckpointError(`checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`, requested);
   const state = readState(dir);

@@ -21,7 +21,10 @@ export async function evalCommand(o: EvalOptions): Promise<number> {
   const log = createWorkerLogger({ rank: env.rank, level: 'info' });
   const cfg = loadConfig(o.config, o.override, { warn: (m) => log.warn(m), worldSize: env.worldSize, mode: 'valid' });
   if (!cfg.pretrained_model) throw new Error('eval: set the weights with -o pretrained_model=<.pth file or checkpoint directory>');
-  await selectBackend(cfg.backend, { gpuAssigned: env.selectedGpus !== '', log: (m) => log.info(m) });
+  // use_gpu: False runs on the CPU on purpose even with a GPU assigned (PaddleClas's switch)
+  await selectBackend(cfg.backend, {
+    gpuAssigned: env.selectedGpus !== '' && cfg.use_gpu, rank: env.rank, visibleDevices: process.env.CUDA_VISIBLE_DEVICES, log: (m) => log.info(m),
+  });
   const group = await createProcessGroup(env, { timeoutMs: cfg.collective_timeout_s * 1000, log: (level, m) => log.log(level, m) });
   try {
     const loader = await buildLoader(cfg, 'valid', { rank: env.rank, worldSize: env.worldSize, seed: mixSeed(cfg.seed, env.rank), log: (m) => log.warn(m), decodeCache: false });

@@ -86,7 +86,9 @@ export async function infer(o: InferOptions, out: (line: string) => void = conso
     preprocess = (file) => inferPreprocess(file, { resizeShort, crop });
   }
 
-  await selectBackend(o.backend as BackendName, { gpuAssigned: Boolean(process.env.CUDA_VISIBLE_DEVICES), log });
+  // a GPU is visible unless CUDA_VISIBLE_DEVICES hides them all ('' or -1, CUDA's spellings for none)
+  const visible = process.env.CUDA_VISIBLE_DEVICES;
+  await selectBackend(o.backend as BackendName, { gpuAssigned: visible !== undefined && visible !== '' && visible !== '-1', visibleDevices: visible, log });
   const model = new HarDNet(modelName, classes);
   try {
     await loadPretrained(model, o.pretrained_model);

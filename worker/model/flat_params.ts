@@ -17,13 +17,23 @@ export function flatLayout(params: Map<string, tf.Tensor>): { slots: FlatSlot[];
   return { slots, size: offset };
 }
 
-/** Assign each parameter a new tensor made from its slice of `flat` (tfjs tensors are immutable). */
+/**
+ * Assign each parameter a new tensor made from its slice of `flat` (tfjs tensors are immutable). On wasm each
+ * slice is copied into the heap; on the other backends (tfjs-node above all) the whole buffer goes over in ONE
+ * write and is split on the device, so the number of host-to-device transfers does not grow with the parameters.
+ */
 export function assignFromFlat(flat: Float32Array, slots: FlatSlot[], params: Map<string, tf.Variable>): void {
-  // the wasm backend copies a new tensor's values into its heap; the others keep the array, so they get their own
-  const shares = tf.getBackend() !== 'wasm';
+  if (tf.getBackend() !== 'wasm') {
+    const size = slots.reduce((a, s) => Math.max(a, s.offset + s.size), 0);
+    tf.tidy(() => {
+      // a copy: the cpu backend keeps the array it is given, and the caller reuses its buffer
+      const all = tf.tensor1d(flat.slice(0, size), 'float32');
+      for (const s of slots) params.get(s.name)!.assign(tf.reshape(tf.slice(all, s.offset, s.size), s.shape));
+    });
+    return;
+  }
   for (const s of slots) {
-    const values = flat.subarray(s.offset, s.offset + s.size);
-    const t = tf.tensor(shares ? values.slice() : values, s.shape, 'float32');
+    const t = tf.tensor(flat.subarray(s.offset, s.offset + s.size), s.shape, 'float32');
     params.get(s.name)!.assign(t);
     t.dispose();
   }

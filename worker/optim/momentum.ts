@@ -14,8 +14,29 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { MOMENTUM_WASM_BASE64 } from './momentum_wasm.js';
 import { assignFromFlat, flatLayout, type FlatSlot } from '../model/flat_params.js';
+import { DeviceMomentum } from './momentum_device.js';
 
 export interface MomentumOptions { momentum: number; l2Decay: number }
+
+/** What the training loop and checkpoints use of an optimizer, on whichever backend it runs. */
+export interface Optimizer {
+  /** floats in all parameters together */
+  readonly size: number;
+  /** where the fused gradients are gathered and all-reduced (train/grads.ts), with one float to spare */
+  readonly gradientStorage: Float32Array;
+  apply(grads: Float32Array | Map<string, tf.Tensor>, lr: number): void;
+  velocityTensors(): Map<string, tf.Tensor>;
+  loadVelocities(saved: Map<string, tf.Tensor>, source?: string): void;
+}
+
+/**
+ * The optimizer for the active backend: on wasm the fused host pass below (the weights live in the module's
+ * heap either way); on every other backend (tfjs-node's 'tensorflow' above all) the same arithmetic as device
+ * ops (momentum_device.ts), so that a step does not read and write every weight across the host-device boundary.
+ */
+export function createMomentum(params: Map<string, tf.Variable>, opts: MomentumOptions): Optimizer {
+  return tf.getBackend() === 'wasm' ? new Momentum(params, opts) : new DeviceMomentum(params, opts);
+}
 
 interface MomentumExports {
   memory: WebAssembly.Memory;
@@ -31,7 +52,7 @@ interface Slot extends FlatSlot {
 
 let compiled: WebAssembly.Module | undefined;
 
-export class Momentum {
+export class Momentum implements Optimizer {
   /** parameters in the order of the fused buffers (model/flat_params.ts) */
   private readonly slots: Slot[];
   /** floats in all parameters together */

@@ -30,14 +30,27 @@ export class GradientBuffer {
   get stopFlag(): boolean { return this.flat[this.controlSlot] !== 0; }
   set stopFlag(v: boolean) { this.flat[this.controlSlot] = v ? 1 : 0; }
 
-  /** Copy the gradients in (the tensors are not disposed). */
+  /**
+   * Copy the gradients in (the tensors are not disposed). On wasm each tensor is read from the module's heap
+   * (read.ts); on every other backend they are concatenated on the device and read with ONE transfer: on a GPU each
+   * read is a blocking device-to-host copy, and one per parameter would be hundreds per step.
+   */
   gather(grads: Map<string, tf.Tensor>): void {
     for (const l of this.layout) {
       const g = grads.get(l.name);
       if (!g) throw new Error(`no gradient for parameter '${l.name}'`);
       // a wrong size would spill into the next parameter's slot (or leave stale values) without any other sign
       if (g.size !== l.size) throw new Error(`gradient for parameter '${l.name}' has shape [${g.shape}], the parameter [${l.shape}]`);
-      copyInto(g, this.flat, l.offset);
+    }
+    if (tf.getBackend() === 'wasm') {
+      for (const l of this.layout) copyInto(grads.get(l.name)!, this.flat, l.offset);
+      return;
+    }
+    const fused = tf.tidy(() => tf.concat(this.layout.map((l) => tf.reshape(grads.get(l.name)!, [-1]))));
+    try {
+      copyInto(fused, this.flat, 0);
+    } finally {
+      fused.dispose();
     }
   }
 

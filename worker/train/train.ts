@@ -17,7 +17,7 @@ import { selectBackend } from '../backend/select.js';
 import { createProcessGroup } from '../collectives/index.js';
 import { HarDNet } from '../model/hardnet.js';
 import { loadPretrained } from '../checkpoint/pretrained.js';
-import { Momentum } from '../optim/momentum.js';
+import { createMomentum } from '../optim/momentum.js';
 import { makeSchedule, stepsPerEpochOf } from '../optim/lr.js';
 import { loadCheckpoint, saveCheckpoint, latestCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';
 import { computeGradients } from './step.js';
@@ -36,7 +36,10 @@ export async function train(o: TrainOptions): Promise<number> {
   const cfg: TrainConfig = loadConfig(o.config, o.override, { warn: (m) => log.warn(m), worldSize: env.worldSize });
   if (env.rank === 0) log.info(`effective config:\n${formatConfig(cfg)}`);
   const seed = mixSeed(cfg.seed, env.rank);
-  await selectBackend(cfg.backend, { gpuAssigned: env.selectedGpus !== '', log: (m) => log.info(m) });
+  // use_gpu: False runs on the CPU on purpose even with a GPU assigned (PaddleClas's switch)
+  await selectBackend(cfg.backend, {
+    gpuAssigned: env.selectedGpus !== '' && cfg.use_gpu, rank: env.rank, visibleDevices: process.env.CUDA_VISIBLE_DEVICES, log: (m) => log.info(m),
+  });
 
   // ---- the process group (no sockets at all for a single worker) --------------------------------------------
   const group = await createProcessGroup(env, {
@@ -61,7 +64,7 @@ export async function train(o: TrainOptions): Promise<number> {
 
     // ---- model, optimizer, learning-rate schedule ------------------------------------------------------------
     const model = new HarDNet(cfg.ARCHITECTURE.name, cfg.classes_num, cfg.seed);
-    const opt = new Momentum(model.weights, { momentum: cfg.OPTIMIZER.params.momentum, l2Decay: cfg.OPTIMIZER.regularizer?.factor ?? 0 });
+    const opt = createMomentum(model.weights, { momentum: cfg.OPTIMIZER.params.momentum, l2Decay: cfg.OPTIMIZER.regularizer?.factor ?? 0 });
     const lrAt = makeSchedule(cfg.LEARNING_RATE, { stepsPerEpoch, epochs: cfg.epochs });
     const runDir = path.join(cfg.model_save_dir, model.variant.name);
 
