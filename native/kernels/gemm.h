@@ -55,6 +55,52 @@ static inline void ukernel_4x8(int kc, const float *restrict a, const float *res
     for (int j = 0; j < nr; j++) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + t[i * NR + j];
 }
 
+/* c[4 x nr] (+)= sum_p a_i[p] * b[p][0..8): like ukernel_4x8 with the four A rows read where they are
+ * (rows of x, or of a transformed tile buffer) instead of packed. */
+static inline void ukernel_rows_4x8(int kc, const float *restrict a0, const float *restrict a1,
+                                    const float *restrict a2, const float *restrict a3, const float *restrict b,
+                                    float *restrict c, int ldc, int mr, int nr, int accumulate) {
+  v128_t c00 = wasm_f32x4_splat(0.f), c01 = c00, c10 = c00, c11 = c00;
+  v128_t c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  for (int p = 0; p < kc; p++) {
+    const v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
+    const v128_t s0 = wasm_v128_load32_splat(a0 + p);
+    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(s0, b0));
+    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(s0, b1));
+    const v128_t s1 = wasm_v128_load32_splat(a1 + p);
+    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(s1, b0));
+    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(s1, b1));
+    const v128_t s2 = wasm_v128_load32_splat(a2 + p);
+    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(s2, b0));
+    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(s2, b1));
+    const v128_t s3 = wasm_v128_load32_splat(a3 + p);
+    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(s3, b0));
+    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(s3, b1));
+    b += NR;
+  }
+  if (mr == MR && nr == NR) {
+    float *r0 = c, *r1 = c + ldc, *r2 = c + 2 * ldc, *r3 = c + 3 * ldc;
+    if (accumulate) {
+      c00 = wasm_f32x4_add(c00, wasm_v128_load(r0)); c01 = wasm_f32x4_add(c01, wasm_v128_load(r0 + 4));
+      c10 = wasm_f32x4_add(c10, wasm_v128_load(r1)); c11 = wasm_f32x4_add(c11, wasm_v128_load(r1 + 4));
+      c20 = wasm_f32x4_add(c20, wasm_v128_load(r2)); c21 = wasm_f32x4_add(c21, wasm_v128_load(r2 + 4));
+      c30 = wasm_f32x4_add(c30, wasm_v128_load(r3)); c31 = wasm_f32x4_add(c31, wasm_v128_load(r3 + 4));
+    }
+    wasm_v128_store(r0, c00); wasm_v128_store(r0 + 4, c01);
+    wasm_v128_store(r1, c10); wasm_v128_store(r1 + 4, c11);
+    wasm_v128_store(r2, c20); wasm_v128_store(r2 + 4, c21);
+    wasm_v128_store(r3, c30); wasm_v128_store(r3 + 4, c31);
+    return;
+  }
+  float t[MR * NR];
+  wasm_v128_store(t, c00); wasm_v128_store(t + 4, c01);
+  wasm_v128_store(t + 8, c10); wasm_v128_store(t + 12, c11);
+  wasm_v128_store(t + 16, c20); wasm_v128_store(t + 20, c21);
+  wasm_v128_store(t + 24, c30); wasm_v128_store(t + 28, c31);
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + t[i * NR + j];
+}
+
 static inline int min_i(int a, int b) { return a < b ? a : b; }
 static inline int max_i(int a, int b) { return a > b ? a : b; }
 static inline int round_up(int a, int m) { return (a + m - 1) / m * m; }

@@ -1,0 +1,59 @@
+// Per-kernel profile of one training step (tf.profile): what share of the step each kernel takes and, for the
+// convolutions, at how many GFLOP/s (2 * multiply-accumulates, from the shapes), so that the step's time can be read
+// against the one-core WebAssembly SIMD limit (bench/simd_peak.ts).
+import * as tf from '@tensorflow/tfjs-core';
+
+const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+/** 2 * MACs of a convolution kernel call from its input and output shapes; 0 for other kernels. */
+export function convFlops(name: string, inputs: number[][], outputs: number[][]): number {
+  switch (name) {
+    case 'Conv2D': case 'FusedConv2D': // x [N,H,W,Ci], filter [KH,KW,Ci,Co] -> y
+      return 2 * prod(outputs[0]!) * prod(inputs[1]!.slice(0, 3));
+    case 'Conv2DBackpropInput': // dy, filter [KH,KW,Ci,Co] -> dx
+      return 2 * prod(inputs[0]!) * prod(inputs[1]!.slice(0, 3));
+    case 'Conv2DBackpropFilter': // x, dy -> dW [KH,KW,Ci,Co]
+      return 2 * prod(inputs[1]!) * prod(outputs[0]!.slice(0, 3));
+    case 'DepthwiseConv2dNative': case 'FusedDepthwiseConv2D':
+      return 2 * prod(outputs[0]!) * prod(inputs[1]!.slice(0, 2));
+    case 'DepthwiseConv2dNativeBackpropInput':
+      return 2 * prod(inputs[0]!) * prod(inputs[1]!.slice(0, 2));
+    case 'DepthwiseConv2dNativeBackpropFilter':
+      return 2 * prod(inputs[1]!) * prod(outputs[0]!.slice(0, 2));
+    default: return 0;
+  }
+}
+
+export interface KernelRow { kernel: string; calls: number; ms: number; share: number; gflops?: number }
+
+export async function profileStep(step: () => tf.Tensor[], opts: { json: boolean }): Promise<KernelRow[]> {
+  let outs: tf.Tensor[] = [];
+  const t0 = performance.now();
+  const info = await tf.profile(() => { outs = step(); return outs; });
+  await outs[0]!.data();
+  const wall = performance.now() - t0;
+  tf.dispose(outs);
+  const byName = new Map<string, { calls: number; ms: number; flops: number }>();
+  for (const k of info.kernels) {
+    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : NaN;
+    const e = byName.get(k.name) ?? { calls: 0, ms: 0, flops: 0 };
+    e.calls++;
+    e.ms += ms;
+    e.flops += convFlops(k.name, k.inputShapes as number[][], k.outputShapes as number[][]);
+    byName.set(k.name, e);
+  }
+  const total = [...byName.values()].reduce((a, e) => a + e.ms, 0);
+  const rows: KernelRow[] = [...byName].map(([kernel, e]) => ({
+    kernel, calls: e.calls, ms: e.ms, share: e.ms / total,
+    ...(e.flops > 0 ? { gflops: e.flops / e.ms / 1e6 } : {}),
+  })).sort((a, b) => b.ms - a.ms);
+  if (opts.json) console.log(JSON.stringify({ profile: rows, kernels_ms: total, wall_ms: wall }));
+  else {
+    console.log(`profile of one forward+backward: ${total.toFixed(0)} ms in kernels, ${wall.toFixed(0)} ms wall (profiling adds overhead)`);
+    for (const r of rows) {
+      if (r.share < 0.001) continue;
+      console.log(`  ${r.kernel.padEnd(38)} ${(100 * r.share).toFixed(1).padStart(5)} % ${r.ms.toFixed(0).padStart(7)} ms ${String(r.calls).padStart(5)} calls${r.gflops ? `  ${r.gflops.toFixed(1)} GFLOP/s` : ''}`);
+    }
+  }
+  return rows;
+}
