@@ -1,4 +1,4 @@
-// Per-kernel profile of one training step (tf.profile): what share of the step each kernel takes and, for the
+// Per-kernel profile of one training step (tf.profile, CPU time): what share of the step each kernel takes and, for the
 // convolutions, at how many GFLOP/s (2 * multiply-accumulates, from the shapes), so that the step's time can be read
 // against the one-core WebAssembly SIMD limit (bench/simd_peak.ts).
 import * as tf from '@tensorflow/tfjs-core';
@@ -26,11 +26,26 @@ export function convFlops(name: string, inputs: number[][], outputs: number[][])
 
 export interface KernelRow { kernel: string; calls: number; ms: number; share: number; gflops?: number }
 
+const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+
+/**
+ * Profiles one step. Each kernel's time is the CPU time of this process while it ran (the wasm kernels are
+ * synchronous), in place of the backend's wall-clock timer: on a machine shared with other jobs, wall time also
+ * counts the slices another process held the core.
+ */
 export async function profileStep(step: () => tf.Tensor[], opts: { json: boolean }): Promise<KernelRow[]> {
   let outs: tf.Tensor[] = [];
+  const backend = tf.backend() as unknown as { time(f: () => void): Promise<{ kernelMs: number }> };
+  const wallTimer = backend.time;
+  backend.time = async (f) => { const c0 = cpuMs(); f(); return { kernelMs: cpuMs() - c0 }; };
   const t0 = performance.now();
-  const info = await tf.profile(() => { outs = step(); return outs; });
-  await outs[0]!.data();
+  let info: Awaited<ReturnType<typeof tf.profile>>;
+  try {
+    info = await tf.profile(() => { outs = step(); return outs; });
+    await outs[0]!.data();
+  } finally {
+    backend.time = wallTimer;
+  }
   const wall = performance.now() - t0;
   tf.dispose(outs);
   const byName = new Map<string, { calls: number; ms: number; flops: number }>();
@@ -49,7 +64,7 @@ export async function profileStep(step: () => tf.Tensor[], opts: { json: boolean
   })).sort((a, b) => b.ms - a.ms);
   if (opts.json) console.log(JSON.stringify({ profile: rows, kernels_ms: total, wall_ms: wall }));
   else {
-    console.log(`profile of one forward+backward: ${total.toFixed(0)} ms in kernels, ${wall.toFixed(0)} ms wall (profiling adds overhead)`);
+    console.log(`profile of one forward+backward: ${total.toFixed(0)} CPU ms in kernels, ${wall.toFixed(0)} ms wall (profiling adds overhead)`);
     for (const r of rows) {
       if (r.share < 0.001) continue;
       console.log(`  ${r.kernel.padEnd(38)} ${(100 * r.share).toFixed(1).padStart(5)} % ${r.ms.toFixed(0).padStart(7)} ms ${String(r.calls).padStart(5)} calls${r.gflops ? `  ${r.gflops.toFixed(1)} GFLOP/s` : ''}`);

@@ -23,6 +23,7 @@ clang $flags -fno-vectorize -fno-slp-vectorize -c "$here/train_ops.c" -o "$tmp/t
 clang $flags \
   -Wl,--no-entry -Wl,--import-memory -Wl,--export=__stack_pointer \
   -Wl,--export=conv3x3_winograd -Wl,--export=winograd_scratch_bytes \
+  -Wl,--export=conv3x3_winograd_filter -Wl,--export=winograd_filter_scratch_bytes \
   -Wl,--export=conv_backprop_filter -Wl,--export=conv_backprop_filter_scratch_bytes \
   -Wl,--export=conv_backprop_input -Wl,--export=conv_backprop_input_scratch_bytes \
   -Wl,--export=depthwise_backprop_input -Wl,--export=depthwise_backprop_filter \

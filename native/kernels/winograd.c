@@ -179,3 +179,153 @@ void conv3x3_winograd(const float *x, const float *w, float *y, int N, int H, in
     }
   }
 }
+
+/* ---- Filter gradient of a 3x3 stride-1 conv by F(3x3, 2x2) ----
+ *   dw[kh, kw, c, o] = sum_{n, oh, ow} x[n, oh - pt + kh, ow - pl + kw, c] * dy[n, oh, ow, o]
+ * Per 2x2 tile of dy and the 4x4 patch of x under it, the 3x3 contribution is a correlation with output 3 and
+ * filter 2 in each dimension: 16 products per (c, o) instead of 36. Minimal filtering F(3, 2) on the points
+ * 0, 1, -1, inf: B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 -1 0 1], G = [1 0; .5 .5; .5 -.5; 0 1],
+ * A^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1]. Its B^T is F(2x2, 3x3)'s with the last row negated, so the x patches go
+ * through transform_tile and the sign (row and column 3) is folded into the dy side. The 16 products summed over
+ * all tiles are 16 GEMMs dwT_e[c][o] = sum_t Vx_e[t][c] * Vdy_e[t][o], read with strides (no packing). */
+#define BF_TILES 256
+
+static int bf_chunk(int tiles) { return min_i(BF_TILES, tiles); }
+
+int winograd_filter_scratch_bytes(int n, int oh, int ow, int ci, int co) {
+  const int cip = round_up(ci, MR), cop = round_up(co, NR), tc = bf_chunk(n * ((oh + 1) / 2) * ((ow + 1) / 2));
+  return (16 * cip * cop + 16 * tc * cip + 16 * tc * cop) * 4 + 64;
+}
+
+/* c[4 x 8] (+)= sum_p a[p * lda + 0..4) (x) b[p * ldb + 0..8): operands read in place, full tile stored */
+static inline void ukernel_strided_4x8(int kc, const float *restrict a, int lda, const float *restrict b, int ldb,
+                                       float *restrict c, int ldc, int accumulate) {
+  v128_t c00 = wasm_f32x4_splat(0.f), c01 = c00, c10 = c00, c11 = c00;
+  v128_t c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+  for (int p = 0; p < kc; p++) {
+    const v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
+    const v128_t a0 = wasm_v128_load32_splat(a);
+    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a0, b0));
+    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a0, b1));
+    const v128_t a1 = wasm_v128_load32_splat(a + 1);
+    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a1, b0));
+    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a1, b1));
+    const v128_t a2 = wasm_v128_load32_splat(a + 2);
+    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a2, b0));
+    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a2, b1));
+    const v128_t a3 = wasm_v128_load32_splat(a + 3);
+    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a3, b0));
+    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a3, b1));
+    a += lda;
+    b += ldb;
+  }
+  float *r0 = c, *r1 = c + ldc, *r2 = c + 2 * ldc, *r3 = c + 3 * ldc;
+  if (accumulate) {
+    c00 = wasm_f32x4_add(c00, wasm_v128_load(r0)); c01 = wasm_f32x4_add(c01, wasm_v128_load(r0 + 4));
+    c10 = wasm_f32x4_add(c10, wasm_v128_load(r1)); c11 = wasm_f32x4_add(c11, wasm_v128_load(r1 + 4));
+    c20 = wasm_f32x4_add(c20, wasm_v128_load(r2)); c21 = wasm_f32x4_add(c21, wasm_v128_load(r2 + 4));
+    c30 = wasm_f32x4_add(c30, wasm_v128_load(r3)); c31 = wasm_f32x4_add(c31, wasm_v128_load(r3 + 4));
+  }
+  wasm_v128_store(r0, c00); wasm_v128_store(r0 + 4, c01);
+  wasm_v128_store(r1, c10); wasm_v128_store(r1 + 4, c11);
+  wasm_v128_store(r2, c20); wasm_v128_store(r2 + 4, c21);
+  wasm_v128_store(r3, c30); wasm_v128_store(r3 + 4, c31);
+}
+
+/* G g G^T of one 2x2 dy tile (entries past the image are zero), row and column 3 negated (see above). */
+static void transform_dy_tile(const float *dy, int OH, int OW, int Co, int oh0, int ow0, float *v, long estride) {
+  const float *g[2][2];
+  for (int i = 0; i < 2; i++)
+    for (int j = 0; j < 2; j++)
+      g[i][j] = oh0 + i < OH && ow0 + j < OW ? dy + ((long)(oh0 + i) * OW + ow0 + j) * Co : 0;
+  const v128_t z = wasm_f32x4_splat(0.f), half = wasm_f32x4_splat(0.5f);
+  int o = 0;
+  for (; o + 4 <= Co; o += 4) {
+    v128_t d[2][2], t[4][2];
+    for (int i = 0; i < 2; i++)
+      for (int j = 0; j < 2; j++) d[i][j] = g[i][j] ? wasm_v128_load(g[i][j] + o) : z;
+    for (int j = 0; j < 2; j++) {
+      t[0][j] = d[0][j];
+      t[1][j] = wasm_f32x4_mul(half, wasm_f32x4_add(d[0][j], d[1][j]));
+      t[2][j] = wasm_f32x4_mul(half, wasm_f32x4_sub(d[0][j], d[1][j]));
+      t[3][j] = wasm_f32x4_neg(d[1][j]);
+    }
+    for (int i = 0; i < 4; i++) {
+      wasm_v128_store(v + (i * 4 + 0) * estride + o, t[i][0]);
+      wasm_v128_store(v + (i * 4 + 1) * estride + o, wasm_f32x4_mul(half, wasm_f32x4_add(t[i][0], t[i][1])));
+      wasm_v128_store(v + (i * 4 + 2) * estride + o, wasm_f32x4_mul(half, wasm_f32x4_sub(t[i][0], t[i][1])));
+      wasm_v128_store(v + (i * 4 + 3) * estride + o, wasm_f32x4_neg(t[i][1]));
+    }
+  }
+  for (; o < Co; o++) {
+    float d[2][2], t[4][2];
+    for (int i = 0; i < 2; i++)
+      for (int j = 0; j < 2; j++) d[i][j] = g[i][j] ? g[i][j][o] : 0.f;
+    for (int j = 0; j < 2; j++) {
+      t[0][j] = d[0][j]; t[1][j] = 0.5f * (d[0][j] + d[1][j]);
+      t[2][j] = 0.5f * (d[0][j] - d[1][j]); t[3][j] = -d[1][j];
+    }
+    for (int i = 0; i < 4; i++) {
+      v[(i * 4 + 0) * estride + o] = t[i][0];
+      v[(i * 4 + 1) * estride + o] = 0.5f * (t[i][0] + t[i][1]);
+      v[(i * 4 + 2) * estride + o] = 0.5f * (t[i][0] - t[i][1]);
+      v[(i * 4 + 3) * estride + o] = -t[i][1];
+    }
+  }
+}
+
+void conv3x3_winograd_filter(const float *x, const float *dy, float *dw, int N, int H, int W, int Ci, int OH,
+                             int OW, int Co, int pt, int pl, char *scratch) {
+  const int cip = round_up(Ci, MR), cop = round_up(Co, NR);
+  const int th = (OH + 1) / 2, tw = (OW + 1) / 2, tiles = N * th * tw, tc = bf_chunk(tiles);
+  float *acc = (float *)scratch;          /* [16][cip][cop] */
+  float *Vx = acc + 16L * cip * cop;      /* [16][tc][cip] */
+  float *Vd = Vx + 16L * tc * cip;        /* [16][tc][cop] */
+  for (int t0 = 0; t0 < tiles; t0 += tc) {
+    const int n_t = min_i(tc, tiles - t0);
+    for (int t = 0; t < n_t; t++) {
+      const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
+      transform_tile(x + (long)n * H * W * Ci, H, W, Ci, 2 * ty - pt, 2 * tx - pl, Vx + (long)t * cip, (long)tc * cip);
+      transform_dy_tile(dy + (long)n * OH * OW * Co, OH, OW, Co, 2 * ty, 2 * tx, Vd + (long)t * cop, (long)tc * cop);
+    }
+    for (int e = 0; e < 16; e++)
+      for (int c0 = 0; c0 < cip; c0 += MR)
+        for (int o0 = 0; o0 < cop; o0 += NR)
+          ukernel_strided_4x8(n_t, Vx + (long)e * tc * cip + c0, cip, Vd + (long)e * tc * cop + o0, cop,
+                              acc + ((long)e * cip + c0) * cop + o0, cop, t0 > 0);
+  }
+  /* dw = A^T m A for every (c, o) */
+  for (int c = 0; c < Ci; c++) {
+    int o = 0;
+    for (; o + 4 <= Co; o += 4) {
+      v128_t s[3][4];
+      for (int j = 0; j < 4; j++) {
+        const v128_t m0 = wasm_v128_load(acc + ((long)(0 * 4 + j) * cip + c) * cop + o);
+        const v128_t m1 = wasm_v128_load(acc + ((long)(1 * 4 + j) * cip + c) * cop + o);
+        const v128_t m2 = wasm_v128_load(acc + ((long)(2 * 4 + j) * cip + c) * cop + o);
+        const v128_t m3 = wasm_v128_load(acc + ((long)(3 * 4 + j) * cip + c) * cop + o);
+        s[0][j] = wasm_f32x4_add(wasm_f32x4_add(m0, m1), m2);
+        s[1][j] = wasm_f32x4_sub(m1, m2);
+        s[2][j] = wasm_f32x4_add(wasm_f32x4_add(m1, m2), m3);
+      }
+      for (int i = 0; i < 3; i++) {
+        wasm_v128_store(dw + ((long)(i * 3 + 0) * Ci + c) * Co + o, wasm_f32x4_add(wasm_f32x4_add(s[i][0], s[i][1]), s[i][2]));
+        wasm_v128_store(dw + ((long)(i * 3 + 1) * Ci + c) * Co + o, wasm_f32x4_sub(s[i][1], s[i][2]));
+        wasm_v128_store(dw + ((long)(i * 3 + 2) * Ci + c) * Co + o, wasm_f32x4_add(wasm_f32x4_add(s[i][1], s[i][2]), s[i][3]));
+      }
+    }
+    for (; o < Co; o++) {
+      float s[3][4];
+      for (int j = 0; j < 4; j++) {
+        const float m0 = acc[((long)(0 * 4 + j) * cip + c) * cop + o], m1 = acc[((long)(1 * 4 + j) * cip + c) * cop + o];
+        const float m2 = acc[((long)(2 * 4 + j) * cip + c) * cop + o], m3 = acc[((long)(3 * 4 + j) * cip + c) * cop + o];
+        s[0][j] = m0 + m1 + m2; s[1][j] = m1 - m2; s[2][j] = m1 + m2 + m3;
+      }
+      for (int i = 0; i < 3; i++) {
+        dw[((long)(i * 3 + 0) * Ci + c) * Co + o] = s[i][0] + s[i][1] + s[i][2];
+        dw[((long)(i * 3 + 1) * Ci + c) * Co + o] = s[i][1] - s[i][2];
+        dw[((long)(i * 3 + 2) * Ci + c) * Co + o] = s[i][1] + s[i][2] + s[i][3];
+      }
+    }
+  }
+}
