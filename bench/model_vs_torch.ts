@@ -24,6 +24,7 @@ const o = new Command('bench:model-vs-torch')
   .option('--steps <n>', 'timed steps per run', '5')
   .option('--warmup <n>', 'untimed steps first', '2')
   .option('--python <path>', 'the interpreter with torch', '/usr/bin/python3')
+  .option('--baseline <model.js>', 'also run this build of bench/model.js (e.g. an older checkout\'s dist) each round')
   .option('--json', 'one JSON object per round and one for the medians')
   .parse()
   .opts();
@@ -45,9 +46,9 @@ async function runJson(cmd: string, args: string[]): Promise<Record<string, numb
 }
 
 const common = ['--batch', o.batch, '--image_size', o.image_size, '--steps', o.steps, '--warmup', o.warmup, '--json'];
-async function ours(): Promise<number> {
+async function ours(script = path.join(here, 'model.js')): Promise<number> {
   const runs = Array.from({ length: Number(o.workers) }, () =>
-    runJson(process.execPath, [path.join(here, 'model.js'), '--model', o.model, '--backend', 'wasm', '--train_only', ...common]));
+    runJson(process.execPath, [script, '--model', o.model, '--backend', 'wasm', '--train_only', ...common]));
   return (await Promise.all(runs)).reduce((a, r) => a + r['train_ips']!, 0);
 }
 async function torch(): Promise<number> {
@@ -57,18 +58,27 @@ async function torch(): Promise<number> {
 
 const oursIps: number[] = [];
 const torchIps: number[] = [];
+const baseIps: number[] = [];
 for (let round = 0; round < Number(o.repeat); round++) {
   const t0 = new Date().toISOString().slice(11, 19);
-  let a: number, b: number;
-  if (round % 2 === 0) { a = await ours(); b = await torch(); } else { b = await torch(); a = await ours(); }
+  let a = 0, b = 0, c = NaN;
+  const runs: (() => Promise<void>)[] = [async () => { a = await ours(); }, async () => { b = await torch(); }];
+  if (o.baseline) runs.push(async () => { c = await ours(String(o.baseline)); });
+  if (round % 2 === 1) runs.reverse();
+  for (const run of runs) await run();
   oursIps.push(a);
   torchIps.push(b);
-  const row = { round, utc: t0, ours_images_per_s: a, torch_images_per_s: b, ratio: a / b };
+  if (o.baseline) baseIps.push(c);
+  const row = { round, utc: t0, ours_images_per_s: a, torch_images_per_s: b, ratio: a / b,
+    ...(o.baseline ? { baseline_images_per_s: c, baseline_ratio: c / b } : {}) };
   console.log(o.json ? JSON.stringify(row)
-    : `round ${round} (${t0} UTC): ours ${o.workers} workers ${a.toFixed(2)} images/s, PyTorch ${o.threads} threads ${b.toFixed(2)}, ratio ${(a / b).toFixed(2)}`);
+    : `round ${round} (${t0} UTC): ours ${o.workers} workers ${a.toFixed(2)} images/s, PyTorch ${o.threads} threads ${b.toFixed(2)}, ratio ${(a / b).toFixed(2)}`
+      + (o.baseline ? `; baseline ${c.toFixed(2)} images/s, ratio ${(c / b).toFixed(2)}` : ''));
 }
 const summary = { model: o.model, batch: Number(o.batch), image_size: Number(o.image_size), workers: Number(o.workers),
   threads: Number(o.threads), ours_median: median(oursIps), torch_median: median(torchIps),
-  ratio_of_medians: median(oursIps) / median(torchIps), median_ratio: median(oursIps.map((x, i) => x / torchIps[i]!)) };
+  ratio_of_medians: median(oursIps) / median(torchIps), median_ratio: median(oursIps.map((x, i) => x / torchIps[i]!)),
+  ...(o.baseline ? { baseline_median: median(baseIps), baseline_median_ratio: median(baseIps.map((x, i) => x / torchIps[i]!)) } : {}) };
 console.log(o.json ? JSON.stringify(summary)
-  : `medians: ours ${summary.ours_median.toFixed(2)} images/s, PyTorch ${summary.torch_median.toFixed(2)}; ratio of medians ${summary.ratio_of_medians.toFixed(2)}, median of round ratios ${summary.median_ratio.toFixed(2)}`);
+  : `medians: ours ${summary.ours_median.toFixed(2)} images/s, PyTorch ${summary.torch_median.toFixed(2)}; ratio of medians ${summary.ratio_of_medians.toFixed(2)}, median of round ratios ${summary.median_ratio.toFixed(2)}`
+    + (o.baseline ? `; baseline median ${summary.baseline_median!.toFixed(2)}, median of its round ratios ${summary.baseline_median_ratio!.toFixed(2)}` : ''));

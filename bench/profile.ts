@@ -24,6 +24,15 @@ export function convFlops(name: string, inputs: number[][], outputs: number[][])
   }
 }
 
+/** ' 3x3 s1', ' 1x1', ...: which convolutions a row holds (Winograd takes the 3x3 stride-1 ones) */
+function convKind(name: string, inputs: number[][], outputs: number[][]): string {
+  if (!name.startsWith('Conv2D')) return '';
+  const filter = name === 'Conv2DBackpropFilter' ? outputs[0]! : inputs[1]!;
+  const [x, y] = name === 'Conv2DBackpropInput' ? [outputs[0]!, inputs[0]!] : name === 'Conv2D' ? [inputs[0]!, outputs[0]!] : [inputs[0]!, inputs[1]!];
+  const stride = Math.round(x[1]! / y[1]!);
+  return ` ${filter[0]}x${filter[1]}${stride > 1 ? ` s${stride}` : ' s1'}${filter[2]! < 32 || filter[3]! < 32 ? ' narrow' : ''}`;
+}
+
 export interface KernelRow { kernel: string; calls: number; ms: number; share: number; gflops?: number }
 
 const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
@@ -51,11 +60,12 @@ export async function profileStep(step: () => tf.Tensor[], opts: { json: boolean
   const byName = new Map<string, { calls: number; ms: number; flops: number }>();
   for (const k of info.kernels) {
     const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : NaN;
-    const e = byName.get(k.name) ?? { calls: 0, ms: 0, flops: 0 };
+    const key = k.name + convKind(k.name, k.inputShapes as number[][], k.outputShapes as number[][]);
+    const e = byName.get(key) ?? { calls: 0, ms: 0, flops: 0 };
     e.calls++;
     e.ms += ms;
     e.flops += convFlops(k.name, k.inputShapes as number[][], k.outputShapes as number[][]);
-    byName.set(k.name, e);
+    byName.set(key, e);
   }
   const total = [...byName.values()].reduce((a, e) => a + e.ms, 0);
   const rows: KernelRow[] = [...byName].map(([kernel, e]) => ({

@@ -17,12 +17,13 @@ export const WINOGRAD = { enabled: true };
 /**
  * Whether a 3x3 stride-1 conv with `inC` channels in and `outC` out (as the GEMM sees them: for the input gradient,
  * the forward's output and input channels) runs as Winograd. Narrow ones keep the direct kernels: with fewer than
- * 32 channels on a side the tile transforms cost about what the saved products did.
+ * 32 channels on a side the tile transforms cost about what the saved products did; so do outputs smaller than
+ * 4x4 (HarDNet at 32x32 input ends at 2x2 and 1x1), where most of each 2x2 tile lies outside the image.
  */
 export function useWinograd(info: backend_util.Conv2DInfo, inC: number, outC: number): boolean {
   return WINOGRAD.enabled && info.dataFormat === 'channelsLast' && info.filterHeight === 3 && info.filterWidth === 3
     && info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1
-    && inC >= 32 && outC >= 32;
+    && inC >= 32 && outC >= 32 && info.outHeight >= 4 && info.outWidth >= 4;
 }
 
 const stockConfig = getKernel(Conv2D, 'wasm');
