@@ -197,41 +197,6 @@ int winograd_filter_scratch_bytes(int n, int oh, int ow, int ci, int co) {
   return (16 * cip * cop + 16 * tc * cip + 16 * tc * cop) * 4 + 64;
 }
 
-/* c[4 x 8] (+)= sum_p a[p * lda + 0..4) (x) b[p * ldb + 0..8): operands read in place, full tile stored */
-static inline void ukernel_strided_4x8(int kc, const float *restrict a, int lda, const float *restrict b, int ldb,
-                                       float *restrict c, int ldc, int accumulate) {
-  v128_t c00 = wasm_f32x4_splat(0.f), c01 = c00, c10 = c00, c11 = c00;
-  v128_t c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-  for (int p = 0; p < kc; p++) {
-    const v128_t b0 = wasm_v128_load(b), b1 = wasm_v128_load(b + 4);
-    const v128_t a0 = wasm_v128_load32_splat(a);
-    c00 = wasm_f32x4_add(c00, wasm_f32x4_mul(a0, b0));
-    c01 = wasm_f32x4_add(c01, wasm_f32x4_mul(a0, b1));
-    const v128_t a1 = wasm_v128_load32_splat(a + 1);
-    c10 = wasm_f32x4_add(c10, wasm_f32x4_mul(a1, b0));
-    c11 = wasm_f32x4_add(c11, wasm_f32x4_mul(a1, b1));
-    const v128_t a2 = wasm_v128_load32_splat(a + 2);
-    c20 = wasm_f32x4_add(c20, wasm_f32x4_mul(a2, b0));
-    c21 = wasm_f32x4_add(c21, wasm_f32x4_mul(a2, b1));
-    const v128_t a3 = wasm_v128_load32_splat(a + 3);
-    c30 = wasm_f32x4_add(c30, wasm_f32x4_mul(a3, b0));
-    c31 = wasm_f32x4_add(c31, wasm_f32x4_mul(a3, b1));
-    a += lda;
-    b += ldb;
-  }
-  float *r0 = c, *r1 = c + ldc, *r2 = c + 2 * ldc, *r3 = c + 3 * ldc;
-  if (accumulate) {
-    c00 = wasm_f32x4_add(c00, wasm_v128_load(r0)); c01 = wasm_f32x4_add(c01, wasm_v128_load(r0 + 4));
-    c10 = wasm_f32x4_add(c10, wasm_v128_load(r1)); c11 = wasm_f32x4_add(c11, wasm_v128_load(r1 + 4));
-    c20 = wasm_f32x4_add(c20, wasm_v128_load(r2)); c21 = wasm_f32x4_add(c21, wasm_v128_load(r2 + 4));
-    c30 = wasm_f32x4_add(c30, wasm_v128_load(r3)); c31 = wasm_f32x4_add(c31, wasm_v128_load(r3 + 4));
-  }
-  wasm_v128_store(r0, c00); wasm_v128_store(r0 + 4, c01);
-  wasm_v128_store(r1, c10); wasm_v128_store(r1 + 4, c11);
-  wasm_v128_store(r2, c20); wasm_v128_store(r2 + 4, c21);
-  wasm_v128_store(r3, c30); wasm_v128_store(r3 + 4, c31);
-}
-
 /* G g G^T of one 2x2 dy tile (entries past the image are zero), row and column 3 negated (see above). */
 static void transform_dy_tile(const float *dy, int OH, int OW, int Co, int oh0, int ow0, float *v, long estride) {
   const float *g[2][2];
@@ -291,8 +256,11 @@ void conv3x3_winograd_filter(const float *x, const float *dy, float *dw, int N, 
     for (int e = 0; e < 16; e++)
       for (int c0 = 0; c0 < cip; c0 += MR)
         for (int o0 = 0; o0 < cop; o0 += NR)
-          ukernel_strided_4x8(n_t, Vx + (long)e * tc * cip + c0, cip, Vd + (long)e * tc * cop + o0, cop,
-                              acc + ((long)e * cip + c0) * cop + o0, cop, t0 > 0);
+        {
+          const float *a = Vx + (long)e * tc * cip + c0;
+          ukernel_4x8_any(n_t, a, a + 1, a + 2, a + 3, cip, Vd + (long)e * tc * cop + o0, cop,
+                          acc + ((long)e * cip + c0) * cop + o0, cop, MR, NR, t0 > 0);
+        }
   }
   /* dw = A^T m A for every (c, o) */
   for (int c = 0; c < Ci; c++) {
