@@ -1,7 +1,9 @@
 // Speed of the convolution kernels a HarDNet training step runs on the wasm backend: forward
 // conv (tfjs-backend-wasm / XNNPACK), and the project's backprop-input / backprop-filter kernels
 // (worker/backend/wasm_kernels), at HarDNet68 shapes @224 batch 8 and @32 batch 64.
-// Prints median ms and GFLOP/s per kernel, and the stock Conv2DBackpropInput for comparison.
+// Prints median ms and GFLOP/s per kernel (3x3 stride-1 ones run as Winograd: GFLOP/s counts the direct
+// convolution's 2*MACs, so it is the effective rate), and the stock Conv2D (XNNPACK) and Conv2DBackpropInput for
+// comparison.
 // Then the memory-bound kernels (fused BatchNorm+ReLU6 forward+backward vs the tensor-op version, Concat,
 // SplitV, MaxPoolGrad vs the stock tfjs-backend-wasm kernels) in ms and GB/s of tensor data touched.
 // Usage: npm run bench:kernels [-- --reps 5] [-- --no-stock] [-- --no-conv]
@@ -16,6 +18,7 @@ const withStock = !args.includes('--no-stock');
 
 // Captured before selectBackend replaces it, to show what the replacement buys.
 const stockBackpropInput = tf.getKernel('Conv2DBackpropInput', 'wasm');
+const stockConv2D = tf.getKernel('Conv2D', 'wasm'); // XNNPACK; ours runs 3x3 stride-1 convs as Winograd
 const stockConcat = tf.getKernel('Concat', 'wasm');
 const stockSplitV = tf.getKernel('SplitV', 'wasm');
 const stockMaxPoolGrad = tf.getKernel('MaxPoolGrad', 'wasm');
@@ -79,6 +82,11 @@ for (const c of args.includes('--no-conv') ? [] : cases) {
     const bi = medianMs(run('Conv2DBackpropInput', { dy, filter: w }, { strides, pad, dataFormat: 'NHWC', inputShape: x.shape }), reps);
     const bf = medianMs(run('Conv2DBackpropFilter', { x, dy }, { strides, pad, dataFormat: 'NHWC', filterShape: w.shape }), reps);
     line = `fwd ${fmt(fwd, flops)} | bpInput ${fmt(bi, flops)} | bpFilter ${fmt(bf, flops)}`;
+    if (withStock && stockConv2D) {
+      const xnn = medianMs(() => stockConv2D.kernelFunc({ inputs: { x, filter: w }, backend,
+        attrs: { strides, pad, dataFormat: 'NHWC', dilations: 1 } }) as tf.TensorInfo, reps);
+      line += ` | XNNPACK fwd ${fmt(xnn, flops)}`;
+    }
     if (withStock && stockBackpropInput && c.ci > 3) {
       const stock = medianMs(() => stockBackpropInput.kernelFunc({ inputs: { dy, filter: w }, backend,
         attrs: { strides, pad, dataFormat: 'NHWC', inputShape: x.shape } }) as tf.TensorInfo, 1);

@@ -1,8 +1,11 @@
 /**
  * npm run bench:model -- --model HarDNet68 --batch 8 --image_size 224 --backend wasm [--steps 5] [--warmup 2] [--json]
+ *   [--profile]
  *
  * Forward (eval mode) and training-step (forward + backward + Momentum update + BN statistics) images/s, each the
- * median over the timed steps after warm-up, and the process's peak RSS.
+ * median over the timed steps after warm-up, and the process's peak RSS (--train_only: the training step only). --profile then runs one more
+ * forward+backward under tf.profile and prints, per kernel, its share of the step, calls, and GFLOP/s for the
+ * convolutions (2 * MACs from the shapes).
  */
 import { Command } from 'commander';
 import * as tf from '@tensorflow/tfjs-core';
@@ -11,6 +14,7 @@ import { computeGradients } from '../worker/train/step.js';
 import { createMomentum } from '../worker/optim/momentum.js';
 import { GradientBuffer } from '../worker/train/grads.js';
 import { selectBackend, type BackendName } from '../worker/backend/select.js';
+import { profileStep } from './profile.js';
 
 const o = new Command('bench:model')
   .option('--model <name>', 'architecture', 'HarDNet68')
@@ -21,18 +25,28 @@ const o = new Command('bench:model')
   .option('--steps <n>', 'timed steps', '5')
   .option('--warmup <n>', 'untimed steps first', '2')
   .option('--json', 'one JSON object')
+  .option('--profile', 'per-kernel time of one forward+backward (tf.profile)')
+  .option('--train_only', 'skip the forward-only timing')
   .parse()
   .opts();
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
+/** CPU seconds this process has used (all its threads): on a shared machine, unlike wall time, it leaves out the
+ * time another process held the core */
+const cpuSeconds = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+const cpuTimes: number[] = [];
+
 async function timeSteps(n: number, warmup: number, step: () => Promise<void>): Promise<number[]> {
   for (let i = 0; i < warmup; i++) await step();
   const times: number[] = [];
+  cpuTimes.length = 0;
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
+    const c0 = cpuSeconds();
     await step();
     times.push((performance.now() - t0) / 1000);
+    cpuTimes.push(cpuSeconds() - c0);
   }
   return times;
 }
@@ -46,7 +60,7 @@ const x = tf.randomNormal([batch, size, size, 3]) as tf.Tensor4D;
 const labels = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % classes), 'int32');
 const opt = createMomentum(model.weights, { momentum: 0.9, l2Decay: 5e-5 });
 
-const fwd = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
+const fwd = o.train_only ? [NaN] : await timeSteps(Number(o.steps), Number(o.warmup), async () => {
   const y = model.forward(x, { training: false });
   await y.data();
   y.dispose();
@@ -54,6 +68,7 @@ const fwd = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
 // the step as the training loop runs it: gradients into the fused buffer, BN statistics, one optimizer pass
 const grads = new GradientBuffer(model.weights, opt.gradientStorage);
 const updateTimes: number[] = [];
+const fwdCpu = [...cpuTimes];
 const train = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
   const r = computeGradients(model, x, labels);
   await r.loss.data();
@@ -68,6 +83,8 @@ const result = {
   model: model.variant.name, batch, image_size: size, backend: backend.name,
   forward_ips: batch / median(fwd), train_ips: batch / median(train),
   forward_step_s: median(fwd), train_step_s: median(train),
+  // CPU seconds per step (median): what the step costs when the machine is shared
+  forward_cpu_s: o.train_only ? NaN : median(fwdCpu), train_cpu_s: median(cpuTimes),
   // gradients gathered, BN statistics folded in, optimizer applied (the warm-up steps left out)
   train_update_s: median(updateTimes.slice(Number(o.warmup))),
   peak_rss_mb: process.resourceUsage().maxRSS / 1024,
@@ -77,5 +94,11 @@ else {
   console.log(`${result.model} batch ${batch} @${size} on ${result.backend}:`);
   console.log(`  forward     ${result.forward_ips.toFixed(2)} images/s  (${(result.forward_step_s * 1000).toFixed(0)} ms/step)`);
   console.log(`  train step  ${result.train_ips.toFixed(2)} images/s  (${(result.train_step_s * 1000).toFixed(0)} ms/step, of which ${(result.train_update_s * 1000).toFixed(1)} ms gradients + BN statistics + optimizer)`);
+  console.log(`  CPU time    forward ${(result.forward_cpu_s * 1000).toFixed(0)} ms/step, train ${(result.train_cpu_s * 1000).toFixed(0)} ms/step`);
   console.log(`  peak RSS    ${result.peak_rss_mb.toFixed(0)} MB`);
 }
+
+if (o.profile) await profileStep(() => {
+  const r = computeGradients(model, x, labels);
+  return [r.loss, r.logits, ...r.grads.values(), ...r.batchStats.flatMap((b) => [b.mean, b.variance])];
+}, { json: Boolean(o.json) });

@@ -7,6 +7,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from '../worker/backend/select.js';
 import { assertClose, onBoth } from './helpers/wasm_vs_cpu.js';
 import { WASM_TRAINING_KERNELS } from '../worker/backend/wasm_kernels/index.js';
+import { WINOGRAD } from '../worker/backend/wasm_kernels/conv2d.js';
 
 type Pad = [[number, number], [number, number], [number, number], [number, number]];
 const symmetric = (p: number): Pad => [[0, 0], [p, p], [p, p], [0, 0]];
@@ -19,6 +20,10 @@ before(async () => {
 const input = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed);
 
 interface ConvCase { n: number; h: number; w: number; ci: number; co: number; k: number; s: number; pad: Pad | 'same' | 'valid' }
+const withoutWinograd = <T>(f: () => T): T => {
+  WINOGRAD.enabled = false;
+  try { return f(); } finally { WINOGRAD.enabled = true; }
+};
 const convCases: ConvCase[] = [
   { n: 2, h: 15, w: 15, ci: 72, co: 70, k: 3, s: 1, pad: symmetric(1) },  // >64 channels, odd size
   { n: 3, h: 15, w: 15, ci: 68, co: 66, k: 3, s: 2, pad: symmetric(1) },  // stride 2, odd size
@@ -27,6 +32,8 @@ const convCases: ConvCase[] = [
   { n: 2, h: 7, w: 9, ci: 13, co: 5, k: 1, s: 2, pad: symmetric(0) },     // 1x1 strided, ragged tiles
   { n: 2, h: 8, w: 8, ci: 16, co: 12, k: 3, s: 2, pad: 'same' },          // tf's asymmetric 'same' padding
   { n: 1, h: 9, w: 9, ci: 8, co: 9, k: 3, s: 1, pad: 'valid' },
+  { n: 1, h: 9, w: 10, ci: 34, co: 36, k: 3, s: 1, pad: 'valid' },        // Winograd input gradient, pads 2 - 0
+  { n: 1, h: 6, w: 7, ci: 33, co: 40, k: 3, s: 1, pad: [[0, 0], [2, 0], [0, 1], [0, 0]] as Pad }, // asymmetric
 ];
 const label = (c: ConvCase) => `${c.n}x${c.h}x${c.w}x${c.ci}->${c.co} k${c.k} s${c.s} pad ${JSON.stringify(c.pad)}`;
 
@@ -47,12 +54,68 @@ describe('Conv2D gradients: wasm kernels vs cpu', () => {
     });
   }
 
+  test('3x3 stride-1 input gradient by the direct GEMM (Winograd off) agrees with cpu and with Winograd', () => {
+    const x = input([2, 11, 9, 40], 26), w = input([3, 3, 40, 36], 27), dy = input([2, 11, 9, 36], 28);
+    const bpInput = () => tf.engine().runKernel('Conv2DBackpropInput', { dy, filter: w },
+      { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', inputShape: x.shape }) as tf.Tensor;
+    const [direct, cpu] = withoutWinograd(() => onBoth(bpInput));
+    const [winograd] = onBoth(bpInput);
+    assertClose(direct[0]!, cpu[0]!, 'Conv2DBackpropInput, direct');
+    assertClose(winograd[0]!, direct[0]!, 'Conv2DBackpropInput, Winograd vs direct');
+    tf.dispose([x, w, dy]);
+  });
+
   test('full tf.grads of conv2d with explicit pads, stride 2 (what training calls)', () => {
     const x = input([2, 15, 15, 66], 4), w = input([3, 3, 66, 70], 5), r = input([2, 8, 8, 70], 6);
     const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 2, symmetric(1)), r));
     const [wasm, cpu] = onBoth(() => tf.grads(f)([x, w]));
     assertClose(wasm![0]!, cpu![0]!, 'd/dx');
     assertClose(wasm![1]!, cpu![1]!, 'd/dw');
+  });
+});
+
+type ConvPad = Pad | 'same' | 'valid' | number;
+interface ForwardCase { n: number; h: number; w: number; ci: number; co: number; k: number; s: number; pad: ConvPad }
+const forwardCases: ForwardCase[] = [
+  { n: 2, h: 15, w: 15, ci: 72, co: 70, k: 3, s: 1, pad: 1 },             // Winograd: numeric pad, odd size
+  { n: 2, h: 9, w: 7, ci: 300, co: 40, k: 3, s: 1, pad: 'same' },         // Winograd: two channel chunks (300 > 256)
+  { n: 1, h: 9, w: 10, ci: 33, co: 34, k: 3, s: 1, pad: 'valid' },        // Winograd: 'valid', ragged channels
+  { n: 1, h: 6, w: 7, ci: 36, co: 33, k: 3, s: 1, pad: [[0, 0], [2, 0], [0, 1], [0, 0]] }, // Winograd: asymmetric
+  { n: 3, h: 15, w: 15, ci: 68, co: 66, k: 3, s: 2, pad: symmetric(1) },  // stride 2: the stock kernel
+  { n: 2, h: 8, w: 8, ci: 20, co: 12, k: 3, s: 1, pad: 'same' },          // narrow: the stock kernel
+  { n: 2, h: 7, w: 7, ci: 96, co: 72, k: 1, s: 1, pad: 0 },               // 1x1: the stock kernel
+  { n: 2, h: 7, w: 7, ci: 3, co: 32, k: 3, s: 2, pad: symmetric(1) },     // stem
+];
+
+describe('Conv2D forward: wasm kernel vs cpu', () => {
+  for (const c of forwardCases) {
+    test(`${c.n}x${c.h}x${c.w}x${c.ci}->${c.co} k${c.k} s${c.s} pad ${JSON.stringify(c.pad)}`, () => {
+      const x = input([c.n, c.h, c.w, c.ci], 21), w = input([c.k, c.k, c.ci, c.co], 22);
+      const [wasm, cpu] = onBoth(() => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.s, c.pad));
+      assertClose(wasm[0]!, cpu[0]!, 'Conv2D');
+      tf.dispose([x, w]);
+    });
+  }
+
+  test('Winograd and the stock kernel agree on a HarDNet-like layer (28x28, 218 -> 78)', () => {
+    const x = input([2, 28, 28, 218], 29), w = input([3, 3, 218, 78], 30);
+    const conv = () => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 1);
+    const [winograd, cpu] = onBoth(conv);
+    const [stock] = withoutWinograd(() => onBoth(conv));
+    assertClose(winograd[0]!, cpu[0]!, 'Conv2D, Winograd');
+    assertClose(winograd[0]!, stock[0]!, 'Conv2D, Winograd vs XNNPACK');
+    tf.dispose([x, w]);
+  });
+
+  test('a result reused as the next conv\'s input and the same filter twice (no state between calls)', () => {
+    const x = input([2, 10, 10, 40], 23), w1 = input([3, 3, 40, 36], 24), w2 = input([1, 1, 36, 40], 25);
+    const f = () => {
+      const y = tf.conv2d(tf.conv2d(x as tf.Tensor4D, w1 as tf.Tensor4D, 1, 'same'), w2 as tf.Tensor4D, 1, 'valid');
+      return tf.conv2d(y, w1 as tf.Tensor4D, 2, 1);
+    };
+    const [wasm, cpu] = onBoth(f);
+    assertClose(wasm[0]!, cpu[0]!, 'Conv2D chain', 3e-5);
+    tf.dispose([x, w1, w2]);
   });
 });
 

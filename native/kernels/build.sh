@@ -14,6 +14,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 flags="--target=wasm32 -O3 -msimd128 -mbulk-memory -mmutable-globals -ffreestanding -nostdlib"
 clang $flags -c "$here/conv_grad.c" -o "$tmp/conv_grad.o"
+clang $flags -c "$here/winograd.c" -o "$tmp/winograd.o"
 clang $flags -c "$here/depthwise_grad.c" -o "$tmp/depthwise_grad.o"
 # train_ops.c is vectorised by hand; clang 14's auto-vectorised versions of its short per-channel helper loops
 # (clear/flush of the reduction accumulators) lost the sums of the channels past the last multiple of 4 once
@@ -21,12 +22,14 @@ clang $flags -c "$here/depthwise_grad.c" -o "$tmp/depthwise_grad.o"
 clang $flags -fno-vectorize -fno-slp-vectorize -c "$here/train_ops.c" -o "$tmp/train_ops.o"
 clang $flags \
   -Wl,--no-entry -Wl,--import-memory -Wl,--export=__stack_pointer \
+  -Wl,--export=conv3x3_winograd -Wl,--export=winograd_scratch_bytes \
+  -Wl,--export=conv3x3_winograd_filter -Wl,--export=winograd_filter_scratch_bytes \
   -Wl,--export=conv_backprop_filter -Wl,--export=conv_backprop_filter_scratch_bytes \
   -Wl,--export=conv_backprop_input -Wl,--export=conv_backprop_input_scratch_bytes \
   -Wl,--export=depthwise_backprop_input -Wl,--export=depthwise_backprop_filter \
   -Wl,--export=concat_rows -Wl,--export=split_rows -Wl,--export=maxpool_backprop \
   -Wl,--export=bn_train_forward -Wl,--export=bn_train_backward \
-  -o "$tmp/kernels.wasm" "$tmp/conv_grad.o" "$tmp/depthwise_grad.o" "$tmp/train_ops.o"
+  -o "$tmp/kernels.wasm" "$tmp/conv_grad.o" "$tmp/winograd.o" "$tmp/depthwise_grad.o" "$tmp/train_ops.o"
 # a DATA section (initialised statics, constant tables) or a START function (clang's zero-fill of statics) would
 # write into tfjs-backend-wasm's heap when instantiated; module.ts checks the shipped bytes for the same
 sections=$(llvm-objdump -h "$tmp/kernels.wasm")

@@ -1,10 +1,11 @@
 // Conv2DBackpropFilter for tfjs-backend-wasm (which has none): dW = im2col(x)^T * dy, run as a
-// packed SIMD GEMM in native/kernels/conv_grad.c.
+// packed SIMD GEMM in native/kernels/conv_grad.c; 3x3 stride-1 ones by Winograd F(3x3, 2x2) (winograd.c).
 import { backend_util, Conv2DBackpropFilter, type Conv2DBackpropFilterAttrs, type KernelConfig,
   type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf, scratchOn } from './module.js';
 import { checkConvInfo, checkFloat32, checkShape, requireInput } from './tensors.js';
+import { useWinograd } from './conv2d.js';
 
 function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
   const backend = args.backend as BackendWasm;
@@ -19,6 +20,15 @@ function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unkno
   checkFloat32(dy, Conv2DBackpropFilter, 'dy');
   const k = kernelsOn(backend);
   const out = backend.makeOutput(filterShape, 'float32');
+  if (useWinograd(info, info.inChannels, info.outChannels)) {
+    // 3x3 stride 1: F(3x3, 2x2) over the 2x2 tiles of dy (native/kernels/winograd.c)
+    const scratch = scratchOn(backend, k.winograd_filter_scratch_bytes(info.batchSize, info.outHeight, info.outWidth,
+      info.inChannels, info.outChannels));
+    k.conv3x3_winograd_filter(offsetOf(backend, x), offsetOf(backend, dy), offsetOf(backend, out), info.batchSize,
+      info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels,
+      info.padInfo.top, info.padInfo.left, scratch);
+    return out;
+  }
   const scratch = scratchOn(backend, k.conv_backprop_filter_scratch_bytes(info.outChannels));
   k.conv_backprop_filter(offsetOf(backend, x), offsetOf(backend, dy), offsetOf(backend, out), info.batchSize,
     info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels, info.filterHeight,

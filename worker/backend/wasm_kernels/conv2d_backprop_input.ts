@@ -1,11 +1,13 @@
 // Conv2DBackpropInput for tfjs-backend-wasm. The backend has one, but it measured 0.9-3 GFLOP/s
 // at HarDNet shapes (vs ~26 for the forward conv), so this replaces it with dcol = dy * W^T as
-// a packed SIMD GEMM followed by a vectorised col2im (native/kernels/conv_grad.c).
+// a packed SIMD GEMM followed by a vectorised col2im (native/kernels/conv_grad.c), and 3x3 stride-1 ones as a
+// Winograd convolution of dy with the flipped filter (native/kernels/winograd.c; see conv2d.ts).
 import { backend_util, Conv2DBackpropInput, type Conv2DBackpropInputAttrs, type KernelConfig,
   type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf, scratchOn } from './module.js';
 import { checkConvInfo, checkFloat32, checkShape, requireInput } from './tensors.js';
+import { useWinograd } from './conv2d.js';
 
 function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
   const backend = args.backend as BackendWasm;
@@ -21,6 +23,15 @@ function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknow
   const k = kernelsOn(backend);
   const kDim = info.filterHeight * info.filterWidth * info.inChannels;
   const out = backend.makeOutput(inputShape, 'float32');
+  if (useWinograd(info, info.outChannels, info.inChannels)) {
+    // dx is a 3x3 stride-1 conv of dy with the filter flipped and its channel axes swapped, padded by 2 - pad
+    const scratch = scratchOn(backend, k.winograd_scratch_bytes(info.batchSize, info.inHeight, info.inWidth,
+      info.outChannels, info.inChannels));
+    k.conv3x3_winograd(offsetOf(backend, dy), offsetOf(backend, filter), offsetOf(backend, out), info.batchSize,
+      info.outHeight, info.outWidth, info.outChannels, info.inHeight, info.inWidth, info.inChannels,
+      2 - info.padInfo.top, 2 - info.padInfo.left, 1, scratch);
+    return out;
+  }
   const scratch = scratchOn(backend, k.conv_backprop_input_scratch_bytes(kDim, info.outChannels));
   k.conv_backprop_input(offsetOf(backend, dy), offsetOf(backend, filter), offsetOf(backend, out), info.batchSize,
     info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels, info.filterHeight,

@@ -1,6 +1,7 @@
 // Registers the training kernels tfjs-backend-wasm lacks (or has too slow) for a HarDNet step:
 // Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropInput/-Filter (missing) and
-// Conv2DBackpropInput (replaced: the stock one runs at 1-3 GFLOP/s); and the memory-bound kernels a step
+// Conv2DBackpropInput (replaced: the stock one runs at 1-3 GFLOP/s), Conv2D (3x3 stride-1 ones as Winograd,
+// the rest by the stock kernel); and the memory-bound kernels a step
 // spends its remaining time in: Concat/SplitV (row-block copies), MaxPoolGrad, Identity (no copy) replace the
 // stock ones, and HardnetBatchNormTrain/-Grad are new (fused BatchNorm[+ReLU6], used by worker/model/batchnorm.ts).
 // The list was found by running a conv/BN/ReLU6/depthwise/max-pool/concat/mean/matMul/softmax-CE
@@ -9,6 +10,7 @@ import { getKernel, registerKernel, unregisterKernel } from '@tensorflow/tfjs-co
 // Imported for its side effect first: the backend registers its own kernels at import time, and
 // ours must come after so that they replace, not get replaced by, the stock Conv2DBackpropInput.
 import '@tensorflow/tfjs-backend-wasm';
+import { conv2DConfig } from './conv2d.js';
 import { conv2DBackpropFilterConfig } from './conv2d_backprop_filter.js';
 import { conv2DBackpropInputConfig } from './conv2d_backprop_input.js';
 import { depthwiseBackpropFilterConfig, depthwiseBackpropInputConfig } from './depthwise_backprop.js';
@@ -19,6 +21,7 @@ import { maxPoolGradConfig } from './max_pool_grad.js';
 import { identityConfig } from './identity.js';
 
 export const WASM_TRAINING_KERNELS = [
+  conv2DConfig,
   conv2DBackpropFilterConfig,
   conv2DBackpropInputConfig,
   depthwiseBackpropInputConfig,

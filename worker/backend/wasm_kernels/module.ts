@@ -14,6 +14,12 @@ import { KERNELS_WASM_BASE64 } from './kernels_wasm.js';
 
 export interface KernelExports {
   __stack_pointer: WebAssembly.Global;
+  winograd_scratch_bytes(n: number, oh: number, ow: number, ci: number, co: number): number;
+  conv3x3_winograd(x: number, w: number, y: number, n: number, h: number, wd: number, ci: number, oh: number,
+    ow: number, co: number, pt: number, pl: number, flip: number, scratch: number): void;
+  winograd_filter_scratch_bytes(n: number, oh: number, ow: number, ci: number, co: number): number;
+  conv3x3_winograd_filter(x: number, dy: number, dw: number, n: number, h: number, wd: number, ci: number,
+    oh: number, ow: number, co: number, pt: number, pl: number, scratch: number): void;
   conv_backprop_filter_scratch_bytes(co: number): number;
   conv_backprop_filter(x: number, dy: number, dw: number, n: number, h: number, w: number, ci: number,
     oh: number, ow: number, co: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number,
