@@ -56,10 +56,13 @@ test('launch --gpus 0 train without tfjs-node-gpu exits 2 before starting a work
   assert.equal(refused.code, 2, refused.stderr);
   assert.match(refused.stderr, /^launch: GPU 0 assigned, but @tensorflow\/tfjs-node-gpu is not installed: backend 'auto' would train on the CPU\. Install it with `npm install @tensorflow\/tfjs-node-gpu`/m);
   assert.equal(fs.existsSync(path.join(dir, 'log')), false, 'no worker, no log directory');
-  // on purpose: the worker starts, says it runs on the CPU with a GPU assigned, then fails on the missing checkpoint
+  // on purpose: the worker starts, says it runs on the CPU with a GPU assigned, then fails on corrupt weights (a
+  // file that exists passes the launcher's preflight; only the worker reads it)
   const log = path.join(dir, 'log2');
+  const corrupt = path.join(dir, 'corrupt.pth');
+  fs.writeFileSync(corrupt, 'not a .pth file');
   const cpu = await launch(['--gpus', '0', '--log_dir', log, 'train', '-o', 'backend=wasm', '-o', `model_save_dir=${path.join(dir, 'out')}`,
-    '--resume', path.join(dir, 'no-such-checkpoint')], { env: { CUDA_VISIBLE_DEVICES: undefined } });
+    '-o', `pretrained_model=${corrupt}`], { env: { CUDA_VISIBLE_DEVICES: undefined } });
   assert.equal(cpu.code, 1, cpu.stderr);
   assert.match(fs.readFileSync(path.join(log, 'workerlog.0'), 'utf8'),
     /backend: wasm on CPU \(WebAssembly, on purpose: a GPU is assigned \(CUDA_VISIBLE_DEVICES=0\) but backend 'wasm' was asked for\) \(requested\)/);
