@@ -65,19 +65,40 @@ async function breakdown(image: string, n: number): Promise<Record<string, numbe
   sharp.cache(false);
   const input = fs.readFileSync(image);
   const { width: W = 0, height: H = 0 } = await sharp(input).metadata();
-  const boxes = Array.from({ length: n }, (_, i) => randCropBox(W, H, [0.08, 1], [3 / 4, 4 / 3], sampleRng(1, i, image)));
+  const boxes = Array.from({ length: n }, (_, i) =>
+    randCropBox(W, H, [0.08, 1], [3 / 4, 4 / 3], sampleRng(1, i, image)),
+  );
   const luts = new Float32Array(768).map((_, i) => ((i & 255) / 255 - 0.45) / 0.225);
   const dest = new Float32Array(224 * 224 * 3);
   const crops = await Promise.all(boxes.slice(0, 64).map((b) => sharp(input).extract(b).raw().toBuffer()));
   const fn = buildTransforms(TRAIN_TRANSFORMS, { channelsLast: true, seed: 1 });
   const plain = buildTransforms(TRAIN_TRANSFORMS, { channelsLast: true, seed: 1, fusedResample: false });
   const stages: Record<string, (i: number) => Promise<unknown> | unknown> = {
-    'sharp pipeline, 8x8 created image (fixed cost)': () => sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } }).raw().toBuffer(),
+    'sharp pipeline, 8x8 created image (fixed cost)': () =>
+      sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } })
+        .raw()
+        .toBuffer(),
     'read file (fs.promises.readFile)': () => fs.promises.readFile(image),
     'decode whole image': () => sharp(input).raw().toBuffer(),
-    'decode + crop (the fused path\'s sharp part)': (i) => sharp(input, { autoOrient: true, failOn: 'truncated' }).extract(boxes[i]).removeAlpha().toColourspace('srgb').raw().toBuffer(),
-    'decode + crop + resize 224 (sharp)': (i) => sharp(input, { autoOrient: true, failOn: 'truncated' }).extract(boxes[i]).resize(224, 224, { fit: 'fill', kernel: 'linear' }).removeAlpha().toColourspace('srgb').raw().toBuffer(),
-    'resample + flip + normalise of a crop (wasm)': (i) => { const b = boxes[i % 64]; resampleNormalize(crops[i % 64], b.width, b.height, 224, 224, i & 1 ? 1 : undefined, luts, dest); },
+    "decode + crop (the fused path's sharp part)": (i) =>
+      sharp(input, { autoOrient: true, failOn: 'truncated' })
+        .extract(boxes[i])
+        .removeAlpha()
+        .toColourspace('srgb')
+        .raw()
+        .toBuffer(),
+    'decode + crop + resize 224 (sharp)': (i) =>
+      sharp(input, { autoOrient: true, failOn: 'truncated' })
+        .extract(boxes[i])
+        .resize(224, 224, { fit: 'fill', kernel: 'linear' })
+        .removeAlpha()
+        .toColourspace('srgb')
+        .raw()
+        .toBuffer(),
+    'resample + flip + normalise of a crop (wasm)': (i) => {
+      const b = boxes[i % 64];
+      resampleNormalize(crops[i % 64], b.width, b.height, 224, 224, i & 1 ? 1 : undefined, luts, dest);
+    },
     'whole transform, fused (default)': (i) => fn({ path: image, buffer: input }, i, dest),
     'whole transform, sharp resize (--no-fused)': (i) => plain({ path: image, buffer: input }, i, dest),
   };
@@ -124,8 +145,13 @@ async function run(): Promise<void> {
     const cpuMsPerImage: number[] = [];
     const mainMsPerImage: number[] = [];
     const loader = new DataLoader({
-      samples, transforms: buildTransforms(TRAIN_TRANSFORMS, { seed: 1, channelsLast: true, fusedResample: fused }),
-      batchSize: batch, shuffle: true, dropLast: false, seed: 1, concurrency: inFlight ? Number(inFlight) : undefined,
+      samples,
+      transforms: buildTransforms(TRAIN_TRANSFORMS, { seed: 1, channelsLast: true, fusedResample: fused }),
+      batchSize: batch,
+      shuffle: true,
+      dropLast: false,
+      seed: 1,
+      concurrency: inFlight ? Number(inFlight) : undefined,
     });
     // one warm-up epoch (sharp/libvips start-up, the loader's batch buffers), then `repeats` timed epochs
     for (let r = 0; r <= repeats; r++) {
@@ -146,7 +172,10 @@ async function run(): Promise<void> {
       rates.push(rate);
       cpuMsPerImage.push(cpuMs);
       mainMsPerImage.push(mainMs);
-      if (!json) console.log(`repeat ${r}: ${rate.toFixed(1)} images/s, ${cpuMs.toFixed(2)} CPU-ms/image (main thread ${mainMs.toFixed(2)})`);
+      if (!json)
+        console.log(
+          `repeat ${r}: ${rate.toFixed(1)} images/s, ${cpuMs.toFixed(2)} CPU-ms/image (main thread ${mainMs.toFixed(2)})`,
+        );
     }
     const { size } = fs.statSync(image);
     const result = {
@@ -181,7 +210,9 @@ async function run(): Promise<void> {
   }
 }
 
-const flights = arg('in-flight', '').split(',').filter((s) => s !== '');
+const flights = arg('in-flight', '')
+  .split(',')
+  .filter((s) => s !== '');
 if (flights.length > 1 || (flights.length === 1 && process.env.UV_THREADPOOL_SIZE === undefined)) {
   // one process per value: libuv's pool size is read once, when the pool first starts (already done by the time
   // this line runs), so each value runs in a child started with UV_THREADPOOL_SIZE = that many images in flight
@@ -189,7 +220,8 @@ if (flights.length > 1 || (flights.length === 1 && process.env.UV_THREADPOOL_SIZ
     const args = process.argv.slice(2);
     args[args.indexOf('--in-flight') + 1] = f;
     const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), ...args], {
-      stdio: 'inherit', env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? f },
+      stdio: 'inherit',
+      env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? f },
     });
     if (r.status !== 0) process.exit(r.status ?? 1);
   }

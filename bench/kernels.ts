@@ -28,7 +28,16 @@ const backend = tf.backend();
 stockBackpropInput?.setupFunc?.(backend);
 stockMaxPoolGrad?.setupFunc?.(backend);
 
-interface Case { label: string; n: number; h: number; ci: number; co: number; k: number; s: number; depthwise?: boolean }
+interface Case {
+  label: string;
+  n: number;
+  h: number;
+  ci: number;
+  co: number;
+  k: number;
+  s: number;
+  depthwise?: boolean;
+}
 const cases: Case[] = [
   { label: 'H68@224 stem conv1 3x3 s2', n: 8, h: 224, ci: 3, co: 32, k: 3, s: 2 },
   { label: 'H68@224 stem conv2 3x3', n: 8, h: 112, ci: 32, co: 64, k: 3, s: 1 },
@@ -58,38 +67,70 @@ function medianMs(fn: () => tf.TensorInfo, times: number): number {
   return ms[ms.length >> 1]!;
 }
 
-const fmt = (ms: number, flops: number) => `${ms.toFixed(1).padStart(7)} ms ${(flops / ms / 1e6).toFixed(1).padStart(5)} GF/s`;
+const fmt = (ms: number, flops: number) =>
+  `${ms.toFixed(1).padStart(7)} ms ${(flops / ms / 1e6).toFixed(1).padStart(5)} GF/s`;
 console.log(`median of ${reps}; GF/s = 2*MACs/time; one thread`);
 for (const c of args.includes('--no-conv') ? [] : cases) {
   const p = c.k >> 1;
-  const pad: [[number, number], [number, number], [number, number], [number, number]] = [[0, 0], [p, p], [p, p], [0, 0]];
+  const pad: [[number, number], [number, number], [number, number], [number, number]] = [
+    [0, 0],
+    [p, p],
+    [p, p],
+    [0, 0],
+  ];
   const strides: [number, number] = [c.s, c.s];
   const x = tf.randomNormal([c.n, c.h, c.h, c.ci]) as tf.Tensor4D;
   const w = tf.randomNormal(c.depthwise ? [c.k, c.k, c.ci, 1] : [c.k, c.k, c.ci, c.co]) as tf.Tensor4D;
   const y = c.depthwise ? tf.depthwiseConv2d(x, w, c.s, pad) : tf.conv2d(x, w, c.s, pad);
   const dy = tf.randomNormal(y.shape);
   const flops = 2 * y.size * (c.depthwise ? 1 : c.ci) * c.k * c.k;
-  const run = (name: string, inputs: tf.NamedTensorMap, attrs: object) =>
-    () => tf.engine().runKernel(name, inputs, attrs as tf.NamedAttrMap) as tf.TensorInfo;
+  const run = (name: string, inputs: tf.NamedTensorMap, attrs: object) => () =>
+    tf.engine().runKernel(name, inputs, attrs as tf.NamedAttrMap) as tf.TensorInfo;
   let line: string;
   if (c.depthwise) {
     const fwd = medianMs(() => tf.depthwiseConv2d(x, w, c.s, pad), reps);
-    const bi = medianMs(run('DepthwiseConv2dNativeBackpropInput', { dy, filter: w }, { strides, pad, dilations: 1, inputShape: x.shape }), reps);
-    const bf = medianMs(run('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { strides, pad, dilations: 1, filterShape: w.shape }), reps);
+    const bi = medianMs(
+      run('DepthwiseConv2dNativeBackpropInput', { dy, filter: w }, { strides, pad, dilations: 1, inputShape: x.shape }),
+      reps,
+    );
+    const bf = medianMs(
+      run('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { strides, pad, dilations: 1, filterShape: w.shape }),
+      reps,
+    );
     line = `fwd ${fmt(fwd, flops)} | bpInput ${fmt(bi, flops)} | bpFilter ${fmt(bf, flops)}`;
   } else {
     const fwd = medianMs(() => tf.conv2d(x, w, c.s, pad), reps);
-    const bi = medianMs(run('Conv2DBackpropInput', { dy, filter: w }, { strides, pad, dataFormat: 'NHWC', inputShape: x.shape }), reps);
-    const bf = medianMs(run('Conv2DBackpropFilter', { x, dy }, { strides, pad, dataFormat: 'NHWC', filterShape: w.shape }), reps);
+    const bi = medianMs(
+      run('Conv2DBackpropInput', { dy, filter: w }, { strides, pad, dataFormat: 'NHWC', inputShape: x.shape }),
+      reps,
+    );
+    const bf = medianMs(
+      run('Conv2DBackpropFilter', { x, dy }, { strides, pad, dataFormat: 'NHWC', filterShape: w.shape }),
+      reps,
+    );
     line = `fwd ${fmt(fwd, flops)} | bpInput ${fmt(bi, flops)} | bpFilter ${fmt(bf, flops)}`;
     if (withStock && stockConv2D) {
-      const xnn = medianMs(() => stockConv2D.kernelFunc({ inputs: { x, filter: w }, backend,
-        attrs: { strides, pad, dataFormat: 'NHWC', dilations: 1 } }) as tf.TensorInfo, reps);
+      const xnn = medianMs(
+        () =>
+          stockConv2D.kernelFunc({
+            inputs: { x, filter: w },
+            backend,
+            attrs: { strides, pad, dataFormat: 'NHWC', dilations: 1 },
+          }) as tf.TensorInfo,
+        reps,
+      );
       line += ` | XNNPACK fwd ${fmt(xnn, flops)}`;
     }
     if (withStock && stockBackpropInput && c.ci > 3) {
-      const stock = medianMs(() => stockBackpropInput.kernelFunc({ inputs: { dy, filter: w }, backend,
-        attrs: { strides, pad, dataFormat: 'NHWC', inputShape: x.shape } }) as tf.TensorInfo, 1);
+      const stock = medianMs(
+        () =>
+          stockBackpropInput.kernelFunc({
+            inputs: { dy, filter: w },
+            backend,
+            attrs: { strides, pad, dataFormat: 'NHWC', inputShape: x.shape },
+          }) as tf.TensorInfo,
+        1,
+      );
       line += ` | stock bpInput ${fmt(stock, flops)}`;
     }
   }
@@ -99,35 +140,55 @@ for (const c of args.includes('--no-conv') ? [] : cases) {
 
 // Memory-bound kernels. GB/s counts each tensor read or written once (the kernels' minimum traffic).
 console.log('\nmemory-bound kernels, H68 shapes; GB/s = tensor bytes touched / time');
-const gbs = (ms: number, floats: number) => `${ms.toFixed(1).padStart(7)} ms ${(floats * 4 / ms / 1e6).toFixed(1).padStart(5)} GB/s`;
+const gbs = (ms: number, floats: number) =>
+  `${ms.toFixed(1).padStart(7)} ms ${((floats * 4) / ms / 1e6).toFixed(1).padStart(5)} GB/s`;
 const stockLine = (k: tf.KernelConfig | undefined, inputs: object, attrs: object, floats: number) =>
-  withStock && k ? ` | stock ${gbs(medianMs(() => {
-    const out = k.kernelFunc({ inputs: inputs as tf.NamedTensorMap, backend, attrs: attrs as tf.NamedAttrMap });
-    const list = Array.isArray(out) ? out : [out];
-    list.slice(1).forEach((t) => backend.disposeData(t.dataId));
-    return list[0]!;
-  }, reps), floats)}` : '';
+  withStock && k
+    ? ` | stock ${gbs(
+        medianMs(() => {
+          const out = k.kernelFunc({ inputs: inputs as tf.NamedTensorMap, backend, attrs: attrs as tf.NamedAttrMap });
+          const list = Array.isArray(out) ? out : [out];
+          list.slice(1).forEach((t) => {
+            backend.disposeData(t.dataId);
+          });
+          return list[0]!;
+        }, reps),
+        floats,
+      )}`
+    : '';
 
-for (const shape of [[8, 112, 112, 64], [8, 56, 56, 24], [64, 8, 8, 190]] as [number, number, number, number][]) {
+for (const shape of [
+  [8, 112, 112, 64],
+  [8, 56, 56, 24],
+  [64, 8, 8, 190],
+] as [number, number, number, number][]) {
   const c = shape[3];
-  const x = tf.randomNormal(shape) as tf.Tensor4D, w = tf.randomNormal(shape);
-  const gamma = tf.ones([c]) as tf.Tensor1D, beta = tf.zeros([c]) as tf.Tensor1D;
+  const x = tf.randomNormal(shape) as tf.Tensor4D,
+    w = tf.randomNormal(shape);
+  const gamma = tf.ones([c]) as tf.Tensor1D,
+    beta = tf.zeros([c]) as tf.Tensor1D;
   // forward + backward of BN+ReLU6 as the model runs it (dy given); wasm kernels are
   // synchronous, so the wall time to the gradients' return is the compute time (reading a 25 MB tensor back costs
   // 7-150 ms of allocation noise on its own)
   const timeStep = (bn: (xx: tf.Tensor4D) => tf.Tensor) => {
     const step = () => {
-      const gs = tf.grads((xx: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => bn(xx as tf.Tensor4D))([x, gamma, beta], w);
+      const gs = tf.grads((xx: tf.Tensor, _g: tf.Tensor, _b: tf.Tensor) => bn(xx as tf.Tensor4D))([x, gamma, beta], w);
       tf.dispose(gs);
     };
     step();
     const ms: number[] = [];
-    for (let i = 0; i < reps; i++) { const t0 = performance.now(); step(); ms.push(performance.now() - t0); }
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      step();
+      ms.push(performance.now() - t0);
+    }
     return ms.sort((a, b) => a - b)[ms.length >> 1]!;
   };
   const fused = timeStep((xx) => batchNormTrain(xx, gamma, beta, 1e-5, undefined, true));
   const ops = timeStep((xx) => tf.relu6(batchNormTrainOps(xx, gamma, beta, 1e-5)));
-  console.log(`${`BN+ReLU6 fwd+bwd [${shape}]`.padEnd(36)} fused ${fused.toFixed(1).padStart(7)} ms | tensor ops ${ops.toFixed(1).padStart(7)} ms`);
+  console.log(
+    `${`BN+ReLU6 fwd+bwd [${shape}]`.padEnd(36)} fused ${fused.toFixed(1).padStart(7)} ms | tensor ops ${ops.toFixed(1).padStart(7)} ms`,
+  );
   tf.dispose([x, w, gamma, beta]);
 }
 
@@ -136,16 +197,27 @@ for (const shape of [[8, 112, 112, 64], [8, 56, 56, 24], [64, 8, 8, 190]] as [nu
   const widths = [64, 14, 16, 14, 20, 14, 16, 14, 40];
   const parts = widths.map((c) => tf.randomNormal([8, 56, 56, c]));
   const floats = 2 * parts.reduce((a, t) => a + t.size, 0);
-  const concat = medianMs(() => tf.engine().runKernel('Concat', parts as unknown as tf.NamedTensorMap, { axis: 3 }) as tf.TensorInfo, reps);
-  console.log(`${`Concat 9 parts -> [8,56,56,${widths.reduce((a, b) => a + b)}]`.padEnd(36)} ${gbs(concat, floats)}${stockLine(stockConcat, parts, { axis: 3 }, floats)}`);
+  const concat = medianMs(
+    () => tf.engine().runKernel('Concat', parts as unknown as tf.NamedTensorMap, { axis: 3 }) as tf.TensorInfo,
+    reps,
+  );
+  console.log(
+    `${`Concat 9 parts -> [8,56,56,${widths.reduce((a, b) => a + b)}]`.padEnd(36)} ${gbs(concat, floats)}${stockLine(stockConcat, parts, { axis: 3 }, floats)}`,
+  );
   const whole = tf.concat(parts, 3);
   const splitFirst = () => {
-    const outs = tf.engine().runKernel('SplitV', { x: whole }, { numOrSizeSplits: widths, axis: 3 }) as unknown as tf.TensorInfo[];
-    outs.slice(1).forEach((t) => backend.disposeData(t.dataId));
+    const outs = tf
+      .engine()
+      .runKernel('SplitV', { x: whole }, { numOrSizeSplits: widths, axis: 3 }) as unknown as tf.TensorInfo[];
+    outs.slice(1).forEach((t) => {
+      backend.disposeData(t.dataId);
+    });
     return outs[0]!;
   };
   const split = medianMs(splitFirst, reps);
-  console.log(`${'SplitV the same back'.padEnd(36)} ${gbs(split, floats)}${stockLine(stockSplitV, { x: whole }, { numOrSizeSplits: widths, axis: 3 }, floats)}`);
+  console.log(
+    `${'SplitV the same back'.padEnd(36)} ${gbs(split, floats)}${stockLine(stockSplitV, { x: whole }, { numOrSizeSplits: widths, axis: 3 }, floats)}`,
+  );
   tf.dispose([...parts, whole]);
 }
 
@@ -157,6 +229,8 @@ for (const shape of [[8, 112, 112, 64], [8, 56, 56, 24], [64, 8, 8, 190]] as [nu
   const inputs = { dy, input: x, output: y };
   const floats = 2 * x.size + dy.size;
   const ms = medianMs(() => tf.engine().runKernel('MaxPoolGrad', inputs, attrs) as tf.TensorInfo, reps);
-  console.log(`${'MaxPoolGrad 3x3 s2 [8,112,112,64]'.padEnd(36)} ${gbs(ms, floats)}${stockLine(stockMaxPoolGrad, inputs, attrs, floats)}`);
+  console.log(
+    `${'MaxPoolGrad 3x3 s2 [8,112,112,64]'.padEnd(36)} ${gbs(ms, floats)}${stockLine(stockMaxPoolGrad, inputs, attrs, floats)}`,
+  );
   tf.dispose([x, y, dy]);
 }

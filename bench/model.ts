@@ -34,7 +34,10 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 /** CPU seconds this process has used (all its threads): on a shared machine, unlike wall time, it leaves out the
  * time another process held the core */
-const cpuSeconds = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+const cpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};
 const cpuTimes: number[] = [];
 
 async function timeSteps(n: number, warmup: number, step: () => Promise<void>): Promise<number[]> {
@@ -51,20 +54,30 @@ async function timeSteps(n: number, warmup: number, step: () => Promise<void>): 
   return times;
 }
 
-const backend = await selectBackend(o.backend as BackendName, { gpuAssigned: false, log: (m: string) => { if (!o.json) console.log(m); } });
+const backend = await selectBackend(o.backend as BackendName, {
+  gpuAssigned: false,
+  log: (m: string) => {
+    if (!o.json) console.log(m);
+  },
+});
 const batch = Number(o.batch);
 const size = Number(o.image_size);
 const classes = Number(o.classes_num);
 const model = new HarDNet(o.model, classes, 1);
 const x = tf.randomNormal([batch, size, size, 3]) as tf.Tensor4D;
-const labels = tf.tensor1d(Array.from({ length: batch }, (_, i) => i % classes), 'int32');
+const labels = tf.tensor1d(
+  Array.from({ length: batch }, (_, i) => i % classes),
+  'int32',
+);
 const opt = createMomentum(model.weights, { momentum: 0.9, l2Decay: 5e-5 });
 
-const fwd = o.train_only ? [NaN] : await timeSteps(Number(o.steps), Number(o.warmup), async () => {
-  const y = model.forward(x, { training: false });
-  await y.data();
-  y.dispose();
-});
+const fwd = o.train_only
+  ? [NaN]
+  : await timeSteps(Number(o.steps), Number(o.warmup), async () => {
+      const y = model.forward(x, { training: false });
+      await y.data();
+      y.dispose();
+    });
 // the step as the training loop runs it: gradients into the fused buffer, BN statistics, one optimizer pass
 const grads = new GradientBuffer(model.weights, opt.gradientStorage);
 const updateTimes: number[] = [];
@@ -80,11 +93,17 @@ const train = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
   tf.dispose([r.loss, r.logits, ...r.grads.values()]);
 });
 const result = {
-  model: model.variant.name, batch, image_size: size, backend: backend.name,
-  forward_ips: batch / median(fwd), train_ips: batch / median(train),
-  forward_step_s: median(fwd), train_step_s: median(train),
+  model: model.variant.name,
+  batch,
+  image_size: size,
+  backend: backend.name,
+  forward_ips: batch / median(fwd),
+  train_ips: batch / median(train),
+  forward_step_s: median(fwd),
+  train_step_s: median(train),
   // CPU seconds per step (median): what the step costs when the machine is shared
-  forward_cpu_s: o.train_only ? NaN : median(fwdCpu), train_cpu_s: median(cpuTimes),
+  forward_cpu_s: o.train_only ? NaN : median(fwdCpu),
+  train_cpu_s: median(cpuTimes),
   // gradients gathered, BN statistics folded in, optimizer applied (the warm-up steps left out)
   train_update_s: median(updateTimes.slice(Number(o.warmup))),
   peak_rss_mb: process.resourceUsage().maxRSS / 1024,
@@ -92,13 +111,23 @@ const result = {
 if (o.json) console.log(JSON.stringify(result));
 else {
   console.log(`${result.model} batch ${batch} @${size} on ${result.backend}:`);
-  console.log(`  forward     ${result.forward_ips.toFixed(2)} images/s  (${(result.forward_step_s * 1000).toFixed(0)} ms/step)`);
-  console.log(`  train step  ${result.train_ips.toFixed(2)} images/s  (${(result.train_step_s * 1000).toFixed(0)} ms/step, of which ${(result.train_update_s * 1000).toFixed(1)} ms gradients + BN statistics + optimizer)`);
-  console.log(`  CPU time    forward ${(result.forward_cpu_s * 1000).toFixed(0)} ms/step, train ${(result.train_cpu_s * 1000).toFixed(0)} ms/step`);
+  console.log(
+    `  forward     ${result.forward_ips.toFixed(2)} images/s  (${(result.forward_step_s * 1000).toFixed(0)} ms/step)`,
+  );
+  console.log(
+    `  train step  ${result.train_ips.toFixed(2)} images/s  (${(result.train_step_s * 1000).toFixed(0)} ms/step, of which ${(result.train_update_s * 1000).toFixed(1)} ms gradients + BN statistics + optimizer)`,
+  );
+  console.log(
+    `  CPU time    forward ${(result.forward_cpu_s * 1000).toFixed(0)} ms/step, train ${(result.train_cpu_s * 1000).toFixed(0)} ms/step`,
+  );
   console.log(`  peak RSS    ${result.peak_rss_mb.toFixed(0)} MB`);
 }
 
-if (o.profile) await profileStep(() => {
-  const r = computeGradients(model, x, labels);
-  return [r.loss, r.logits, ...r.grads.values(), ...r.batchStats.flatMap((b) => [b.mean, b.variance])];
-}, { json: Boolean(o.json) });
+if (o.profile)
+  await profileStep(
+    () => {
+      const r = computeGradients(model, x, labels);
+      return [r.loss, r.logits, ...r.grads.values(), ...r.batchStats.flatMap((b) => [b.mean, b.variance])];
+    },
+    { json: Boolean(o.json) },
+  );

@@ -8,19 +8,22 @@ const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 /** 2 * MACs of a convolution kernel call from its input and output shapes; 0 for other kernels. */
 export function convFlops(name: string, inputs: number[][], outputs: number[][]): number {
   switch (name) {
-    case 'Conv2D': case 'FusedConv2D': // x [N,H,W,Ci], filter [KH,KW,Ci,Co] -> y
+    case 'Conv2D':
+    case 'FusedConv2D': // x [N,H,W,Ci], filter [KH,KW,Ci,Co] -> y
       return 2 * prod(outputs[0]!) * prod(inputs[1]!.slice(0, 3));
     case 'Conv2DBackpropInput': // dy, filter [KH,KW,Ci,Co] -> dx
       return 2 * prod(inputs[0]!) * prod(inputs[1]!.slice(0, 3));
     case 'Conv2DBackpropFilter': // x, dy -> dW [KH,KW,Ci,Co]
       return 2 * prod(inputs[1]!) * prod(outputs[0]!.slice(0, 3));
-    case 'DepthwiseConv2dNative': case 'FusedDepthwiseConv2D':
+    case 'DepthwiseConv2dNative':
+    case 'FusedDepthwiseConv2D':
       return 2 * prod(outputs[0]!) * prod(inputs[1]!.slice(0, 2));
     case 'DepthwiseConv2dNativeBackpropInput':
       return 2 * prod(inputs[0]!) * prod(inputs[1]!.slice(0, 2));
     case 'DepthwiseConv2dNativeBackpropFilter':
       return 2 * prod(inputs[1]!) * prod(outputs[0]!.slice(0, 2));
-    default: return 0;
+    default:
+      return 0;
   }
 }
 
@@ -28,14 +31,28 @@ export function convFlops(name: string, inputs: number[][], outputs: number[][])
 function convKind(name: string, inputs: number[][], outputs: number[][]): string {
   if (!name.startsWith('Conv2D')) return '';
   const filter = name === 'Conv2DBackpropFilter' ? outputs[0]! : inputs[1]!;
-  const [x, y] = name === 'Conv2DBackpropInput' ? [outputs[0]!, inputs[0]!] : name === 'Conv2D' ? [inputs[0]!, outputs[0]!] : [inputs[0]!, inputs[1]!];
+  const [x, y] =
+    name === 'Conv2DBackpropInput'
+      ? [outputs[0]!, inputs[0]!]
+      : name === 'Conv2D'
+        ? [inputs[0]!, outputs[0]!]
+        : [inputs[0]!, inputs[1]!];
   const stride = Math.round(x[1]! / y[1]!);
   return ` ${filter[0]}x${filter[1]}${stride > 1 ? ` s${stride}` : ' s1'}${filter[2]! < 32 || filter[3]! < 32 ? ' narrow' : ''}`;
 }
 
-export interface KernelRow { kernel: string; calls: number; ms: number; share: number; gflops?: number }
+export interface KernelRow {
+  kernel: string;
+  calls: number;
+  ms: number;
+  share: number;
+  gflops?: number;
+}
 
-const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 
 /**
  * Profiles one step. Each kernel's time is the CPU time of this process while it ran (the wasm kernels are
@@ -46,11 +63,18 @@ export async function profileStep(step: () => tf.Tensor[], opts: { json: boolean
   let outs: tf.Tensor[] = [];
   const backend = tf.backend() as unknown as { time(f: () => void): Promise<{ kernelMs: number }> };
   const wallTimer = backend.time;
-  backend.time = async (f) => { const c0 = cpuMs(); f(); return { kernelMs: cpuMs() - c0 }; };
+  backend.time = async (f) => {
+    const c0 = cpuMs();
+    f();
+    return { kernelMs: cpuMs() - c0 };
+  };
   const t0 = performance.now();
   let info: Awaited<ReturnType<typeof tf.profile>>;
   try {
-    info = await tf.profile(() => { outs = step(); return outs; });
+    info = await tf.profile(() => {
+      outs = step();
+      return outs;
+    });
     await outs[0]!.data();
   } finally {
     backend.time = wallTimer;
@@ -68,16 +92,25 @@ export async function profileStep(step: () => tf.Tensor[], opts: { json: boolean
     byName.set(key, e);
   }
   const total = [...byName.values()].reduce((a, e) => a + e.ms, 0);
-  const rows: KernelRow[] = [...byName].map(([kernel, e]) => ({
-    kernel, calls: e.calls, ms: e.ms, share: e.ms / total,
-    ...(e.flops > 0 ? { gflops: e.flops / e.ms / 1e6 } : {}),
-  })).sort((a, b) => b.ms - a.ms);
+  const rows: KernelRow[] = [...byName]
+    .map(([kernel, e]) => ({
+      kernel,
+      calls: e.calls,
+      ms: e.ms,
+      share: e.ms / total,
+      ...(e.flops > 0 ? { gflops: e.flops / e.ms / 1e6 } : {}),
+    }))
+    .sort((a, b) => b.ms - a.ms);
   if (opts.json) console.log(JSON.stringify({ profile: rows, kernels_ms: total, wall_ms: wall }));
   else {
-    console.log(`profile of one forward+backward: ${total.toFixed(0)} CPU ms in kernels, ${wall.toFixed(0)} ms wall (profiling adds overhead)`);
+    console.log(
+      `profile of one forward+backward: ${total.toFixed(0)} CPU ms in kernels, ${wall.toFixed(0)} ms wall (profiling adds overhead)`,
+    );
     for (const r of rows) {
       if (r.share < 0.001) continue;
-      console.log(`  ${r.kernel.padEnd(38)} ${(100 * r.share).toFixed(1).padStart(5)} % ${r.ms.toFixed(0).padStart(7)} ms ${String(r.calls).padStart(5)} calls${r.gflops ? `  ${r.gflops.toFixed(1)} GFLOP/s` : ''}`);
+      console.log(
+        `  ${r.kernel.padEnd(38)} ${(100 * r.share).toFixed(1).padStart(5)} % ${r.ms.toFixed(0).padStart(7)} ms ${String(r.calls).padStart(5)} calls${r.gflops ? `  ${r.gflops.toFixed(1)} GFLOP/s` : ''}`,
+      );
     }
   }
   return rows;

@@ -30,7 +30,10 @@ const o = new Command('bench:scaling')
   .option('--image_size <n>', 'input size', '32')
   .option('--epochs <n>', 'epochs per run (one row each)', '3')
   .option('--repeat <n>', 'runs per worker count, interleaved; medians are reported', '1')
-  .option('--independent', 'also run N separate 1-worker jobs at once for each N > 1: the machine\'s ceiling for N processes')
+  .option(
+    '--independent',
+    "also run N separate 1-worker jobs at once for each N > 1: the machine's ceiling for N processes",
+  )
   .option('--json', 'one JSON object per line')
   .parse()
   .opts();
@@ -39,27 +42,66 @@ const launch = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../la
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const perWorker = Number(o.batch);
 const epochs = Number(o.epochs);
-interface Row { np: number; independent: boolean; epoch: number; images_per_s: number; step_s: number; allreduce_s: number; compute_s: number; data_s: number }
+interface Row {
+  np: number;
+  independent: boolean;
+  epoch: number;
+  images_per_s: number;
+  step_s: number;
+  allreduce_s: number;
+  compute_s: number;
+  data_s: number;
+}
 
 /** One `launch --nproc_per_node np train` with `np` x the per-worker batch; resolves to its rows, one per epoch. */
 async function launchJob(np: number): Promise<Omit<Row, 'independent'>[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-scaling-'));
   const global = perWorker * np;
   const overrides = [
-    `ARCHITECTURE.name=${o.model}`, `TRAIN.batch_size=${global}`, `epochs=${epochs}`, 'validate=False',
-    `model_save_dir=${dir}`, 'print_interval=1000', 'backend=wasm', 'save_interval=1000',
+    `ARCHITECTURE.name=${o.model}`,
+    `TRAIN.batch_size=${global}`,
+    `epochs=${epochs}`,
+    'validate=False',
+    `model_save_dir=${dir}`,
+    'print_interval=1000',
+    'backend=wasm',
+    'save_interval=1000',
     `TRAIN.transforms.1.ResizeImage.size=${o.image_size}`,
   ];
   let recs: { epoch: number; data_s: number; compute_s: number; allreduce_s: number; optimizer_s: number }[];
   try {
-    const child = spawn(process.execPath, [launch, '--nproc_per_node', String(np), '--log_dir', path.join(dir, 'log'), 'train', ...overrides.flatMap((x) => ['-o', x])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        launch,
+        '--nproc_per_node',
+        String(np),
+        '--log_dir',
+        path.join(dir, 'log'),
+        'train',
+        ...overrides.flatMap((x) => ['-o', x]),
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let output = '';
-    child.stdout.on('data', (d) => { output += d; });
-    child.stderr.on('data', (d) => { output += d; });
-    const [status] = await once(child, 'close') as [number | null]; // 'close': its output is all read by then
+    child.stdout.on('data', (d) => {
+      output += d;
+    });
+    child.stderr.on('data', (d) => {
+      output += d;
+    });
+    const [status] = (await once(child, 'close')) as [number | null]; // 'close': its output is all read by then
     if (status !== 0) throw new Error(`launch with ${np} workers failed:\n${output}`);
-    const metricsFile = fs.readdirSync(dir).map((d) => path.join(dir, d, 'metrics.jsonl')).find((f) => fs.existsSync(f))!;
-    recs = fs.readFileSync(metricsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((m) => m.mode === 'train' && !m.end && m.step >= 5);
+    const metricsFile = fs
+      .readdirSync(dir)
+      .map((d) => path.join(dir, d, 'metrics.jsonl'))
+      .find((f) => fs.existsSync(f))!;
+    recs = fs
+      .readFileSync(metricsFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .filter((m) => m.mode === 'train' && !m.end && m.step >= 5);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -68,8 +110,13 @@ async function launchJob(np: number): Promise<Omit<Row, 'independent'>[]> {
     // per-step wall time is the sum of its parts as the loop measures them
     const stepS = median(mine.map((m) => m.data_s + m.compute_s + m.allreduce_s + m.optimizer_s));
     return {
-      np, epoch, images_per_s: global / stepS, step_s: stepS,
-      allreduce_s: median(mine.map((m) => m.allreduce_s)), compute_s: median(mine.map((m) => m.compute_s)), data_s: median(mine.map((m) => m.data_s)),
+      np,
+      epoch,
+      images_per_s: global / stepS,
+      step_s: stepS,
+      allreduce_s: median(mine.map((m) => m.allreduce_s)),
+      compute_s: median(mine.map((m) => m.compute_s)),
+      data_s: median(mine.map((m) => m.data_s)),
     };
   });
 }
@@ -85,7 +132,9 @@ async function independentJobs(np: number): Promise<Row[]> {
   if (failed) throw failed.reason;
   const jobs = settled.map((r) => (r as PromiseFulfilledResult<Omit<Row, 'independent'>[]>).value);
   return jobs[0].map((first, epoch) => ({
-    ...first, np, independent: true,
+    ...first,
+    np,
+    independent: true,
     images_per_s: jobs.reduce((sum, job) => sum + job[epoch].images_per_s, 0),
   }));
 }
@@ -95,7 +144,7 @@ const nps = String(o.np).split(',').map(Number);
 for (let rep = 0; rep < Number(o.repeat); rep++) {
   for (const np of nps) {
     runs.push(...(await launchJob(np)).map((r) => ({ ...r, independent: false })));
-    if (o.independent && np > 1) runs.push(...await independentJobs(np));
+    if (o.independent && np > 1) runs.push(...(await independentJobs(np)));
   }
 }
 // the run with the median images/s of each (worker count, mode, epoch)
@@ -103,22 +152,37 @@ const rows: Row[] = [];
 for (const np of nps) {
   for (const independent of o.independent && np > 1 ? [false, true] : [false]) {
     for (let epoch = 0; epoch < epochs; epoch++) {
-      const same = runs.filter((r) => r.np === np && r.independent === independent && r.epoch === epoch).sort((a, b) => a.images_per_s - b.images_per_s);
+      const same = runs
+        .filter((r) => r.np === np && r.independent === independent && r.epoch === epoch)
+        .sort((a, b) => a.images_per_s - b.images_per_s);
       rows.push(same[Math.floor(same.length / 2)]);
     }
   }
 }
 for (const r of rows) {
   const base = rows.find((b) => b.epoch === r.epoch)!;
-  const line = { ...r, model: o.model, per_worker_batch: perWorker, image_size: Number(o.image_size), speedup: r.images_per_s / base.images_per_s };
-  const all = runs.filter((x) => x.np === r.np && x.independent === r.independent && x.epoch === r.epoch).map((x) => x.images_per_s);
+  const line = {
+    ...r,
+    model: o.model,
+    per_worker_batch: perWorker,
+    image_size: Number(o.image_size),
+    speedup: r.images_per_s / base.images_per_s,
+  };
+  const all = runs
+    .filter((x) => x.np === r.np && x.independent === r.independent && x.epoch === r.epoch)
+    .map((x) => x.images_per_s);
   if (o.json) {
     console.log(JSON.stringify({ ...line, runs: all }));
     continue;
   }
   const ceiling = rows.find((c) => c.np === r.np && c.independent && c.epoch === r.epoch);
-  const ofCeiling = !r.independent && ceiling ? `, ${(100 * r.images_per_s / ceiling.images_per_s).toFixed(0)} % of ${r.np} independent jobs` : '';
+  const ofCeiling =
+    !r.independent && ceiling
+      ? `, ${((100 * r.images_per_s) / ceiling.images_per_s).toFixed(0)} % of ${r.np} independent jobs`
+      : '';
   const name = r.independent ? `${r.np} x 1 independent` : `np ${r.np}`;
-  console.log(`${name} epoch ${r.epoch}: ${r.images_per_s.toFixed(1)} images/s${all.length > 1 ? ` (median of ${all.map((x) => x.toFixed(0)).join(', ')})` : ''} (step ${(r.step_s * 1000).toFixed(0)} ms: data ${(r.data_s * 1000).toFixed(0)}, ` +
-    `fwd+bwd ${(r.compute_s * 1000).toFixed(0)}, all-reduce ${(r.allreduce_s * 1000).toFixed(0)} ms), ${line.speedup.toFixed(2)}x the images/s of ${base.np} worker(s)${ofCeiling}`);
+  console.log(
+    `${name} epoch ${r.epoch}: ${r.images_per_s.toFixed(1)} images/s${all.length > 1 ? ` (median of ${all.map((x) => x.toFixed(0)).join(', ')})` : ''} (step ${(r.step_s * 1000).toFixed(0)} ms: data ${(r.data_s * 1000).toFixed(0)}, ` +
+      `fwd+bwd ${(r.compute_s * 1000).toFixed(0)}, all-reduce ${(r.allreduce_s * 1000).toFixed(0)} ms), ${line.speedup.toFixed(2)}x the images/s of ${base.np} worker(s)${ofCeiling}`,
+  );
 }

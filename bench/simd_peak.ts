@@ -12,18 +12,29 @@ const CHAINS = 12;
 
 const uleb = (n: number): number[] => {
   const out: number[] = [];
-  do { let b = n & 0x7f; n >>>= 7; if (n) b |= 0x80; out.push(b); } while (n);
+  do {
+    let b = n & 0x7f;
+    n >>>= 7;
+    if (n) b |= 0x80;
+    out.push(b);
+  } while (n);
   return out;
 };
 const f32 = (x: number) => [...new Uint8Array(new Float32Array([x]).buffer)];
 const SIMD = 0xfd;
-const op = { f32x4Splat: [SIMD, ...uleb(0x13)], f32x4Add: [SIMD, ...uleb(0xe4)], f32x4Mul: [SIMD, ...uleb(0xe6)],
-  f32x4Extract0: [SIMD, ...uleb(0x1f), 0], relaxedMadd: [SIMD, ...uleb(0x105)] };
+const op = {
+  f32x4Splat: [SIMD, ...uleb(0x13)],
+  f32x4Add: [SIMD, ...uleb(0xe4)],
+  f32x4Mul: [SIMD, ...uleb(0xe6)],
+  f32x4Extract0: [SIMD, ...uleb(0x1f), 0],
+  relaxedMadd: [SIMD, ...uleb(0x105)],
+};
 
 /** (iterations: i32) -> f32: each iteration updates CHAINS accumulators acc = acc * a + b. */
 export function peakModule(relaxed: boolean): Uint8Array<ArrayBuffer> {
   const body: number[] = [];
-  const A = CHAINS + 1, B = CHAINS + 2; // local indices; 0 is the parameter
+  const A = CHAINS + 1,
+    B = CHAINS + 2; // local indices; 0 is the parameter
   const splat = (x: number, local: number) => body.push(0x43, ...f32(x), ...op.f32x4Splat, 0x21, local);
   for (let k = 1; k <= CHAINS; k++) splat(1 + k * 1e-3, k);
   splat(0.999999, A);
@@ -42,29 +53,46 @@ export function peakModule(relaxed: boolean): Uint8Array<ArrayBuffer> {
   const code = [1, ...uleb(fn.length), ...fn];
   const section = (id: number, bytes: number[]) => [id, ...uleb(bytes.length), ...bytes];
   const name = [...Buffer.from('peak')];
-  return new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
+  return new Uint8Array([
+    0,
+    0x61,
+    0x73,
+    0x6d,
+    1,
+    0,
+    0,
+    0,
     ...section(1, [1, 0x60, 1, 0x7f, 1, 0x7d]), // type: (i32) -> f32
     ...section(3, [1, 0]),
     ...section(7, [1, name.length, ...name, 0, 0]),
-    ...section(10, code)]);
+    ...section(10, code),
+  ]);
 }
 
 /** Best GFLOP/s of `repeats` timed calls of about `seconds` / repeats each; undefined if the module is refused. */
 export function measurePeak(relaxed: boolean, seconds = 1, repeats = 5): number | undefined {
   const bytes = peakModule(relaxed);
   if (!WebAssembly.validate(bytes)) return undefined;
-  const peak = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports['peak'] as (n: number) => number;
+  const peak = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports.peak as (n: number) => number;
   let iters = 1e5;
   peak(iters); // tier up
-  for (;;) { // calibrate to about seconds / repeats per call
-    const t0 = performance.now(); peak(iters); const ms = performance.now() - t0;
-    if (ms > 20) { iters = Math.max(1, Math.round(iters * (seconds * 1000 / repeats) / ms)); break; }
+  for (;;) {
+    // calibrate to about seconds / repeats per call
+    const t0 = performance.now();
+    peak(iters);
+    const ms = performance.now() - t0;
+    if (ms > 20) {
+      iters = Math.max(1, Math.round((iters * ((seconds * 1000) / repeats)) / ms));
+      break;
+    }
     iters *= 4;
   }
   let best = 0;
   for (let i = 0; i < repeats; i++) {
-    const t0 = performance.now(); peak(iters); const ms = performance.now() - t0;
-    best = Math.max(best, iters * CHAINS * 8 / ms / 1e6);
+    const t0 = performance.now();
+    peak(iters);
+    const ms = performance.now() - t0;
+    best = Math.max(best, (iters * CHAINS * 8) / ms / 1e6);
   }
   return best;
 }
@@ -75,7 +103,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const plain = measurePeak(false, seconds)!;
   const relaxed = measurePeak(true, seconds);
   console.log(`WebAssembly SIMD, one core, ${CHAINS} independent chains: f32x4 mul+add ${plain.toFixed(1)} GFLOP/s`);
-  console.log(relaxed === undefined
-    ? `f32x4.relaxed_madd: not available in Node ${process.versions.node} (V8 ${process.versions.v8}) without --experimental-wasm-relaxed-simd`
-    : `f32x4.relaxed_madd ${relaxed.toFixed(1)} GFLOP/s`);
+  console.log(
+    relaxed === undefined
+      ? `f32x4.relaxed_madd: not available in Node ${process.versions.node} (V8 ${process.versions.v8}) without --experimental-wasm-relaxed-simd`
+      : `f32x4.relaxed_madd ${relaxed.toFixed(1)} GFLOP/s`,
+  );
 }

@@ -38,7 +38,14 @@ const USAGE_EXIT_CODE = new UsageError('').exitCode;
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  return rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ').trimEnd()).join('\n');
+  return rows
+    .map((r) =>
+      r
+        .map((cell, c) => cell.padEnd(widths[c]))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /**
@@ -72,7 +79,9 @@ export async function runAgent(o: JobOptions): Promise<RunResult> {
   // The job's directories, made by this launch before their names are written anywhere (endpoints.log is
   // world-readable); removed at the end, and only they (a squatter's directory under a guessable name is not ours).
   const created: string[] = [];
-  const removeCreated = () => { for (const d of created.splice(0)) removePrivateDir(d, (m) => logger.warn(m)); };
+  const removeCreated = () => {
+    for (const d of created.splice(0)) removePrivateDir(d, (m) => logger.warn(m));
+  };
   delete env[ENV.HARDNET_SHM_DIR]; // a launch inside a launch gets its own
   try {
     if (plan.ipcDir) {
@@ -127,7 +136,7 @@ export async function runAgent(o: JobOptions): Promise<RunResult> {
     if (restart > 0) logger.warn(`restarting all workers (${note}, HARDNET_RESTART_COUNT=${restart})`);
     const oomBefore = readOomKillCount();
     const args = o.args(restart);
-    const current = (attempt = new Attempt(
+    const current = new Attempt(
       plan.workers.map((slot, i) => ({
         rank: slot.rank,
         localRank: slot.localRank,
@@ -137,13 +146,20 @@ export async function runAgent(o: JobOptions): Promise<RunResult> {
         secretLine: o.secretLine,
         output: outputs[i],
       })),
-    ));
+    );
+    attempt = current;
     const pids = await Promise.all(current.workers.map((w) => w.pid));
     logger.info(
       '\n' +
         table([
           ['rank', 'local_rank', 'device', 'pid', 'log'],
-          ...plan.workers.map((w, i) => [String(w.rank), String(w.localRank), w.device, String(pids[i] ?? '-'), outputs[i].logPath]),
+          ...plan.workers.map((w, i) => [
+            String(w.rank),
+            String(w.localRank),
+            w.device,
+            String(pids[i] ?? '-'),
+            outputs[i].logPath,
+          ]),
         ]),
     );
     enter('HEALTHY');
@@ -161,7 +177,9 @@ export async function runAgent(o: JobOptions): Promise<RunResult> {
       logger.info(`all ${plan.workers.length} worker(s) exited 0`);
       return { state: 'SUCCEEDED' };
     }
-    logger.error(`rank ${first.rank} (pid ${first.pid ?? '-'}) failed: ${describeEnd(first)}; stopping the other workers (SIGTERM, SIGKILL after ${o.graceMs / 1000} s)`);
+    logger.error(
+      `rank ${first.rank} (pid ${first.pid ?? '-'}) failed: ${describeEnd(first)}; stopping the other workers (SIGTERM, SIGKILL after ${o.graceMs / 1000} s)`,
+    );
     const ends: WorkerExit[] = await current.terminate(o.graceMs);
     for (const e of ends) outputOf(e.rank).mark(`${e === first ? 'FAILED FIRST: ' : ''}${describeEnd(e)}`);
     logger.error(
@@ -184,13 +202,19 @@ export async function runAgent(o: JobOptions): Promise<RunResult> {
       enter(end.state);
       if (end.state === 'SUCCEEDED') return { state: end.state, exitCode: 0, restarts: restart };
       if (end.state === 'STOPPED') {
-        return { state: end.state, exitCode: 128 + (os.constants.signals[end.signal] ?? 0), restarts: restart, signal: end.signal };
+        return {
+          state: end.state,
+          exitCode: 128 + (os.constants.signals[end.signal] ?? 0),
+          restarts: restart,
+          signal: end.signal,
+        };
       }
       // FAILED: restart while restarts are left and nobody asked the job to stop, unless the worker said that it
       // was started wrongly (exit 2: a usage or config error, which no restart mends)
       const usageError = end.first.code === USAGE_EXIT_CODE && end.first.signal === null;
       if (restart >= o.maxRestarts || stopSignal !== undefined || usageError) {
-        if (usageError && restart < o.maxRestarts) logger.error(`rank ${end.first.rank} exited ${USAGE_EXIT_CODE}, a usage or config error: not restarted`);
+        if (usageError && restart < o.maxRestarts)
+          logger.error(`rank ${end.first.rank} exited ${USAGE_EXIT_CODE}, a usage or config error: not restarted`);
         else if (o.maxRestarts > 0) logger.error(`no restarts left (--max_restarts ${o.maxRestarts})`);
         return { state: end.state, exitCode: exitCodeOf(end.first), restarts: restart, failure: end.first };
       }

@@ -55,7 +55,9 @@ function intArg(what: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
     if (!/^\d+$/.test(value.trim()) || n < min || n > max) {
-      throw new InvalidArgumentError(`expected ${what} (an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}), got ${JSON.stringify(value)}`);
+      throw new InvalidArgumentError(
+        `expected ${what} (an integer from ${min}${max < Number.MAX_SAFE_INTEGER ? ` to ${max}` : ''}), got ${JSON.stringify(value)}`,
+      );
     }
     return n;
   };
@@ -63,7 +65,8 @@ function intArg(what: string, min: number, max = Number.MAX_SAFE_INTEGER) {
 
 function secondsArg(value: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a number of seconds >= 0, got ${JSON.stringify(value)}`);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError(`expected a number of seconds >= 0, got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -109,8 +112,10 @@ export async function launchDistributed(
   argvForId: string[],
   preflight?: (worldSize: number) => void,
 ): Promise<number> {
-  if (flags.gpus !== undefined && flags.selected_gpus !== undefined) throw new LaunchError('give --gpus or --selected_gpus, not both (they are the same option)');
-  if (flags.master_port !== undefined && flags.started_port !== undefined) throw new LaunchError('give --master_port or --started_port, not both (they are the same option)');
+  if (flags.gpus !== undefined && flags.selected_gpus !== undefined)
+    throw new LaunchError('give --gpus or --selected_gpus, not both (they are the same option)');
+  if (flags.master_port !== undefined && flags.started_port !== undefined)
+    throw new LaunchError('give --master_port or --started_port, not both (they are the same option)');
   const devices = chooseDevices({
     gpus: flags.gpus ?? flags.selected_gpus,
     gpusFlag: flags.gpus !== undefined ? '--gpus' : '--selected_gpus',
@@ -120,19 +125,36 @@ export async function launchDistributed(
   });
   // with GPUs assigned, train/eval run on them or not at all: no silent CPU fallback (gpu_backend.ts)
   checkGpuBackend(argvForId[0] ?? '', argvForId.slice(1), devices.gpus);
-  const nodes = chooseNodes({ ips: flags.ips, nodeRank: flags.node_rank, env: process.env, localAddresses: localAddresses() });
+  const nodes = chooseNodes({
+    ips: flags.ips,
+    nodeRank: flags.node_rank,
+    env: process.env,
+    localAddresses: localAddresses(),
+  });
   // usage errors in the job's config end here: before a port is probed, a log moved aside or a worker started
   preflight?.(nodes.hosts.length * devices.nproc);
   let basePort = flags.master_port ?? flags.started_port;
-  if (basePort === undefined && process.env.FLAGS_START_PORT) basePort = intArg('FLAGS_START_PORT', 1, 65535)(process.env.FLAGS_START_PORT);
+  if (basePort === undefined && process.env.FLAGS_START_PORT)
+    basePort = intArg('FLAGS_START_PORT', 1, 65535)(process.env.FLAGS_START_PORT);
   if (basePort === undefined) basePort = nodes.hosts.length > 1 ? DEFAULT_START_PORT : await freePort();
   const shared = loadSecret(flags, nodes.hosts.length > 1);
   if (shared && flags.job_id !== undefined && flags.job_id !== shared.jobId) {
-    throw new LaunchError(`--job_id ${flags.job_id} differs from the job id ${shared.jobId} in --secret_file ${flags.secret_file}`);
+    throw new LaunchError(
+      `--job_id ${flags.job_id} differs from the job id ${shared.jobId} in --secret_file ${flags.secret_file}`,
+    );
   }
-  const jobId = chooseJobId({ jobId: flags.job_id ?? shared?.jobId, env: process.env, hosts: nodes.hosts, basePort, argv: argvForId });
+  const jobId = chooseJobId({
+    jobId: flags.job_id ?? shared?.jobId,
+    env: process.env,
+    hosts: nodes.hosts,
+    basePort,
+    argv: argvForId,
+  });
   // under Slurm the nodes usually share the submit directory: each node's launcher logs into its own node<N>/
-  const logDir = path.resolve(flags.log_dir, nodes.source === 'slurm' && nodes.hosts.length > 1 ? `node${nodes.nodeRank}` : '');
+  const logDir = path.resolve(
+    flags.log_dir,
+    nodes.source === 'slurm' && nodes.hosts.length > 1 ? `node${nodes.nodeRank}` : '',
+  );
   const plan = buildPlan({ devices, nodes, jobId, basePort, logDir });
   const logs = openLogDir(logDir);
   const logger = createLaunchLogger(logDir);
@@ -162,7 +184,10 @@ export async function launchDistributed(
  */
 export function runForeground(program: string, args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
-    const shim = spawn(process.execPath, [SHIM, program, ...args], { detached: true, stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'] });
+    const shim = spawn(process.execPath, [SHIM, program, ...args], {
+      detached: true,
+      stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'],
+    });
     (shim.stdio[3] as net.Socket).on('error', () => {}).end(); // no job secret for a foreground command
     const lifeline = shim.stdio[4] as net.Socket;
     const reader = new ShimMessageReader();
@@ -220,15 +245,42 @@ export function buildProgram(run: (job: Promise<number>) => void): Command {
     .showHelpAfterError('(add --help for usage)')
     .option('--gpus <ids>', 'physical GPU ids, one worker each, e.g. 0,1,2,3 (default: every visible GPU)')
     .option('--selected_gpus <ids>', 'the same as --gpus (paddle spelling)')
-    .option('--nproc_per_node <n>', 'workers per node (CPU workers when no GPU is used; default 1 or one per GPU)', intArg('a worker count', 1))
-    .option('--ips <list>', 'comma-separated node addresses; the same command runs on each node (default: this node only)')
-    .option('--node_rank <r>', "this node's index in --ips (default: found from this machine's addresses)", intArg('a node index', 0))
-    .option('--master_port <port>', 'rank 0 port; with --ips, local rank l listens on port + l (default: $FLAGS_START_PORT, else 6170 across nodes, a free port on one)', intArg('a TCP port', 1, 65535))
+    .option(
+      '--nproc_per_node <n>',
+      'workers per node (CPU workers when no GPU is used; default 1 or one per GPU)',
+      intArg('a worker count', 1),
+    )
+    .option(
+      '--ips <list>',
+      'comma-separated node addresses; the same command runs on each node (default: this node only)',
+    )
+    .option(
+      '--node_rank <r>',
+      "this node's index in --ips (default: found from this machine's addresses)",
+      intArg('a node index', 0),
+    )
+    .option(
+      '--master_port <port>',
+      'rank 0 port; with --ips, local rank l listens on port + l (default: $FLAGS_START_PORT, else 6170 across nodes, a free port on one)',
+      intArg('a TCP port', 1, 65535),
+    )
     .option('--started_port <port>', 'the same as --master_port (paddle spelling)', intArg('a TCP port', 1, 65535))
     .option('--log_dir <dir>', 'where workerlog.N, endpoints.log and launch.log go', 'log')
-    .option('--max_restarts <k>', 'restart all workers after a failure up to k times, resuming from the last checkpoint', intArg('a restart count', 0), 0)
-    .addOption(new Option('--grace <seconds>', 'after a failure, how long the other workers get between SIGTERM and SIGKILL').argParser(secondsArg).default(10))
-    .option('--secret_file <file>', 'JSON job secret shared by all nodes (required with several nodes; its jobId is the job id)')
+    .option(
+      '--max_restarts <k>',
+      'restart all workers after a failure up to k times, resuming from the last checkpoint',
+      intArg('a restart count', 0),
+      0,
+    )
+    .addOption(
+      new Option('--grace <seconds>', 'after a failure, how long the other workers get between SIGTERM and SIGKILL')
+        .argParser(secondsArg)
+        .default(10),
+    )
+    .option(
+      '--secret_file <file>',
+      'JSON job secret shared by all nodes (required with several nodes; its jobId is the job id)',
+    )
     .option('--job_id <id>', 'job id (default: random on one node; derived from --ips, port and command across nodes)');
 
   /** The arguments the user typed after the command name, untouched, as commander itself splits them. */
@@ -245,8 +297,12 @@ export function buildProgram(run: (job: Promise<number>) => void): Command {
       if (spec.distributed) {
         const flags = program.opts<LaunchFlags>();
         run(
-          launchDistributed(flags, process.execPath, (r) => [WORKER_MAIN, spec.name, ...(spec.name === 'train' ? trainArgs(rest, r) : rest)], [spec.name, ...rest], (worldSize) =>
-            preflightJob(spec.name, rest, worldSize),
+          launchDistributed(
+            flags,
+            process.execPath,
+            (r) => [WORKER_MAIN, spec.name, ...(spec.name === 'train' ? trainArgs(rest, r) : rest)],
+            [spec.name, ...rest],
+            (worldSize) => preflightJob(spec.name, rest, worldSize),
           ),
         );
       } else {
@@ -259,7 +315,9 @@ export function buildProgram(run: (job: Promise<number>) => void): Command {
 
   program
     .command('run')
-    .description('run any program under the launcher, with the same environment, logs and supervision (like torchrun --no-python)')
+    .description(
+      'run any program under the launcher, with the same environment, logs and supervision (like torchrun --no-python)',
+    )
     .argument('<program>', 'the program to run, e.g. node, python3, a script')
     .argument('[args...]', 'its arguments (put -- before the program so its options are not read as launch options)')
     .passThroughOptions()
@@ -268,7 +326,9 @@ export function buildProgram(run: (job: Promise<number>) => void): Command {
     });
   program
     .command('secret')
-    .description('write a fresh job secret to a new file (mode 0600, never overwritten) for --secret_file on every node')
+    .description(
+      'write a fresh job secret to a new file (mode 0600, never overwritten) for --secret_file on every node',
+    )
     .argument('<file>', 'the file to create, e.g. on a filesystem all nodes share')
     .option('--job_id <id>', 'the job id the secret names (default: random)')
     .action((file: string, o: { job_id?: string }) => {
@@ -280,8 +340,10 @@ export function buildProgram(run: (job: Promise<number>) => void): Command {
           } catch (e) {
             throw new LaunchError((e as Error).message);
           }
-          process.stdout.write(`wrote a new job secret for job ${jobId} to ${file} (mode 0600)\n` +
-            `every node of the job must read this same file: launch --ips <node,node,...> --secret_file ${file} train -c <config>\n`);
+          process.stdout.write(
+            `wrote a new job secret for job ${jobId} to ${file} (mode 0600)\n` +
+              `every node of the job must read this same file: launch --ips <node,node,...> --secret_file ${file} train -c <config>\n`,
+          );
           return 0;
         })(),
       );

@@ -58,7 +58,11 @@ export function readOomKillCount(cgroupFile = '/proc/self/cgroup', root = '/sys/
     if (cg === undefined) continue;
     const candidates =
       controllers === ''
-        ? [path.join(root, cg, 'memory.events'), path.join(root, 'unified', cg, 'memory.events'), path.join(root, 'memory.events')]
+        ? [
+            path.join(root, cg, 'memory.events'),
+            path.join(root, 'unified', cg, 'memory.events'),
+            path.join(root, 'memory.events'),
+          ]
         : controllers.split(',').includes('memory')
           ? [path.join(root, 'memory', cg, 'memory.oom_control'), path.join(root, 'memory', 'memory.oom_control')]
           : [];
@@ -72,13 +76,20 @@ export function readOomKillCount(cgroupFile = '/proc/self/cgroup', root = '/sys/
 
 /** Does this kernel log text record the OOM killer killing `pid`? */
 export function kernelLogNamesOomKill(kernelLog: string, pid: number): boolean {
-  const re = new RegExp(`(Out of memory|Memory cgroup out of memory): Killed process ${pid}\\b|oom-kill:.*\\bpid=${pid}\\b`);
+  const re = new RegExp(
+    `(Out of memory|Memory cgroup out of memory): Killed process ${pid}\\b|oom-kill:.*\\bpid=${pid}\\b`,
+  );
   return re.test(kernelLog);
 }
 
 function readKernelLog(): string {
   try {
-    return execFileSync('dmesg', [], { encoding: 'utf8', timeout: 3000, stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 << 20 });
+    return execFileSync('dmesg', [], {
+      encoding: 'utf8',
+      timeout: 3000,
+      stdio: ['ignore', 'pipe', 'ignore'],
+      maxBuffer: 64 << 20,
+    });
   } catch {
     return '';
   }
@@ -89,7 +100,8 @@ export function oomEvidence(e: WorkerExit, oomKillsBefore: number | undefined): 
   if (e.signal !== 'SIGKILL') return undefined;
   if (e.pid !== undefined && kernelLogNamesOomKill(readKernelLog(), e.pid)) return 'the kernel log names this pid';
   const after = readOomKillCount();
-  if (oomKillsBefore !== undefined && after !== undefined && after > oomKillsBefore) return `the memory cgroup's oom_kill count rose from ${oomKillsBefore} to ${after}`;
+  if (oomKillsBefore !== undefined && after !== undefined && after > oomKillsBefore)
+    return `the memory cgroup's oom_kill count rose from ${oomKillsBefore} to ${after}`;
   return undefined;
 }
 

@@ -32,9 +32,11 @@ export function gpuBackendRefusal(f: GpuBackendFacts): string | undefined {
   if (!f.gpus || f.gpus.length === 0) return undefined;
   if (!f.useGpu || f.backend === 'wasm' || f.backend === 'cpu') return undefined; // the CPU on purpose
   if (f.resolves(NODE_GPU_PACKAGE)) return undefined;
-  return `GPU ${f.gpus.join(',')} assigned, but ${NODE_GPU_PACKAGE} is not installed: backend '${f.backend}' would train on ` +
+  return (
+    `GPU ${f.gpus.join(',')} assigned, but ${NODE_GPU_PACKAGE} is not installed: backend '${f.backend}' would train on ` +
     `the CPU. Install it with \`npm install ${NODE_GPU_PACKAGE}\` (libtensorflow 2.9.1, needs ${CUDA_NEEDS}), or run on ` +
-    `the CPU on purpose with -o backend=wasm (or -o use_gpu=False)`;
+    `the CPU on purpose with -o backend=wasm (or -o use_gpu=False)`
+  );
 }
 
 /** Resolves packages as the worker's `import()` does: from this installation's node_modules. */
@@ -52,16 +54,26 @@ export function resolvesHere(pkg: string): boolean {
  * -o overrides) and throw a LaunchError (exit 2) when gpuBackendRefusal says no. A config that does not load is
  * left to the usual path, which reports it.
  */
-export function checkGpuBackend(command: string, args: string[], gpus: readonly string[] | null, resolves = resolvesHere): void {
+export function checkGpuBackend(
+  command: string,
+  args: string[],
+  gpus: readonly string[] | null,
+  resolves = resolvesHere,
+): void {
   if (!gpus || gpus.length === 0 || (command !== 'train' && command !== 'eval')) return;
   const spec = commandSpec(command)!;
   let backend: Backend;
   let useGpu: boolean;
   try {
-    const cmd = applySpec(new Command(command), spec).exitOverride().configureOutput({ writeErr: () => {}, writeOut: () => {} });
+    const cmd = applySpec(new Command(command), spec)
+      .exitOverride()
+      .configureOutput({ writeErr: () => {}, writeOut: () => {} });
     cmd.parse(args, { from: 'user' });
     const o = cmd.opts<{ config?: string; override?: string[] }>();
-    const cfg = loadConfig(o.config, o.override ?? [], { warn: () => {}, mode: command === 'eval' ? 'valid' : undefined });
+    const cfg = loadConfig(o.config, o.override ?? [], {
+      warn: () => {},
+      mode: command === 'eval' ? 'valid' : undefined,
+    });
     backend = cfg.backend;
     useGpu = cfg.use_gpu;
   } catch {

@@ -13,7 +13,11 @@ import { LaunchError } from './plan.js';
 function describeExisting(dir: string): string {
   try {
     const st = fs.lstatSync(dir);
-    const what = st.isSymbolicLink() ? `a symlink to ${fs.readlinkSync(dir)}` : st.isDirectory() ? 'a directory' : 'a file';
+    const what = st.isSymbolicLink()
+      ? `a symlink to ${fs.readlinkSync(dir)}`
+      : st.isDirectory()
+        ? 'a directory'
+        : 'a file';
     return `${what} of uid ${st.uid}, mode 0${(st.mode & 0o777).toString(8)}`;
   } catch {
     return 'something that vanished again';
@@ -27,8 +31,10 @@ export function createPrivateDir(dir: string): void {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') {
-      throw new LaunchError(`the job directory ${dir} already exists (${describeExisting(dir)}) and was not made by this launch; ` +
-        'another user may be squatting the name. Nothing was started; launch again (the name has a fresh random part every time)');
+      throw new LaunchError(
+        `the job directory ${dir} already exists (${describeExisting(dir)}) and was not made by this launch; ` +
+          'another user may be squatting the name. Nothing was started; launch again (the name has a fresh random part every time)',
+      );
     }
     throw new LaunchError(`cannot create the job directory ${dir}: ${code ?? (e as Error).message}`);
   }
@@ -37,7 +43,9 @@ export function createPrivateDir(dir: string): void {
   const st = fs.lstatSync(dir);
   const uid = process.getuid?.();
   if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) {
-    throw new LaunchError(`the job directory ${dir} was replaced right after it was created (${describeExisting(dir)}); nothing was started`);
+    throw new LaunchError(
+      `the job directory ${dir} was replaced right after it was created (${describeExisting(dir)}); nothing was started`,
+    );
   }
   if ((st.mode & 0o777) !== 0o700) fs.chmodSync(dir, 0o700); // a umask may have taken bits away; never added any
 }
@@ -50,7 +58,8 @@ export function createFreshPrivateDir(root: string, prefix: string): string {
       createPrivateDir(dir);
       return dir;
     } catch (e) {
-      if (attempt >= 4 || !fs.existsSync(root) || !(e instanceof LaunchError) || !/already exists/.test(e.message)) throw e;
+      if (attempt >= 4 || !fs.existsSync(root) || !(e instanceof LaunchError) || !/already exists/.test(e.message))
+        throw e;
     }
   }
 }
@@ -60,6 +69,8 @@ export function removePrivateDir(dir: string, warn: (msg: string) => void): void
   try {
     fs.rmSync(dir, { recursive: true, force: true });
   } catch (e) {
-    warn(`could not remove the job directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; remove it by hand`);
+    warn(
+      `could not remove the job directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}; remove it by hand`,
+    );
   }
 }

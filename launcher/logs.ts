@@ -41,10 +41,13 @@ export function openLogDir(dir: string): LogDir {
       fs.writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx' });
       break;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || tries > 0) throw new LaunchError(`--log_dir ${dir}: cannot lock it (${(e as Error).message})`);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || tries > 0)
+        throw new LaunchError(`--log_dir ${dir}: cannot lock it (${(e as Error).message})`);
       const owner = Number(fs.readFileSync(lockPath, 'utf8').trim());
       if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && pidAlive(owner)) {
-        throw new LaunchError(`--log_dir ${dir} is in use by the launcher with pid ${owner}; give this job its own --log_dir`);
+        throw new LaunchError(
+          `--log_dir ${dir} is in use by the launcher with pid ${owner}; give this job its own --log_dir`,
+        );
       }
       fs.rmSync(lockPath, { force: true }); // stale: its launcher is gone
     }
@@ -53,7 +56,9 @@ export function openLogDir(dir: string): LogDir {
   let movedAsideTo: string | undefined;
   if (earlier.length > 0) {
     // Name the folder after the earlier run's start (launch.log's birth, else its latest file) so runs sort by time.
-    const times = earlier.map((n) => fs.statSync(path.join(dir, n))).map((s) => (s.birthtimeMs > 0 ? s.birthtimeMs : s.mtimeMs));
+    const times = earlier
+      .map((n) => fs.statSync(path.join(dir, n)))
+      .map((s) => (s.birthtimeMs > 0 ? s.birthtimeMs : s.mtimeMs));
     const stamp = new Date(Math.min(...times)).toISOString().replace(/[:]/g, '-').replace(/\..*/, '');
     let target = path.join(dir, 'previous', stamp);
     for (let i = 1; fs.existsSync(target); i++) target = path.join(dir, 'previous', `${stamp}.${i}`);
@@ -114,7 +119,10 @@ export function writeEndpointsLog(dir: string, jobId: string, endpoints: string[
     endpoints.length === 0
       ? ['(a single worker: no endpoints, no sockets)']
       : endpoints.map((e, rank) => `rank ${rank}: ${e}`);
-  fs.writeFileSync(path.join(dir, 'endpoints.log'), [`job ${jobId}`, `PADDLE_TRAINER_ENDPOINTS=${endpoints.join(',')}`, ...lines, ''].join('\n'));
+  fs.writeFileSync(
+    path.join(dir, 'endpoints.log'),
+    [`job ${jobId}`, `PADDLE_TRAINER_ENDPOINTS=${endpoints.join(',')}`, ...lines, ''].join('\n'),
+  );
 }
 
 /** Lines that count as warnings or errors in a worker's stdout (its winston lines, tracebacks). */

@@ -24,12 +24,15 @@ export function parseGpuList(text: string, flag = '--gpus'): string[] {
   if (text.trim() === '' || bad.length > 0) {
     throw new LaunchError(
       `${flag} expects a comma-separated list of GPU ids such as 0,1,2,3; got ${JSON.stringify(text)}` +
-        (bad.length > 0 && text.trim() !== '' ? ` (${bad.map((b) => JSON.stringify(b)).join(', ')} is not a GPU id)` : ''),
+        (bad.length > 0 && text.trim() !== ''
+          ? ` (${bad.map((b) => JSON.stringify(b)).join(', ')} is not a GPU id)`
+          : ''),
     );
   }
   const seen = new Set<string>();
   for (const id of ids) {
-    if (seen.has(id)) throw new LaunchError(`${flag} lists GPU ${id} twice in ${JSON.stringify(text)}; give each GPU once`);
+    if (seen.has(id))
+      throw new LaunchError(`${flag} lists GPU ${id} twice in ${JSON.stringify(text)}; give each GPU once`);
     seen.add(id);
   }
   return ids.map((id) => String(Number(id)));
@@ -43,7 +46,10 @@ export function listGpusWithNvidiaSmi(): string[] {
       timeout: 15_000,
       stdio: ['ignore', 'pipe', 'ignore'],
     });
-    return out.split('\n').map((s) => s.trim()).filter((s) => GPU_ID.test(s));
+    return out
+      .split('\n')
+      .map((s) => s.trim())
+      .filter((s) => GPU_ID.test(s));
   } catch {
     return [];
   }
@@ -72,7 +78,12 @@ export function chooseDevices(o: DeviceOptions): DeviceChoice {
   const flag = o.gpusFlag ?? '--gpus';
   const parentVisible = o.env.CUDA_VISIBLE_DEVICES;
   const visible =
-    parentVisible === undefined ? undefined : parentVisible.split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== '-1');
+    parentVisible === undefined
+      ? undefined
+      : parentVisible
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s !== '' && s !== '-1');
   if (o.gpus !== undefined) {
     const gpus = parseGpuList(o.gpus, flag);
     if (visible !== undefined) {
@@ -153,7 +164,8 @@ export function expandSlurmNodelist(list: string, variable = 'SLURM_JOB_NODELIST
         const lo = Number(m![1]);
         const hi = m![2] === undefined ? lo : Number(m![2]);
         if (hi < lo) fail(`the range ${JSON.stringify(range)} runs backwards`);
-        if (hi - lo + 1 > MAX_SLURM_HOSTS) fail(`the range ${JSON.stringify(range)} has more than ${MAX_SLURM_HOSTS} hosts`);
+        if (hi - lo + 1 > MAX_SLURM_HOSTS)
+          fail(`the range ${JSON.stringify(range)} has more than ${MAX_SLURM_HOSTS} hosts`);
         for (let i = lo; i <= hi; i++) values.push(String(i).padStart(m![1].length, '0'));
       }
       if (names.length * values.length + hosts.length > MAX_SLURM_HOSTS) fail(`more than ${MAX_SLURM_HOSTS} hosts`);
@@ -218,7 +230,9 @@ export function chooseNodes(o: NodeOptions): NodeChoice {
   if (o.ips !== undefined) {
     hosts = o.ips.split(',').map((s) => s.trim());
     if (hosts.some((h) => h === '' || /[\s/]/.test(h))) {
-      throw new LaunchError(`--ips expects a comma-separated list of node addresses such as 10.0.0.1,10.0.0.2; got ${JSON.stringify(o.ips)}`);
+      throw new LaunchError(
+        `--ips expects a comma-separated list of node addresses such as 10.0.0.1,10.0.0.2; got ${JSON.stringify(o.ips)}`,
+      );
     }
     source = '--ips';
   } else if (o.env.SLURM_STEP_NODELIST || o.env.SLURM_JOB_NODELIST) {
@@ -233,7 +247,9 @@ export function chooseNodes(o: NodeOptions): NodeChoice {
   if (nodeRank === undefined && source === 'slurm' && o.env.SLURM_NODEID !== undefined) {
     nodeRank = Number(o.env.SLURM_NODEID);
     if (!/^\d+$/.test(o.env.SLURM_NODEID) || nodeRank >= hosts.length) {
-      throw new LaunchError(`SLURM_NODEID=${JSON.stringify(o.env.SLURM_NODEID)} is not a node index of SLURM_STEP_NODELIST ${hosts.join(',')}`);
+      throw new LaunchError(
+        `SLURM_NODEID=${JSON.stringify(o.env.SLURM_NODEID)} is not a node index of SLURM_STEP_NODELIST ${hosts.join(',')}`,
+      );
     }
   }
   if (nodeRank === undefined) {
@@ -247,12 +263,17 @@ export function chooseNodes(o: NodeOptions): NodeChoice {
         );
       }
       if (matches.length > 1) {
-        throw new LaunchError(`this machine matches several nodes of ${hosts.join(',')} (indices ${matches.join(', ')}); give --node_rank`);
+        throw new LaunchError(
+          `this machine matches several nodes of ${hosts.join(',')} (indices ${matches.join(', ')}); give --node_rank`,
+        );
       }
       nodeRank = matches[0];
     }
   }
-  if (nodeRank >= hosts.length) throw new LaunchError(`--node_rank ${nodeRank} is not below the number of nodes ${hosts.length} (${hosts.join(',')})`);
+  if (nodeRank >= hosts.length)
+    throw new LaunchError(
+      `--node_rank ${nodeRank} is not below the number of nodes ${hosts.length} (${hosts.join(',')})`,
+    );
   return { hosts, nodeRank, source };
 }
 
@@ -263,16 +284,26 @@ const JOB_ID = /^[A-Za-z0-9._-]{1,48}$/;
  * jobs never share sockets; across nodes every launcher must compute the same one, so it is --job_id, Slurm's
  * job id, or a hash of what every node was given identically (hosts, port, command line).
  */
-export function chooseJobId(o: { jobId?: string; env: NodeJS.ProcessEnv; hosts: string[]; basePort: number; argv: string[] }): string {
+export function chooseJobId(o: {
+  jobId?: string;
+  env: NodeJS.ProcessEnv;
+  hosts: string[];
+  basePort: number;
+  argv: string[];
+}): string {
   if (o.jobId !== undefined) {
-    if (!JOB_ID.test(o.jobId)) throw new LaunchError(`--job_id ${JSON.stringify(o.jobId)}: use 1-48 letters, digits, '.', '_' or '-'`);
+    if (!JOB_ID.test(o.jobId))
+      throw new LaunchError(`--job_id ${JSON.stringify(o.jobId)}: use 1-48 letters, digits, '.', '_' or '-'`);
     return o.jobId;
   }
   if (o.hosts.length > 1) {
     // job and step: two srun steps of one allocation may run at the same time
-    const slurm = o.env.SLURM_JOB_ID && `slurm-${o.env.SLURM_JOB_ID}${o.env.SLURM_STEP_ID ? `.${o.env.SLURM_STEP_ID}` : ''}`;
+    const slurm =
+      o.env.SLURM_JOB_ID && `slurm-${o.env.SLURM_JOB_ID}${o.env.SLURM_STEP_ID ? `.${o.env.SLURM_STEP_ID}` : ''}`;
     if (slurm && JOB_ID.test(slurm)) return slurm;
-    const h = createHash('sha256').update(JSON.stringify([o.hosts, o.basePort, o.argv])).digest('hex');
+    const h = createHash('sha256')
+      .update(JSON.stringify([o.hosts, o.basePort, o.argv]))
+      .digest('hex');
     return `job-${h.slice(0, 16)}`;
   }
   return `${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
@@ -331,11 +362,16 @@ export function buildPlan(p: PlanInput): Plan {
     endpoints = Array.from({ length: worldSize }, (_, r) => `ipc://${ipcDir}/rank${r}.sock`);
     const longest = endpoints[endpoints.length - 1].slice('ipc://'.length);
     if (Buffer.byteLength(longest) > MAX_IPC_PATH) {
-      throw new LaunchError(`the socket path ${longest} is longer than ${MAX_IPC_PATH} bytes; set TMPDIR to a shorter directory or use a shorter --job_id`);
+      throw new LaunchError(
+        `the socket path ${longest} is longer than ${MAX_IPC_PATH} bytes; set TMPDIR to a shorter directory or use a shorter --job_id`,
+      );
     }
   } else if (worldSize > 1) {
-    if (p.basePort + nproc - 1 > 65535) throw new LaunchError(`--started_port ${p.basePort} + ${nproc} workers runs past port 65535`);
-    endpoints = hosts.flatMap((h) => Array.from({ length: nproc }, (_, l) => `tcp://${h.includes(':') ? `[${h}]` : h}:${p.basePort + l}`));
+    if (p.basePort + nproc - 1 > 65535)
+      throw new LaunchError(`--started_port ${p.basePort} + ${nproc} workers runs past port 65535`);
+    endpoints = hosts.flatMap((h) =>
+      Array.from({ length: nproc }, (_, l) => `tcp://${h.includes(':') ? `[${h}]` : h}:${p.basePort + l}`),
+    );
   }
   const workers: WorkerSlot[] = [];
   for (let localRank = 0; localRank < nproc; localRank++) {

@@ -8,7 +8,14 @@
 import { Command, CommanderError } from 'commander';
 import * as fs from 'node:fs';
 import { applySpec, commandSpec } from '../shared/commands.js';
-import { ConfigError, isBuiltinDataset, loadConfig, quickstartConfigPath, type DataConfig, type TrainConfig } from '../shared/config.js';
+import {
+  ConfigError,
+  isBuiltinDataset,
+  loadConfig,
+  quickstartConfigPath,
+  type DataConfig,
+  type TrainConfig,
+} from '../shared/config.js';
 import { LaunchError } from './plan.js';
 
 /** The worker options preflight reads (the rest are the worker's business). */
@@ -48,7 +55,9 @@ function unusable(p: string, kind: Kind): string | undefined {
   try {
     st = fs.statSync(p);
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be read (${(e as NodeJS.ErrnoException).code})`;
+    return (e as NodeJS.ErrnoException).code === 'ENOENT'
+      ? 'does not exist'
+      : `cannot be read (${(e as NodeJS.ErrnoException).code})`;
   }
   if (kind === 'file' && !st.isFile()) return 'is not a file';
   if (kind === 'directory' && !st.isDirectory()) return 'is not a directory';
@@ -91,7 +100,11 @@ export function preflightJob(command: string, args: string[], worldSize: number)
   let cfg: TrainConfig;
   try {
     // warnings are the workers' to log (rank 0's reach the terminal); here only errors matter
-    cfg = loadConfig(o.config, o.override ?? [], { warn: () => {}, worldSize, mode: command === 'eval' ? 'valid' : undefined });
+    cfg = loadConfig(o.config, o.override ?? [], {
+      warn: () => {},
+      worldSize,
+      mode: command === 'eval' ? 'valid' : undefined,
+    });
   } catch (e) {
     if (e instanceof ConfigError) throw new LaunchError(oneLine(e.message));
     throw e;
@@ -101,12 +114,17 @@ export function preflightJob(command: string, args: string[], worldSize: number)
     if (cfg.TRAIN) checkData(source, 'TRAIN', cfg.TRAIN);
     if (cfg.validate && cfg.VALID) checkData(source, 'VALID', cfg.VALID);
     if (o.resume !== undefined && o.resume !== 'auto') checkCheckpoint('train --resume', o.resume);
-    else if (o.resume === undefined && cfg.checkpoints) checkCheckpoint(`${source}: config key checkpoints`, cfg.checkpoints);
+    else if (o.resume === undefined && cfg.checkpoints)
+      checkCheckpoint(`${source}: config key checkpoints`, cfg.checkpoints);
     // the worker loads pretrained_model only when it does not resume
-    if (o.resume === undefined && !cfg.checkpoints && cfg.pretrained_model) checkCheckpoint(`${source}: config key pretrained_model`, cfg.pretrained_model);
+    if (o.resume === undefined && !cfg.checkpoints && cfg.pretrained_model)
+      checkCheckpoint(`${source}: config key pretrained_model`, cfg.pretrained_model);
   } else {
     if (cfg.VALID) checkData(source, 'VALID', cfg.VALID);
-    if (!cfg.pretrained_model) throw new LaunchError(`${source}: config key pretrained_model: eval needs the weights: -o pretrained_model=<.pth file or checkpoint directory>`);
+    if (!cfg.pretrained_model)
+      throw new LaunchError(
+        `${source}: config key pretrained_model: eval needs the weights: -o pretrained_model=<.pth file or checkpoint directory>`,
+      );
     checkCheckpoint(`${source}: config key pretrained_model`, cfg.pretrained_model);
   }
   return cfg;

@@ -26,7 +26,10 @@ export function readProc(pid: number): ProcInfo | undefined {
 }
 
 export function allPids(): number[] {
-  return fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number);
+  return fs
+    .readdirSync('/proc')
+    .filter((n) => /^\d+$/.test(n))
+    .map(Number);
 }
 
 /** Live (non-zombie) members of a process group. */

@@ -28,14 +28,21 @@ export function readSecretFile(file: string, flag = '--secret_file'): JobSecret 
     if (!st.isFile()) throw new SecretError(`${where} is not a regular file`);
     const uid = process.getuid?.();
     if (uid !== undefined && st.uid !== uid) {
-      throw new SecretError(`${where} is owned by uid ${st.uid}, not by this user (uid ${uid}): a job secret must be your own file; make one with launch secret <file>`);
+      throw new SecretError(
+        `${where} is owned by uid ${st.uid}, not by this user (uid ${uid}): a job secret must be your own file; make one with launch secret <file>`,
+      );
     }
     const mode = st.mode & 0o777;
     if ((mode & 0o077) !== 0) {
-      const who = [(mode & 0o070) !== 0 ? 'group' : '', (mode & 0o007) !== 0 ? 'others' : ''].filter(Boolean).join(' and ');
-      throw new SecretError(`${where} has mode 0${mode.toString(8)}: ${who} can read or write it, and with it join the job. Fix: chmod 600 ${file}`);
+      const who = [(mode & 0o070) !== 0 ? 'group' : '', (mode & 0o007) !== 0 ? 'others' : '']
+        .filter(Boolean)
+        .join(' and ');
+      throw new SecretError(
+        `${where} has mode 0${mode.toString(8)}: ${who} can read or write it, and with it join the job. Fix: chmod 600 ${file}`,
+      );
     }
-    if (st.size > MAX_SECRET_BYTES) throw new SecretError(`${where} is ${st.size} bytes; a job secret is a few hundred`);
+    if (st.size > MAX_SECRET_BYTES)
+      throw new SecretError(`${where} is ${st.size} bytes; a job secret is a few hundred`);
     const buf = Buffer.alloc(st.size);
     let n = 0;
     while (n < buf.length) {
@@ -52,7 +59,9 @@ export function readSecretFile(file: string, flag = '--secret_file'): JobSecret 
     parsed = JSON.parse(text);
   } catch {
     // JSON.parse's message quotes the text around the error, which here is key material
-    throw new SecretError(`${where} is not valid JSON (${text.length} characters; expected one {jobId, curve} object as launch secret writes it)`);
+    throw new SecretError(
+      `${where} is not valid JSON (${text.length} characters; expected one {jobId, curve} object as launch secret writes it)`,
+    );
   }
   try {
     return validateJobSecret(parsed, where);
@@ -73,10 +82,17 @@ export function randomJobId(): string {
 export function writeSecretFile(file: string, jobId: string): JobSecret {
   let fd: number;
   try {
-    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+    fd = fs.openSync(
+      file,
+      fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW,
+      0o600,
+    );
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') throw new SecretError(`${file} already exists: launch secret never replaces a secret (jobs may be using it); remove it first or choose another name`);
+    if (code === 'EEXIST')
+      throw new SecretError(
+        `${file} already exists: launch secret never replaces a secret (jobs may be using it); remove it first or choose another name`,
+      );
     throw new SecretError(`cannot create ${file}: ${code ?? (e as Error).message}`);
   }
   const secret = makeJobSecret(jobId);

@@ -64,8 +64,7 @@ export class ShimMessageReader {
     if (this.failed) return { messages };
     this.buffered += typeof chunk === 'string' ? chunk : chunk.toString('utf8');
     try {
-      let nl: number;
-      while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      for (let nl = this.buffered.indexOf('\n'); nl >= 0; nl = this.buffered.indexOf('\n')) {
         messages.push(parseMessage(this.buffered.slice(0, nl)));
         this.buffered = this.buffered.slice(nl + 1);
       }

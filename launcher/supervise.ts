@@ -4,7 +4,7 @@
  * whole groups.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
+import type * as net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { WorkerExit } from './failure.js';
 import { failed } from './failure.js';
@@ -58,15 +58,22 @@ export class RunningWorker {
     lifeline.on('data', (c: Buffer) => {
       const { messages, error } = reader.push(c);
       for (const msg of messages) {
-        if (msg.kind === 'started') resolvePid((reportedPid = msg.pid));
-        else if (msg.kind === 'spawnError') spawnError = msg.error;
+        if (msg.kind === 'started') {
+          reportedPid = msg.pid;
+          resolvePid(msg.pid);
+        } else if (msg.kind === 'spawnError') spawnError = msg.error;
         else status = { code: msg.code, signal: msg.signal };
       }
       // how the worker ends still comes from the shim's own exit; say why the report is missing
-      if (error) out.write('stderr', Buffer.from(`launch: rank ${launch.rank}: ${error.message}; the rest of its lifeline is ignored\n`));
+      if (error)
+        out.write(
+          'stderr',
+          Buffer.from(`launch: rank ${launch.rank}: ${error.message}; the rest of its lifeline is ignored\n`),
+        );
     });
 
-    const ended = (emitter: NodeJS.EventEmitter, event: string) => new Promise<void>((r) => emitter.once(event, () => r()));
+    const ended = (emitter: NodeJS.EventEmitter, event: string) =>
+      new Promise<void>((r) => emitter.once(event, () => r()));
     const shimExit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
       this.shim.once('exit', (code, signal) => r({ code, signal })),
     );

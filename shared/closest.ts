@@ -21,5 +21,7 @@ export function byDistance(name: string, candidates: readonly string[]): string[
 /** The one candidate close enough to `name` to be a misspelling of it (for "did you mean"), else undefined. */
 export function nearSpelling(name: string, candidates: readonly string[]): string | undefined {
   const best = byDistance(name, candidates)[0];
-  return best !== undefined && editDistance(name.toLowerCase(), best.toLowerCase()) <= Math.max(2, name.length / 3) ? best : undefined;
+  return best !== undefined && editDistance(name.toLowerCase(), best.toLowerCase()) <= Math.max(2, name.length / 3)
+    ? best
+    : undefined;
 }

@@ -4,7 +4,7 @@
  * The launcher builds its commander subcommands from these specs (so `launch train --help` lists them) and the
  * worker parses the same argv with the same specs, so the two can never disagree about an option.
  */
-import { Command, Option } from 'commander';
+import { type Command, Option } from 'commander';
 
 export interface OptionSpec {
   flags: string;
@@ -25,7 +25,11 @@ export interface CommandSpec {
 
 const configOptions: OptionSpec[] = [
   { flags: '-c, --config <file>', description: 'PaddleClas YAML config (default: the built-in quickstart)' },
-  { flags: '-o, --override <KEY=VALUE>', description: 'override a config key (dotted path, repeatable)', repeatable: true },
+  {
+    flags: '-o, --override <KEY=VALUE>',
+    description: 'override a config key (dotted path, repeatable)',
+    repeatable: true,
+  },
 ];
 
 export const COMMANDS: CommandSpec[] = [
@@ -35,7 +39,10 @@ export const COMMANDS: CommandSpec[] = [
     distributed: true,
     options: [
       ...configOptions,
-      { flags: '--resume <dir|auto>', description: "resume from a checkpoint directory, or 'auto' for the latest complete one" },
+      {
+        flags: '--resume <dir|auto>',
+        description: "resume from a checkpoint directory, or 'auto' for the latest complete one",
+      },
     ],
   },
   { name: 'eval', summary: 'evaluate a model on the validation set', distributed: true, options: [...configOptions] },
@@ -45,10 +52,17 @@ export const COMMANDS: CommandSpec[] = [
     distributed: false,
     options: [
       { flags: '-i, --image_file <path>', description: 'image file or folder' },
-      { flags: '-m, --model <name>', description: 'architecture, e.g. HarDNet68 (default: the one a checkpoint of this tool names)' },
+      {
+        flags: '-m, --model <name>',
+        description: 'architecture, e.g. HarDNet68 (default: the one a checkpoint of this tool names)',
+      },
       { flags: '--pretrained_model <file>', description: 'weights: an official .pth or a checkpoint of this tool' },
-      { flags: '--classes_num <n>', description: 'number of classes (default: the checkpoint\'s, else 1000)' },
-      { flags: '--resize_short <n>', description: 'resize the short side to this many pixels (default: 256, or on a checkpoint of this tool the VALID transforms of its run\'s config.yaml)' },
+      { flags: '--classes_num <n>', description: "number of classes (default: the checkpoint's, else 1000)" },
+      {
+        flags: '--resize_short <n>',
+        description:
+          "resize the short side to this many pixels (default: 256, or on a checkpoint of this tool the VALID transforms of its run's config.yaml)",
+      },
       { flags: '--crop_size <n>', description: 'centre crop size (default: 224, or as --resize_short)' },
       { flags: '--top_k <n>', description: 'how many classes to print', defaultValue: '5' },
       { flags: '--backend <name>', description: 'auto | tensorflow | wasm | cpu', defaultValue: 'auto' },
@@ -80,7 +94,13 @@ export const COMMANDS: CommandSpec[] = [
     summary: "draw a run's loss, top-1 and learning-rate curves from its metrics.jsonl into one PNG",
     distributed: false,
     arguments: ['<run>'],
-    options: [{ flags: '-o, --output <png>', description: 'PNG to write (default: curves.png beside the metrics.jsonl it reads, e.g. <model_save_dir>/<model>/curves.png)' }],
+    options: [
+      {
+        flags: '-o, --output <png>',
+        description:
+          'PNG to write (default: curves.png beside the metrics.jsonl it reads, e.g. <model_save_dir>/<model>/curves.png)',
+      },
+    ],
   },
 ];
 

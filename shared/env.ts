@@ -76,7 +76,8 @@ function intVar(env: NodeJS.ProcessEnv, name: string, fallback?: number): number
     throw new EnvError(`environment variable ${name} is not set (is this process running under 'launch'?)`);
   }
   const v = Number(raw);
-  if (!Number.isInteger(v) || v < 0) throw new EnvError(`environment variable ${name}=${JSON.stringify(raw)} is not a non-negative integer`);
+  if (!Number.isInteger(v) || v < 0)
+    throw new EnvError(`environment variable ${name}=${JSON.stringify(raw)} is not a non-negative integer`);
   return v;
 }
 
@@ -114,7 +115,9 @@ export function readWorkerEnv(env: NodeJS.ProcessEnv = process.env): WorkerEnv {
   if (rank >= worldSize) throw new EnvError(`rank ${rank} is not below the world size ${worldSize}`);
   const endpoints = (env[ENV.PADDLE_TRAINER_ENDPOINTS] ?? '').split(',').filter((s) => s !== '');
   if (worldSize > 1 && endpoints.length !== worldSize) {
-    throw new EnvError(`${ENV.PADDLE_TRAINER_ENDPOINTS} lists ${endpoints.length} endpoints for a world size of ${worldSize}`);
+    throw new EnvError(
+      `${ENV.PADDLE_TRAINER_ENDPOINTS} lists ${endpoints.length} endpoints for a world size of ${worldSize}`,
+    );
   }
   const secretFd = env[ENV.HARDNET_SECRET_FD] ? intVar(env, ENV.HARDNET_SECRET_FD) : undefined;
   return {

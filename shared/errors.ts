@@ -19,7 +19,11 @@ export class UsageError extends HardnetError {
 
 /** A config file or `-o` override that cannot work; `file` is the config's source, `key` its dotted path. */
 export class ConfigError extends UsageError {
-  constructor(message: string, readonly file?: string, readonly key?: string) {
+  constructor(
+    message: string,
+    readonly file?: string,
+    readonly key?: string,
+  ) {
     super(message);
   }
 }
@@ -27,7 +31,11 @@ export class ConfigError extends UsageError {
 /** A dataset, file list or image that cannot be read or used; `file` names it where there is one. */
 export class DataError extends HardnetError {
   readonly exitCode: number = 1;
-  constructor(message: string, readonly file?: string, options?: ErrorOptions) {
+  constructor(
+    message: string,
+    readonly file?: string,
+    options?: ErrorOptions,
+  ) {
     super(message, options);
   }
 }
@@ -35,7 +43,11 @@ export class DataError extends HardnetError {
 /** A checkpoint or weights file (.pth, weights.json, state.json) that cannot be read, used or written. */
 export class CheckpointError extends HardnetError {
   readonly exitCode: number = 1;
-  constructor(message: string, readonly path?: string, options?: ErrorOptions) {
+  constructor(
+    message: string,
+    readonly path?: string,
+    options?: ErrorOptions,
+  ) {
     super(message, options);
   }
 }
@@ -43,7 +55,11 @@ export class CheckpointError extends HardnetError {
 /** A collective that failed: `culprit` is the rank it blames where it knows one, `seq` the collective's number. */
 export class CollectiveError extends HardnetError {
   readonly exitCode: number = 1;
-  constructor(message: string, readonly culprit?: number, readonly seq?: number) {
+  constructor(
+    message: string,
+    readonly culprit?: number,
+    readonly seq?: number,
+  ) {
     super(message);
   }
 }

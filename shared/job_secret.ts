@@ -64,13 +64,20 @@ const Z85_KEY = /^[0-9a-zA-Z.\-:+=^!/*?&<>()[\]{}@%$#]{40}$/;
 /** Check the shape of a parsed secret; `where` names its origin in errors (never the key material). */
 export function validateJobSecret(value: unknown, where: string): JobSecret {
   const v = value as Partial<JobSecret> | null;
-  if (v === null || typeof v !== 'object' || typeof v.jobId !== 'string' || v.jobId === '' || typeof v.curve !== 'object' || v.curve === null) {
+  if (
+    v === null ||
+    typeof v !== 'object' ||
+    typeof v.jobId !== 'string' ||
+    v.jobId === '' ||
+    typeof v.curve !== 'object' ||
+    v.curve === null
+  ) {
     throw new SecretError(`job secret from ${where} is not a {jobId, curve} object`);
   }
   for (const key of ['serverPublicKey', 'serverSecretKey', 'clientPublicKey', 'clientSecretKey'] as const) {
     const k = (v.curve as Record<string, unknown>)[key];
-    if (typeof k !== 'string' || !Z85_KEY.test(k)) throw new SecretError(`job secret from ${where}: curve.${key} is not a 40-character z85 key`);
+    if (typeof k !== 'string' || !Z85_KEY.test(k))
+      throw new SecretError(`job secret from ${where}: curve.${key} is not a 40-character z85 key`);
   }
   return v as JobSecret;
 }
-

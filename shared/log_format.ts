@@ -145,7 +145,10 @@ export interface WorkerLoggerOptions {
  * worker's stdout into workerlog.N), plus logFile when given.
  */
 export function createWorkerLogger(opts: WorkerLoggerOptions): winston.Logger {
-  const format = winston.format.printf((info) => `${timestampPrefix(new Date(), PY_LEVELS[info.level] ?? info.level.toUpperCase())}${String(info.message)}`);
+  const format = winston.format.printf(
+    (info) =>
+      `${timestampPrefix(new Date(), PY_LEVELS[info.level] ?? info.level.toUpperCase())}${String(info.message)}`,
+  );
   const transports: winston.transport[] = [new winston.transports.Console()];
   if (opts.logFile) transports.push(new winston.transports.File({ filename: opts.logFile, options: { flags: 'w' } }));
   return winston.createLogger({ level: opts.level ?? (opts.rank === 0 ? 'info' : 'warn'), format, transports });

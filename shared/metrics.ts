@@ -46,17 +46,23 @@ export class MetricsWriter {
    * kept lines are those of epochs up to it (what the checkpoint resumed from had seen), and a line cut off by a
    * crash is dropped, so the appended records continue a well-formed file.
    */
-  constructor(readonly file: string, opts: { append?: boolean; keepUpToEpoch?: number } = {}) {
+  constructor(
+    readonly file: string,
+    opts: { append?: boolean; keepUpToEpoch?: number } = {},
+  ) {
     fs.mkdirSync(path.dirname(file), { recursive: true });
     if (opts.append && fs.existsSync(file)) {
-      const kept = fs.readFileSync(file, 'utf8').split('\n').filter((line) => {
-        try {
-          const r = JSON.parse(line) as MetricsRecord;
-          return opts.keepUpToEpoch === undefined || r.epoch <= opts.keepUpToEpoch;
-        } catch {
-          return false; // empty or cut off
-        }
-      });
+      const kept = fs
+        .readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((line) => {
+          try {
+            const r = JSON.parse(line) as MetricsRecord;
+            return opts.keepUpToEpoch === undefined || r.epoch <= opts.keepUpToEpoch;
+          } catch {
+            return false; // empty or cut off
+          }
+        });
       fs.writeFileSync(file, kept.map((l) => `${l}\n`).join(''));
     }
     this.fd = fs.openSync(file, opts.append ? 'a' : 'w');
@@ -74,7 +80,20 @@ export class MetricsWriter {
 }
 
 const REQUIRED = ['epoch', 'step', 'loss'] as const;
-const OPTIONAL = ['iteration', 'top1', 'top5', 'lr', 'batch_cost', 'reader_cost', 'data_s', 'compute_s', 'allreduce_s', 'optimizer_s', 'ips', 'time'] as const;
+const OPTIONAL = [
+  'iteration',
+  'top1',
+  'top5',
+  'lr',
+  'batch_cost',
+  'reader_cost',
+  'data_s',
+  'compute_s',
+  'allreduce_s',
+  'optimizer_s',
+  'ips',
+  'time',
+] as const;
 
 /**
  * Read a metrics.jsonl (epoch, step and loss required; the other figures may be missing or null). A malformed line is an error naming the file and line, except an unterminated last
@@ -85,7 +104,9 @@ export function readMetrics(file: string): MetricsRecord[] {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new MetricsError(`cannot read metrics file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new MetricsError(
+      `cannot read metrics file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   const lines = text.split('\n');
   const out: MetricsRecord[] = [];
@@ -99,7 +120,8 @@ export function readMetrics(file: string): MetricsRecord[] {
       if (lastUnterminated) return;
       throw new MetricsError(`${file} line ${i + 1}: not a JSON object: ${line.slice(0, 80)}`);
     }
-    if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new MetricsError(`${file} line ${i + 1}: not a JSON object`);
+    if (typeof obj !== 'object' || obj === null || Array.isArray(obj))
+      throw new MetricsError(`${file} line ${i + 1}: not a JSON object`);
     const r = obj as Record<string, unknown>;
     for (const k of [...REQUIRED, ...OPTIONAL]) {
       const optional = (OPTIONAL as readonly string[]).includes(k);
@@ -107,7 +129,8 @@ export function readMetrics(file: string): MetricsRecord[] {
       throw new MetricsError(`${file} line ${i + 1}: key '${k}' must be a number, got ${JSON.stringify(r[k])}`);
     }
     const mode = r.mode ?? 'train';
-    if (mode !== 'train' && mode !== 'valid') throw new MetricsError(`${file} line ${i + 1}: mode must be 'train' or 'valid', got ${JSON.stringify(mode)}`);
+    if (mode !== 'train' && mode !== 'valid')
+      throw new MetricsError(`${file} line ${i + 1}: mode must be 'train' or 'valid', got ${JSON.stringify(mode)}`);
     out.push({ ...(r as unknown as MetricsRecord), mode });
   });
   return out;

@@ -9,7 +9,10 @@ export const MODEL_VARIANTS = ['HarDNet39ds', 'HarDNet68', 'HarDNet68ds', 'HarDN
 export type ModelVariant = (typeof MODEL_VARIANTS)[number];
 
 /** PaddleClas spells the ds variants with an underscore. */
-export const MODEL_ALIASES: Readonly<Record<string, ModelVariant>> = { HarDNet39_ds: 'HarDNet39ds', HarDNet68_ds: 'HarDNet68ds' };
+export const MODEL_ALIASES: Readonly<Record<string, ModelVariant>> = {
+  HarDNet39_ds: 'HarDNet39ds',
+  HarDNet68_ds: 'HarDNet68ds',
+};
 
 export const MODEL_NAMES: readonly string[] = [...MODEL_VARIANTS, ...Object.keys(MODEL_ALIASES)];
 

@@ -9,9 +9,18 @@ import { Momentum } from '../worker/optim/momentum.js';
 import { latestCheckpoint, loadCheckpoint, saveCheckpoint, type TrainState } from '../worker/checkpoint/checkpoint.js';
 import { useBackend } from './helpers/backend.js';
 
-before(async () => { await useBackend('wasm'); });
+before(async () => {
+  await useBackend('wasm');
+});
 
-const state = (epoch: number): TrainState => ({ epoch, iteration: 10 * epoch, bestTop1: 0.5, bestEpoch: epoch, model: 'HarDNet39ds', classesNum: 10 });
+const state = (epoch: number): TrainState => ({
+  epoch,
+  iteration: 10 * epoch,
+  bestTop1: 0.5,
+  bestEpoch: epoch,
+  model: 'HarDNet39ds',
+  classesNum: 10,
+});
 
 test('a save killed between its two renames leaves <dir>.old, which loading and --resume auto fall back to', async () => {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'ckpt-'));
@@ -27,7 +36,10 @@ test('a save killed between its two renames leaves <dir>.old, which loading and 
   assert.equal(latestCheckpoint(root), path.join(root, '3.old'));
   const other = new HarDNet('HarDNet39ds', 10, 1);
   assert.equal(loadCheckpoint(path.join(root, '3'), other, opt).epoch, 3);
-  assert.deepEqual(await other.weights.get('base.0.conv.weight')!.data(), await model.weights.get('base.0.conv.weight')!.data());
+  assert.deepEqual(
+    await other.weights.get('base.0.conv.weight')!.data(),
+    await model.weights.get('base.0.conv.weight')!.data(),
+  );
   // the next save of that epoch cleans up and is whole again
   await saveCheckpoint(path.join(root, '3'), model, opt, state(3));
   assert.deepEqual(fs.readdirSync(root).sort(), ['3']);

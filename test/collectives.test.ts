@@ -15,7 +15,13 @@ import * as os from 'node:os';
 
 const worker = path.join(path.dirname(fileURLToPath(import.meta.url)), 'helpers', 'collective_worker.js');
 
-async function runGroup(np: number, scenario: string, args: object, transport: 'ipc' | 'tcp' = 'ipc', extraEnv?: Record<string, string>): Promise<RankOutcome[]> {
+async function runGroup(
+  np: number,
+  scenario: string,
+  args: object,
+  transport: 'ipc' | 'tcp' = 'ipc',
+  extraEnv?: Record<string, string>,
+): Promise<RankOutcome[]> {
   const g = await spawnGroup({ np, script: worker, args: [scenario, JSON.stringify(args)], transport, extraEnv });
   return g.done;
 }
@@ -27,7 +33,10 @@ function assertAllAgree(out: RankOutcome[]): void {
     const mine = o.result.reduced as typeof first;
     assert.equal(mine.length, first.length);
     mine.forEach((r, k) => {
-      assert.ok(r.ok, `rank ${o.rank}: ${r.op} of ${r.size} floats is off the float64 sum (worst relative error ${r.worstRelErr})`);
+      assert.ok(
+        r.ok,
+        `rank ${o.rank}: ${r.op} of ${r.size} floats is off the float64 sum (worst relative error ${r.worstRelErr})`,
+      );
       assert.equal(r.sha, first[k].sha, `rank ${o.rank}: ${r.op} of ${r.size} floats differs from rank 0's bytes`);
     });
     assert.ok(o.result.broadcastOk, `rank ${o.rank}: broadcast did not deliver the root's bytes`);
@@ -50,7 +59,11 @@ test('world size 1 opens no sockets and every collective is the identity', async
 
 /** the N-rank exact runs, kept for the tcp and float16 comparisons below (each group costs N node start-ups) */
 const exactRuns = new Map<number, RankOutcome[]>();
-const exactArgs = (np: number) => ({ sizes: [...new Set([0, 1, np - 1, np + 1, 1001, 12345])], ops: ['sum', 'mean'], chunkBytes: 4096 });
+const exactArgs = (np: number) => ({
+  sizes: [...new Set([0, 1, np - 1, np + 1, 1001, 12345])],
+  ops: ['sum', 'mean'],
+  chunkBytes: 4096,
+});
 
 for (let np = 2; np <= 8; np++) {
   test(`N=${np}: sizes 0, 1, below N, odd and multi-chunk; sum and mean; broadcast, allGather, barrier`, async () => {
@@ -67,20 +80,23 @@ test('N=1 through the worker path (spawned with the launcher env) gives the inpu
 });
 
 test('17.6M floats (HarDNet68 gradients), N=2, exact and byte-identical', async () => {
-  assertAllAgree(await runGroup(2, "exact", { sizes: [17_600_000], broadcastSize: 17_600_000 }));
+  assertAllAgree(await runGroup(2, 'exact', { sizes: [17_600_000], broadcastSize: 17_600_000 }));
 });
 
 test('tcp:// transport (CURVE) gives the same bytes as ipc://', async () => {
   const tcp = await runGroup(3, 'exact', exactArgs(3), 'tcp');
   assertAllAgree(tcp);
-  const ipc = exactRuns.get(3) ?? await runGroup(3, 'exact', exactArgs(3), 'ipc');
+  const ipc = exactRuns.get(3) ?? (await runGroup(3, 'exact', exactArgs(3), 'ipc'));
   assertAllAgree(ipc);
   assert.deepEqual(tcp[0].result.reduced, ipc[0].result.reduced);
 });
 
 test('ipc:// payloads through mapped shared memory, pwrite/pread or the socket give the same bytes; no file is left', async () => {
-  assert.ok(nativeShm(), 'the prebuilt mmap module (native/shm/prebuilt/linux-x64.node) loads on this linux-x64 machine');
-  const viaShm = exactRuns.get(3) ?? await runGroup(3, 'exact', exactArgs(3), 'ipc');
+  assert.ok(
+    nativeShm(),
+    'the prebuilt mmap module (native/shm/prebuilt/linux-x64.node) loads on this linux-x64 machine',
+  );
+  const viaShm = exactRuns.get(3) ?? (await runGroup(3, 'exact', exactArgs(3), 'ipc'));
   assertAllAgree(viaShm);
   for (const o of viaShm) assert.match(o.result.description, /via \/dev\/shm \(mapped\)/);
   const viaFiles = await runGroup(3, 'exact', exactArgs(3), 'ipc', { HARDNET_SHM_MMAP: '0' });
@@ -98,7 +114,7 @@ test('ipc:// payloads through mapped shared memory, pwrite/pread or the socket g
   assert.deepEqual(mixed[0].result.reduced, viaShm[0].result.reduced);
 });
 
-test('a symlink planted where the job\'s /dev/shm directory goes is refused, not followed', () => {
+test("a symlink planted where the job's /dev/shm directory goes is refused, not followed", () => {
   const target = fs.mkdtempSync(path.join(os.tmpdir(), 'shm-target-'));
   const jobId = `symlink-test-${process.pid}`;
   const link = `/dev/shm/hardnet-${jobId}`;
@@ -116,7 +132,7 @@ test('a symlink planted where the job\'s /dev/shm directory goes is refused, not
 test('float16 on the wire: identical bytes on every rank, within half-precision rounding, half the payload', async () => {
   const out = await runGroup(3, 'exact', { ...exactArgs(3), wireDtype: 'float16' });
   assertAllAgree(out);
-  const f32 = exactRuns.get(3) ?? await runGroup(3, 'exact', exactArgs(3));
+  const f32 = exactRuns.get(3) ?? (await runGroup(3, 'exact', exactArgs(3)));
   // the same reductions move half the payload bytes (broadcast and allGather stay float32/float64 in both runs)
   assert.equal(out[0].result.allReducePayloadBytes * 2, f32[0].result.allReducePayloadBytes);
 });

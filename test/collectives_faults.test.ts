@@ -47,7 +47,10 @@ for (const mode of ['exit', 'stop', 'hang'] as const) {
     }
     if (mode === 'hang') {
       // the silent rank is named in a warning before the limit, then in the timeout error
-      assert.ok(survivors.some((o) => /still missing data from rank\(s\) [0-9, ]*2/.test(o.stderr)), survivors.map((o) => o.stderr).join('\n'));
+      assert.ok(
+        survivors.some((o) => /still missing data from rank\(s\) [0-9, ]*2/.test(o.stderr)),
+        survivors.map((o) => o.stderr).join('\n'),
+      );
       assert.ok(survivors.some((o) => /timed out/.test(o.error!.message)));
     }
     assert.ok(seconds < 15, `survivors took ${seconds} s to exit`);
@@ -55,11 +58,24 @@ for (const mode of ['exit', 'stop', 'hang'] as const) {
 }
 
 test('messages that do not match (other sizes, other wire dtype) are errors, never summed', async () => {
-  for (const args of [{ size: 5000, sizeDelta: 3 }, { size: 5000, rank1Dtype: 'float16' }]) {
-    const g = await spawnGroup({ np: 3, script: worker, args: ['mismatch', JSON.stringify({ ...args, timeoutMs: 5000, heartbeatMs: 300 })] });
+  for (const args of [
+    { size: 5000, sizeDelta: 3 },
+    { size: 5000, rank1Dtype: 'float16' },
+  ]) {
+    const g = await spawnGroup({
+      np: 3,
+      script: worker,
+      args: ['mismatch', JSON.stringify({ ...args, timeoutMs: 5000, heartbeatMs: 300 })],
+    });
     const out = await g.done;
-    assert.ok(out.every((o) => o.code === 1 && !o.result), JSON.stringify(out.map((o) => o.result ?? o.error)));
-    assert.ok(out.some((o) => /expected allReduce .* received allReduce/.test(o.error!.message)), out.map((o) => o.error!.message).join('\n'));
+    assert.ok(
+      out.every((o) => o.code === 1 && !o.result),
+      JSON.stringify(out.map((o) => o.result ?? o.error)),
+    );
+    assert.ok(
+      out.some((o) => /expected allReduce .* received allReduce/.test(o.error!.message)),
+      out.map((o) => o.error!.message).join('\n'),
+    );
   }
 });
 
@@ -71,7 +87,12 @@ test('a worker without the secret pipe refuses to start a group', async () => {
 
 test('strangers without the secret can neither connect nor inject data; the job results are unaffected', async () => {
   for (const transport of ['ipc', 'tcp'] as const) {
-    const g = await spawnGroup({ np: 3, script: worker, args: ['repeat', JSON.stringify({ rounds: 25, size: 3001, pauseMs: 40 })], transport });
+    const g = await spawnGroup({
+      np: 3,
+      script: worker,
+      args: ['repeat', JSON.stringify({ rounds: 25, size: 3001, pauseMs: 40 })],
+      transport,
+    });
     const target = g.endpoints[0];
     const forged = Buffer.from(new Float32Array(1000).fill(1e6).buffer);
     const strangers: zmq.Push[] = [];
@@ -81,20 +102,40 @@ test('strangers without the secret can neither connect nor inject data; the job 
       const mine = zmq.curveKeyPair();
       const variants = [
         new zmq.Push({ linger: 0, sendTimeout: 0 }),
-        new zmq.Push({ linger: 0, sendTimeout: 0, curveServerKey: wrong.publicKey, curvePublicKey: mine.publicKey, curveSecretKey: mine.secretKey }),
+        new zmq.Push({
+          linger: 0,
+          sendTimeout: 0,
+          curveServerKey: wrong.publicKey,
+          curvePublicKey: mine.publicKey,
+          curveSecretKey: mine.secretKey,
+        }),
         new zmq.Push({ linger: 0, sendTimeout: 0, plainUsername: g.jobId, plainPassword: 'guess' }),
       ];
-      for (const s of variants) { s.connect(target); strangers.push(s); }
+      for (const s of variants) {
+        s.connect(target);
+        strangers.push(s);
+      }
       for (let k = 0; k < 20; k++) {
         for (const s of variants) {
-          const h = encodeHeader(Buffer.from(g.jobId), { op: Op.reduceScatter, dtype: WireDtype.float32, from: 2, seq: 2 + k, chunk: 0, bytes: forged.length });
+          const h = encodeHeader(Buffer.from(g.jobId), {
+            op: Op.reduceScatter,
+            dtype: WireDtype.float32,
+            from: 2,
+            seq: 2 + k,
+            chunk: 0,
+            bytes: forged.length,
+          });
           // not awaited: a send to a peer that refuses the handshake may stay pending forever, exactly the point
           s.send([h, forged]).catch(() => {});
         }
         // raw bytes straight at the socket, as a port scanner or a confused client would
         await new Promise<void>((resolve) => {
-          const addr = target.startsWith('ipc://') ? { path: target.slice(6) } : { host: '127.0.0.1', port: Number(target.split(':').pop()) };
-          const c = net.connect(addr as net.NetConnectOpts, () => { c.end(Buffer.alloc(64, 0xff)); });
+          const addr = target.startsWith('ipc://')
+            ? { path: target.slice(6) }
+            : { host: '127.0.0.1', port: Number(target.split(':').pop()) };
+          const c = net.connect(addr as net.NetConnectOpts, () => {
+            c.end(Buffer.alloc(64, 0xff));
+          });
           c.setTimeout(300, () => c.destroy()); // the server may keep a garbage connection half-open
           c.on('error', () => resolve());
           c.on('close', () => resolve());
@@ -116,7 +157,21 @@ test('strangers without the secret can neither connect nor inject data; the job 
 });
 
 function env(rank: number, endpoints: string[], jobId: string): WorkerEnv {
-  return { rank, localRank: rank, worldSize: endpoints.length, localWorldSize: endpoints.length, nodeRank: 0, endpoints, currentEndpoint: endpoints[rank], masterAddr: '127.0.0.1', masterPort: 0, selectedGpus: '', restartCount: 0, jobId, logDir: 'log' };
+  return {
+    rank,
+    localRank: rank,
+    worldSize: endpoints.length,
+    localWorldSize: endpoints.length,
+    nodeRank: 0,
+    endpoints,
+    currentEndpoint: endpoints[rank],
+    masterAddr: '127.0.0.1',
+    masterPort: 0,
+    selectedGpus: '',
+    restartCount: 0,
+    jobId,
+    logDir: 'log',
+  };
 }
 
 test('a taken address is an error naming it (tcp port in use, ipc path with a live listener)', async () => {

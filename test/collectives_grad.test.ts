@@ -27,8 +27,15 @@ test('data-parallel step on 2 and 4 workers equals one process on the whole batc
     const out = await step(np);
     for (const o of out) {
       const d = maxRelDiff(o.result.grad, single.result.grad);
-      assert.ok(d <= 1e-5, `N=${np} rank ${o.rank}: averaged gradient differs by ${d} (relative) from the single-process one`);
-      assert.equal(o.result.weightsSha, out[0].result.weightsSha, `N=${np} rank ${o.rank}: weights after the step differ from rank 0's`);
+      assert.ok(
+        d <= 1e-5,
+        `N=${np} rank ${o.rank}: averaged gradient differs by ${d} (relative) from the single-process one`,
+      );
+      assert.equal(
+        o.result.weightsSha,
+        out[0].result.weightsSha,
+        `N=${np} rank ${o.rank}: weights after the step differ from rank 0's`,
+      );
       assert.ok(maxRelDiff(o.result.weights, single.result.weights) <= 1e-5);
     }
     // the gradient is not trivially zero, so the comparison means something

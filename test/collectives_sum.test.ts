@@ -14,13 +14,19 @@ function operands(n: number): [Float32Array, Float32Array] {
   fill(a, 0);
   fill(b, 1);
   const edges = [1e-45, -1e-45, 0, -0, Infinity, -Infinity, 3.4e38, -3.4e38, 1e-38, 1.5, -2.25];
-  for (let i = 0; i < n; i += 7) { a[i] = edges[i % edges.length]; b[(i * 3) % n] = edges[(i + 3) % edges.length]; }
+  for (let i = 0; i < n; i += 7) {
+    a[i] = edges[i % edges.length];
+    b[(i * 3) % n] = edges[(i + 3) % edges.length];
+  }
   return [a, b];
 }
 
 function reference(a: Float32Array, b: Float32Array, d: number): Float32Array {
   const out = new Float32Array(a.length);
-  for (let i = 0; i < a.length; i++) { out[i] = a[i] + b[i]; if (d !== 1) out[i] /= d; }
+  for (let i = 0; i < a.length; i++) {
+    out[i] = a[i] + b[i];
+    if (d !== 1) out[i] /= d;
+  }
   return out;
 }
 
@@ -40,7 +46,11 @@ for (const n of [0, 1, 15, 16, 17, 1001, (1 << 16) - 1, (1 << 16) + 19, 3 * (1 <
         const want = reference(a, b, d);
         assert.ok(acc.equals(bits(want)), `n=${n} offset=${offset} d=${d}: received buffer differs`);
         if (d !== 1) assert.ok(bits(keep).equals(bits(want)), `n=${n} d=${d}: the owner's copy differs`);
-        assert.equal(wire.subarray(0, offset).every((x) => x === 0) && wire.subarray(offset + n * 4).every((x) => x === 0), true, 'wrote outside the chunk');
+        assert.equal(
+          wire.subarray(0, offset).every((x) => x === 0) && wire.subarray(offset + n * 4).every((x) => x === 0),
+          true,
+          'wrote outside the chunk',
+        );
       }
     }
   });

@@ -16,7 +16,8 @@ before(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'data-dataset-'));
   fs.mkdirSync(path.join(dir, 'tree/cat'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'tree/ant'), { recursive: true });
-  for (const f of ['tree/cat/b.png', 'tree/cat/a.jpg', 'tree/ant/x.JPEG', 'tree/ant/notes.txt']) fs.writeFileSync(path.join(dir, f), 'x');
+  for (const f of ['tree/cat/b.png', 'tree/cat/a.jpg', 'tree/ant/x.JPEG', 'tree/ant/notes.txt'])
+    fs.writeFileSync(path.join(dir, f), 'x');
 });
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -29,12 +30,19 @@ test('loadFileList joins paths onto data_dir and keeps line numbers', () => {
     { path: path.join(dir, 'train/n02/c.JPEG'), label: 1, line: 4 },
   ]);
   const tabbed = write('tab.txt', 'my image.png\t4\n');
-  assert.deepEqual(loadFileList({ fileList: tabbed, dataDir: dir, delimiter: '\t' })[0], { path: path.join(dir, 'my image.png'), label: 4, line: 1 });
+  assert.deepEqual(loadFileList({ fileList: tabbed, dataDir: dir, delimiter: '\t' })[0], {
+    path: path.join(dir, 'my image.png'),
+    label: 4,
+    line: 1,
+  });
 });
 
 test('loadFileList errors name the file, the line and the problem', () => {
   const ok = write('ok.txt', 'a.png 0\n');
-  assert.throws(() => loadFileList({ fileList: path.join(dir, 'nope.txt'), dataDir: dir }), /file_list not found: .*nope\.txt/);
+  assert.throws(
+    () => loadFileList({ fileList: path.join(dir, 'nope.txt'), dataDir: dir }),
+    /file_list not found: .*nope\.txt/,
+  );
   assert.throws(() => loadFileList({ fileList: ok, dataDir: path.join(dir, 'nodir') }), /data_dir not found.*nodir/);
   const three = write('three.txt', 'a.png 0\nb.png 1 extra\n');
   assert.throws(() => loadFileList({ fileList: three, dataDir: dir }), /three\.txt:2: expected "path label"/);
@@ -43,7 +51,10 @@ test('loadFileList errors name the file, the line and the problem', () => {
   const nonint = write('nonint.txt', 'a.png cat\n');
   assert.throws(() => loadFileList({ fileList: nonint, dataDir: dir }), /nonint\.txt:1: label "cat" is not an integer/);
   const big = write('big.txt', 'a.png 0\nb.png 10\n');
-  assert.throws(() => loadFileList({ fileList: big, dataDir: dir, classesNum: 10 }), /big\.txt:2: label 10 is outside \[0, 10\)/);
+  assert.throws(
+    () => loadFileList({ fileList: big, dataDir: dir, classesNum: 10 }),
+    /big\.txt:2: label 10 is outside \[0, 10\)/,
+  );
   const neg = write('neg.txt', 'a.png -1\n');
   assert.throws(() => loadFileList({ fileList: neg, dataDir: dir }), /neg\.txt:1: label -1 is outside/);
   const empty = write('empty.txt', '\n\n');
@@ -55,7 +66,11 @@ test('loadFolderTree: sorted class folders are the labels, only image files coun
   assert.deepEqual(t.classes, ['ant', 'cat']);
   assert.deepEqual(
     t.samples.map((s) => [path.relative(dir, s.path), s.label]),
-    [['tree/ant/x.JPEG', 0], ['tree/cat/a.jpg', 1], ['tree/cat/b.png', 1]],
+    [
+      ['tree/ant/x.JPEG', 0],
+      ['tree/cat/a.jpg', 1],
+      ['tree/cat/b.png', 1],
+    ],
   );
   assert.throws(() => loadFolderTree(path.join(dir, 'missing')), /image folder not found/);
 });

@@ -29,7 +29,8 @@ let checker = ''; // 500x375 PNG, 1-pixel black/white checkerboard
 
 before(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'data-fastpath-'));
-  const W = 500, H = 375;
+  const W = 500,
+    H = 375;
   const a = Buffer.alloc(W * H * 3);
   let s = 12345;
   for (let i = 0; i < a.length; i++) {
@@ -37,15 +38,25 @@ before(async () => {
     a[i] = s >>> 24;
   }
   const b = Buffer.alloc(W * H * 3);
-  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) b.fill((x + y) & 1 ? 255 : 0, (y * W + x) * 3, (y * W + x) * 3 + 3);
+  for (let y = 0; y < H; y++)
+    for (let x = 0; x < W; x++) b.fill((x + y) & 1 ? 255 : 0, (y * W + x) * 3, (y * W + x) * 3 + 3);
   noise = path.join(tmp, 'noise.png');
   checker = path.join(tmp, 'checker.png');
-  await sharp(a, { raw: { width: W, height: H, channels: 3 } }).png().toFile(noise);
-  await sharp(b, { raw: { width: W, height: H, channels: 3 } }).png().toFile(checker);
+  await sharp(a, { raw: { width: W, height: H, channels: 3 } })
+    .png()
+    .toFile(noise);
+  await sharp(b, { raw: { width: W, height: H, channels: 3 } })
+    .png()
+    .toFile(checker);
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-interface Box { left: number; top: number; width: number; height: number }
+interface Box {
+  left: number;
+  top: number;
+  width: number;
+  height: number;
+}
 
 async function crop(file: string, b: Box): Promise<Uint8Array> {
   return new Uint8Array(await sharp(file).extract(b).raw().toBuffer());
@@ -59,7 +70,8 @@ function fused(src: Uint8Array, b: Box, ow: number, oh: number, flip?: number, l
 
 function diff(a: ArrayLike<number>, b: ArrayLike<number>): { mae: number; max: number } {
   assert.equal(a.length, b.length);
-  let s = 0, max = 0;
+  let s = 0,
+    max = 0;
   for (let i = 0; i < a.length; i++) {
     const d = Math.abs(a[i] - b[i]);
     s += d;
@@ -70,30 +82,52 @@ function diff(a: ArrayLike<number>, b: ArrayLike<number>): { mae: number; max: n
 
 test('enlarging: OpenCV bilinear up to rounding, on a photo and on high-frequency images', async () => {
   for (const file of [PHOTO, noise, checker]) {
-    for (const b of [{ left: 10, top: 10, width: 150, height: 170 }, { left: 5, top: 5, width: 112, height: 112 }, { left: 300, top: 200, width: 200, height: 175 }, { left: 0, top: 0, width: 1, height: 1 }]) {
+    for (const b of [
+      { left: 10, top: 10, width: 150, height: 170 },
+      { left: 5, top: 5, width: 112, height: 112 },
+      { left: 300, top: 200, width: 200, height: 175 },
+      { left: 0, top: 0, width: 1, height: 1 },
+    ]) {
       const src = await crop(file, b);
       const { mae, max } = diff(fused(src, b, 224, 224), cvBilinear(src, b.width, b.height, 224, 224));
       // the result is rounded to uint8 (as cv2.resize's is): at most half a grey level on average (0.25 on a
       // photo, 0.375 on the checkerboard, whose values fall on quarters), never a whole one
-      assert.ok(mae <= 0.5 && max <= 1, `${path.basename(file)} ${b.width}x${b.height} -> 224: MAE ${mae.toFixed(3)}, max ${max}`);
+      assert.ok(
+        mae <= 0.5 && max <= 1,
+        `${path.basename(file)} ${b.width}x${b.height} -> 224: MAE ${mae.toFixed(3)}, max ${max}`,
+      );
     }
   }
   // the check tells geometries apart: sharp's own enlarging (libvips' affine) is half an output pixel off
   // half-pixel centres, which on the noise image is tens of grey levels
   const b = { left: 10, top: 10, width: 150, height: 170 };
   const src = await crop(noise, b);
-  const viaSharp = await sharp(src, { raw: { width: b.width, height: b.height, channels: 3 } }).resize(224, 224, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
+  const viaSharp = await sharp(src, { raw: { width: b.width, height: b.height, channels: 3 } })
+    .resize(224, 224, { fit: 'fill', kernel: 'linear' })
+    .raw()
+    .toBuffer();
   assert.ok(diff(viaSharp, cvBilinear(src, b.width, b.height, 224, 224)).mae > 10);
 });
 
-test('shrinking: sharp\'s linear (anti-aliased) resize within a fraction of a grey level, high-frequency images included', async () => {
+test("shrinking: sharp's linear (anti-aliased) resize within a fraction of a grey level, high-frequency images included", async () => {
   for (const file of [PHOTO, noise, checker]) {
-    for (const b of [{ left: 10, top: 10, width: 360, height: 330 }, { left: 0, top: 0, width: 500, height: 375 }, { left: 10, top: 10, width: 448, height: 300 }, { left: 3, top: 3, width: 230, height: 230 }]) {
+    for (const b of [
+      { left: 10, top: 10, width: 360, height: 330 },
+      { left: 0, top: 0, width: 500, height: 375 },
+      { left: 10, top: 10, width: 448, height: 300 },
+      { left: 3, top: 3, width: 230, height: 230 },
+    ]) {
       const src = await crop(file, b);
-      const ref = await sharp(src, { raw: { width: b.width, height: b.height, channels: 3 } }).resize(224, 224, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
+      const ref = await sharp(src, { raw: { width: b.width, height: b.height, channels: 3 } })
+        .resize(224, 224, { fit: 'fill', kernel: 'linear' })
+        .raw()
+        .toBuffer();
       const { mae, max } = diff(fused(src, b, 224, 224), ref);
       // libvips rounds its vertical pass to uint8, this keeps 6 more bits: the results differ by rounding only
-      assert.ok(mae < 0.8 && max <= 3, `${path.basename(file)} ${b.width}x${b.height} -> 224: MAE ${mae.toFixed(3)}, max ${max}`);
+      assert.ok(
+        mae < 0.8 && max <= 3,
+        `${path.basename(file)} ${b.width}x${b.height} -> 224: MAE ${mae.toFixed(3)}, max ${max}`,
+      );
     }
   }
   // resize_short 256 on the photo: the existing tolerance against cv2 (which does not anti-alias) holds here too
@@ -103,7 +137,7 @@ test('shrinking: sharp\'s linear (anti-aliased) resize within a fraction of a gr
   assert.ok(mae < 1.5, `photo 500x375 -> 341x256 against cv2: MAE ${mae.toFixed(3)}`);
 });
 
-test('flips are exact mirrors (cv2 codes 1, 0, -1) and the normalisation is exactly NormalizeImage\'s lookup of the rounded value', async () => {
+test("flips are exact mirrors (cv2 codes 1, 0, -1) and the normalisation is exactly NormalizeImage's lookup of the rounded value", async () => {
   const b = { left: 37, top: 21, width: 301, height: 187 };
   const src = await crop(PHOTO, b);
   const plain = fused(src, b, 224, 200);
@@ -125,26 +159,50 @@ test('flips are exact mirrors (cv2 codes 1, 0, -1) and the normalisation is exac
     assert.equal(normalized[i], Math.fround((plain[i] * (1 / 255) - MEAN[i % 3]) / STD[i % 3]));
   }
   // sizes that do not fit are refused, naming them
-  assert.throws(() => resampleNormalize(src, b.width, b.height + 1, 224, 200, undefined, lut, new Float32Array(224 * 200 * 3)), /301x188x3/);
-  assert.throws(() => resampleNormalize(src, b.width, b.height, 224, 200, undefined, lut, new Float32Array(10)), /224x200x3/);
+  assert.throws(
+    () => resampleNormalize(src, b.width, b.height + 1, 224, 200, undefined, lut, new Float32Array(224 * 200 * 3)),
+    /301x188x3/,
+  );
+  assert.throws(
+    () => resampleNormalize(src, b.width, b.height, 224, 200, undefined, lut, new Float32Array(10)),
+    /224x200x3/,
+  );
 });
 
 test('large shrink factors (a big photo cropped to a small output) and odd sizes stay close to sharp', async () => {
   const big = path.join(tmp, 'big.jpg');
   await sharp(PHOTO).resize(2000, 1500, { kernel: 'linear' }).jpeg({ quality: 90 }).toFile(big);
-  for (const [b, ow, oh] of [[{ left: 0, top: 0, width: 2000, height: 1500 }, 224, 224], [{ left: 101, top: 7, width: 1777, height: 1333 }, 97, 33], [{ left: 0, top: 0, width: 640, height: 480 }, 7, 5]] as Array<[Box, number, number]>) {
+  for (const [b, ow, oh] of [
+    [{ left: 0, top: 0, width: 2000, height: 1500 }, 224, 224],
+    [{ left: 101, top: 7, width: 1777, height: 1333 }, 97, 33],
+    [{ left: 0, top: 0, width: 640, height: 480 }, 7, 5],
+  ] as Array<[Box, number, number]>) {
     const src = await crop(big, b);
-    const ref = await sharp(src, { raw: { width: b.width, height: b.height, channels: 3 } }).resize(ow, oh, { fit: 'fill', kernel: 'linear' }).raw().toBuffer();
+    const ref = await sharp(src, { raw: { width: b.width, height: b.height, channels: 3 } })
+      .resize(ow, oh, { fit: 'fill', kernel: 'linear' })
+      .raw()
+      .toBuffer();
     const { mae } = diff(fused(src, b, ow, oh), ref);
     // above a factor of 4 libvips box-shrinks first and then applies the triangle; this is one wide triangle
     assert.ok(mae < 1.5, `${b.width}x${b.height} -> ${ow}x${oh}: MAE ${mae.toFixed(3)} against sharp`);
   }
 });
 
-const TRAIN: PaddleTransformOp[] = [{ DecodeImage: {} }, { RandCropImage: { size: 224 } }, { RandFlipImage: { flip_code: 1 } }, NORMALIZE, { ToCHWImage: null }];
+const TRAIN: PaddleTransformOp[] = [
+  { DecodeImage: {} },
+  { RandCropImage: { size: 224 } },
+  { RandFlipImage: { flip_code: 1 } },
+  NORMALIZE,
+  { ToCHWImage: null },
+];
 
 test('the train transforms: fused and plain paths draw the same boxes and flips and agree within the resize tolerance on a photo', async () => {
-  const identity: PaddleTransformOp[] = [{ DecodeImage: {} }, { RandCropImage: { size: 224 } }, { RandFlipImage: { flip_code: 1 } }, IDENTITY];
+  const identity: PaddleTransformOp[] = [
+    { DecodeImage: {} },
+    { RandCropImage: { size: 224 } },
+    { RandFlipImage: { flip_code: 1 } },
+    IDENTITY,
+  ];
   const fast = buildTransforms(identity, { seed: 4 });
   const slow = buildTransforms(identity, { seed: 4, fusedResample: false });
   let worst = 0;
@@ -167,21 +225,36 @@ test('the train transforms: fused and plain paths draw the same boxes and flips 
   assert.equal(out.data, dest);
   assert.deepEqual(out.shape, [224, 224, 3]);
   const viaIdentity = await fast({ path: PHOTO }, 3);
-  for (let i = 0; i < dest.length; i += 997) assert.equal(dest[i], Math.fround((viaIdentity.data[i] / 255 - MEAN[i % 3]) / STD[i % 3]));
+  for (let i = 0; i < dest.length; i += 997)
+    assert.equal(dest[i], Math.fround((viaIdentity.data[i] / 255 - MEAN[i % 3]) / STD[i % 3]));
 });
 
 test('lists the fused path does not cover keep the sharp path: CHW normalisation, ops after the crop', async () => {
   for (const ops of [
-    [{ DecodeImage: {} }, { RandCropImage: { size: 64 } }, { NormalizeImage: { scale: 1, mean: [0, 0, 0], std: [1, 1, 1], order: 'chw' } }],
+    [
+      { DecodeImage: {} },
+      { RandCropImage: { size: 64 } },
+      { NormalizeImage: { scale: 1, mean: [0, 0, 0], std: [1, 1, 1], order: 'chw' } },
+    ],
     [{ DecodeImage: {} }, { RandCropImage: { size: 64 } }, { AutoAugment: null }, IDENTITY],
   ] as PaddleTransformOp[][]) {
     const a = buildTransforms(ops, { seed: 2 });
     const b = buildTransforms(ops, { seed: 2, fusedResample: false });
-    for (let call = 0; call < 4; call++) assert.deepEqual((await a({ path: PHOTO }, call)).data, (await b({ path: PHOTO }, call)).data, JSON.stringify(ops[2]));
+    for (let call = 0; call < 4; call++)
+      assert.deepEqual(
+        (await a({ path: PHOTO }, call)).data,
+        (await b({ path: PHOTO }, call)).data,
+        JSON.stringify(ops[2]),
+      );
   }
   // vertical and double flips are fused too: same boxes and flips as the sharp path, within the tolerance
   for (const code of [0, -1]) {
-    const ops: PaddleTransformOp[] = [{ DecodeImage: {} }, { RandCropImage: { size: 224 } }, { RandFlipImage: { flip_code: code } }, IDENTITY];
+    const ops: PaddleTransformOp[] = [
+      { DecodeImage: {} },
+      { RandCropImage: { size: 224 } },
+      { RandFlipImage: { flip_code: code } },
+      IDENTITY,
+    ];
     const a = buildTransforms(ops, { seed: 2 });
     const b = buildTransforms(ops, { seed: 2, fusedResample: false });
     for (let call = 0; call < 6; call++) {
@@ -201,7 +274,11 @@ test('the loader on the fused path: batches hold exactly what the transform give
     for (let k = 0; k < 3; k++, position++) {
       // the loader's call seed for epoch 0, attempt 0 (see DataLoader.loadOne)
       const want = await fn({ path: PHOTO, index: batch.indices[k] }, mixSeed(0, position, 0));
-      assert.deepEqual(batch.images.subarray(k * 224 * 224 * 3, (k + 1) * 224 * 224 * 3), want.data, `sample ${position}`);
+      assert.deepEqual(
+        batch.images.subarray(k * 224 * 224 * 3, (k + 1) * 224 * 224 * 3),
+        want.data,
+        `sample ${position}`,
+      );
     }
     batch.release();
   }

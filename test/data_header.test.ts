@@ -13,12 +13,23 @@ test('header sizes agree with sharp (EXIF rotation included) on every real test 
   for (const f of fs.readdirSync(IMAGES)) {
     const buf = fs.readFileSync(path.join(IMAGES, f));
     const ours = headerImageSize(buf);
-    let meta: Awaited<ReturnType<ReturnType<typeof sharp>["metadata"]>> | undefined;
-    try { meta = await sharp(buf).metadata(); } catch { /* not an image */ }
-    if (!meta) { assert.equal(ours, undefined, f); continue; }
+    let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>> | undefined;
+    try {
+      meta = await sharp(buf).metadata();
+    } catch {
+      /* not an image */
+    }
+    if (!meta) {
+      assert.equal(ours, undefined, f);
+      continue;
+    }
     if (ours === undefined) continue; // deferred to sharp
     read++;
-    assert.deepEqual(ours, { width: meta.autoOrient?.width ?? meta.width, height: meta.autoOrient?.height ?? meta.height }, f);
+    assert.deepEqual(
+      ours,
+      { width: meta.autoOrient?.width ?? meta.width, height: meta.autoOrient?.height ?? meta.height },
+      f,
+    );
   }
   assert.ok(read >= 5, `only ${read} files read from their headers`);
   // the EXIF-rotated JPEG really is rotated: its stored frame is the other way round

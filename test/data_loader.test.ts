@@ -30,7 +30,10 @@ before(async () => {
   }
   fs.writeFileSync(path.join(dir, 'good.txt'), lines.join('\n') + '\n');
   fs.copyFileSync(path.resolve('test/fixtures/images/truncated.jpg'), path.join(dir, 'truncated.jpg'));
-  fs.writeFileSync(path.join(dir, 'bad.txt'), [...lines.slice(0, 10), 'truncated.jpg 1', 'missing.png 2', ...lines.slice(10)].join('\n') + '\n');
+  fs.writeFileSync(
+    path.join(dir, 'bad.txt'),
+    [...lines.slice(0, 10), 'truncated.jpg 1', 'missing.png 2', ...lines.slice(10)].join('\n') + '\n',
+  );
 });
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -61,10 +64,16 @@ test('DataLoader yields NHWC float32 batches with matching labels', async () => 
   assert.equal(seen.size, 20);
   // epoch 1 is a different order, and repeating epoch 0 gives the same pixels
   const e1 = await collect(loader);
-  assert.notDeepEqual(e1.map((b) => b.indices), batches.map((b) => b.indices));
+  assert.notDeepEqual(
+    e1.map((b) => b.indices),
+    batches.map((b) => b.indices),
+  );
   loader.setEpoch(0);
   const again = await collect(loader);
-  assert.deepEqual(again.map((b) => b.indices), batches.map((b) => b.indices));
+  assert.deepEqual(
+    again.map((b) => b.indices),
+    batches.map((b) => b.indices),
+  );
   assert.deepEqual(again[2].images, batches[2].images);
 });
 
@@ -84,7 +93,10 @@ test('prefetch: every batch arrives once, with its reader_cost; released buffers
   }
   assert.equal(costs.length, 6);
   assert.equal(seen.size, 24, 'each of the 24 samples once');
-  assert.ok(costs.every((c) => Number.isFinite(c) && c >= 0), `reader_cost: ${costs.join(', ')}`);
+  assert.ok(
+    costs.every((c) => Number.isFinite(c) && c >= 0),
+    `reader_cost: ${costs.join(', ')}`,
+  );
   assert.ok(buffers.size <= 3, `${buffers.size} batch buffers for 6 batches`);
 });
 
@@ -96,8 +108,14 @@ test('bad samples are logged with path and line, replaced, counted per epoch; st
   assert.deepEqual(batch.shape, [26, 16, 16, 3]);
   assert.ok(!batch.indices.includes(10) && !batch.indices.includes(11), 'bad samples replaced');
   assert.ok(loader.badSamples >= 2);
-  assert.ok(logs.some((l) => l.includes('truncated.jpg') && l.includes('line 11')), logs.join('\n'));
-  assert.ok(logs.some((l) => l.includes('missing.png') && l.includes('line 12')), logs.join('\n'));
+  assert.ok(
+    logs.some((l) => l.includes('truncated.jpg') && l.includes('line 11')),
+    logs.join('\n'),
+  );
+  assert.ok(
+    logs.some((l) => l.includes('missing.png') && l.includes('line 12')),
+    logs.join('\n'),
+  );
   assert.match(logs[logs.length - 1], /epoch 0: \d+ bad sample\(s\) were replaced/);
 
   const strict = new DataLoader({ samples, transforms: TRAIN, batchSize: 26, strictData: true, log: () => {} });
@@ -105,7 +123,13 @@ test('bad samples are logged with path and line, replaced, counted per epoch; st
 });
 
 test('loaderFromConfig: global batch_size split over workers, shards disjoint in validation', async () => {
-  const section = { batch_size: 8, file_list: path.join(dir, 'good.txt'), data_dir: dir, shuffle_seed: 0, transforms: TRAIN };
+  const section = {
+    batch_size: 8,
+    file_list: path.join(dir, 'good.txt'),
+    data_dir: dir,
+    shuffle_seed: 0,
+    transforms: TRAIN,
+  };
   const all = new Set<string>();
   let lengths = new Set<number>();
   for (const rank of [0, 1]) {
@@ -123,5 +147,8 @@ test('loaderFromConfig: global batch_size split over workers, shards disjoint in
   const train = loaderFromConfig(section, { mode: 'train', rank: 1, worldSize: 2 });
   const tb = await collect(train);
   assert.equal(tb.length, 3); // ceil(24/2) = 12 samples per worker, batches of 4, drop_last
-  assert.throws(() => loaderFromConfig({ ...section, batch_size: 1 }, { mode: 'train', worldSize: 2 }), /batch_size 1 is global/);
+  assert.throws(
+    () => loaderFromConfig({ ...section, batch_size: 1 }, { mode: 'train', worldSize: 2 }),
+    /batch_size 1 is global/,
+  );
 });

@@ -6,7 +6,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import {
-  buildTransforms, inferPreprocess, parseScale, randCropBox, roundHalfEven, sampleRng, toNHWCBatch,
+  buildTransforms,
+  inferPreprocess,
+  parseScale,
+  randCropBox,
+  roundHalfEven,
+  sampleRng,
+  toNHWCBatch,
   type TransformOutput,
 } from '../worker/data/transforms.js';
 import { applyOp, autocontrast, equalize } from '../worker/data/autoaugment.js';
@@ -32,14 +38,20 @@ before(async () => {
   const buf = Buffer.alloc(250 * 250 * 3);
   for (let y = 0; y < 250; y++) for (let x = 0; x < 250; x++) buf.set([x, y, 0], (y * 250 + x) * 3);
   coords = path.join(tmp, 'coords.png');
-  await sharp(buf, { raw: { width: 250, height: 250, channels: 3 } }).png().toFile(coords);
+  await sharp(buf, { raw: { width: 250, height: 250, channels: 3 } })
+    .png()
+    .toFile(coords);
 });
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 test('DecodeImage: grey expanded, alpha dropped, CMYK converted, EXIF orientation applied', async () => {
   const grey = await decodeOnly({ path: fx('grey.png') });
   assert.deepEqual(grey.shape, [48, 64, 3]);
-  for (const [x, y] of [[0, 0], [10, 20], [63, 47]]) {
+  for (const [x, y] of [
+    [0, 0],
+    [10, 20],
+    [63, 47],
+  ]) {
     const [r, g, b] = px(grey, x, y);
     assert.ok(r === g && g === b, `grey pixel ${x},${y} = ${r},${g},${b}`);
   }
@@ -64,7 +76,9 @@ test('DecodeImage: grey expanded, alpha dropped, CMYK converted, EXIF orientatio
   assert.ok(px(exif, 20, 5)[0] > 240 && px(exif, 20, 5)[2] < 15, 'top is red');
   assert.ok(px(exif, 20, 75)[2] > 240 && px(exif, 20, 75)[0] < 15, 'bottom is blue');
   // a crop folded into the decode must use oriented coordinates: rows 30..49 straddle the red/blue edge at 40
-  const crop = await buildTransforms([{ DecodeImage: {} }, { CropImage: { size: 20 } }, IDENTITY])({ path: fx('exif_rot90.jpg') });
+  const crop = await buildTransforms([{ DecodeImage: {} }, { CropImage: { size: 20 } }, IDENTITY])({
+    path: fx('exif_rot90.jpg'),
+  });
   assert.deepEqual(crop.shape, [20, 20, 3]);
   assert.ok(px(crop, 10, 2)[0] > 240 && px(crop, 10, 17)[2] > 240, 'crop of the oriented image');
 });
@@ -80,7 +94,9 @@ test('CropImage takes the centre box exactly', async () => {
   assert.deepEqual(o.shape, [100, 100, 3]);
   assert.deepEqual(px(o, 0, 0), [75, 75, 0]); // (250 - 100) // 2
   assert.deepEqual(px(o, 99, 99), [174, 174, 0]);
-  const odd = await buildTransforms([{ DecodeImage: {} }, { CropImage: { size: [51, 20] } }, IDENTITY])({ path: coords });
+  const odd = await buildTransforms([{ DecodeImage: {} }, { CropImage: { size: [51, 20] } }, IDENTITY])({
+    path: coords,
+  });
   assert.deepEqual(odd.shape, [20, 51, 3]);
   assert.deepEqual(px(odd, 0, 0), [99, 115, 0]); // (250-51)//2 = 99, (250-20)//2 = 115
 });
@@ -96,8 +112,12 @@ test('ResizeImage resize_short rounds half to even like Python', async () => {
   ];
   for (const [w, h, short, [eh, ew]] of cases) {
     const f = path.join(tmp, `r${w}x${h}.png`);
-    await sharp({ create: { width: w, height: h, channels: 3, background: '#808080' } }).png().toFile(f);
-    const o = await buildTransforms([{ DecodeImage: {} }, { ResizeImage: { resize_short: short } }, IDENTITY])({ path: f });
+    await sharp({ create: { width: w, height: h, channels: 3, background: '#808080' } })
+      .png()
+      .toFile(f);
+    const o = await buildTransforms([{ DecodeImage: {} }, { ResizeImage: { resize_short: short } }, IDENTITY])({
+      path: f,
+    });
     assert.deepEqual(o.shape, [eh, ew, 3], `${w}x${h} resize_short ${short}`);
   }
 });
@@ -109,7 +129,9 @@ function cvBilinear(src: TransformOutput, ow: number, oh: number): Float32Array 
 
 test('resized pixels agree with OpenCV bilinear within interpolation tolerance', async () => {
   const full = await decodeOnly({ path: fx('photo_500x375.jpg') });
-  const o = await buildTransforms([{ DecodeImage: {} }, { ResizeImage: { resize_short: 256 } }, IDENTITY])({ path: fx('photo_500x375.jpg') });
+  const o = await buildTransforms([{ DecodeImage: {} }, { ResizeImage: { resize_short: 256 } }, IDENTITY])({
+    path: fx('photo_500x375.jpg'),
+  });
   assert.deepEqual(o.shape, [256, 341, 3]);
   const ref = cvBilinear(full, 341, 256);
   let sum = 0;
@@ -122,7 +144,8 @@ test('a high-frequency image halved agrees with OpenCV bilinear pixel by pixel, 
   // a one-pixel checkerboard (the highest frequency an image has) on steep ramps, kept inside 0..255: halving must
   // average each pixel pair of the checkerboard (nearest-neighbour keeps one of them: off by 25) at the right place
   // (half a pixel off or a pixel shifted moves the ramps: off by 3 to 6 grey levels, or hits the checkerboard)
-  const W = 48, H = 32;
+  const W = 48,
+    H = 32;
   const buf = Buffer.alloc(W * H * 3);
   for (let y = 0; y < H; y++) {
     for (let x = 0; x < W; x++) {
@@ -131,10 +154,14 @@ test('a high-frequency image halved agrees with OpenCV bilinear pixel by pixel, 
     }
   }
   const file = path.join(tmp, 'checker_ramps.png');
-  await sharp(buf, { raw: { width: W, height: H, channels: 3 } }).png().toFile(file);
+  await sharp(buf, { raw: { width: W, height: H, channels: 3 } })
+    .png()
+    .toFile(file);
   const full = await decodeOnly({ path: file });
   assert.deepEqual(Array.from(full.data), Array.from(buf), 'the PNG holds exactly the pattern');
-  const o = await buildTransforms([{ DecodeImage: {} }, { ResizeImage: { size: [W / 2, H / 2] } }, IDENTITY])({ path: file });
+  const o = await buildTransforms([{ DecodeImage: {} }, { ResizeImage: { size: [W / 2, H / 2] } }, IDENTITY])({
+    path: file,
+  });
   assert.deepEqual(o.shape, [H / 2, W / 2, 3]);
   const ref = cvBilinear(full, W / 2, H / 2);
   let interior = 0;
@@ -159,15 +186,22 @@ test('RandCropImage: the PaddleClas box formula, exact box and size, seeded', as
   const draws = [0.5, 0.25, 0.0, 0.999];
   const scripted = {
     random: () => draws.shift()!,
-    uniform(lo: number, hi: number) { return lo + (hi - lo) * this.random(); },
-    randint(lo: number, hi: number) { return lo + Math.floor(this.random() * (hi - lo + 1)); },
-    choice<T>(a: readonly T[]) { return a[0]; },
+    uniform(lo: number, hi: number) {
+      return lo + (hi - lo) * this.random();
+    },
+    randint(lo: number, hi: number) {
+      return lo + Math.floor(this.random() * (hi - lo + 1));
+    },
+    choice<T>(a: readonly T[]) {
+      return a[0];
+    },
   };
   const box = randCropBox(500, 375, [0.08, 1], [3 / 4, 4 / 3], scripted);
   const ar = Math.sqrt(3 / 4 + 0.5 * (4 / 3 - 3 / 4));
   const bound = Math.min(500 / 375 / (ar * ar), 375 / 500 / (1 / (ar * ar)));
   const T = Math.sqrt(500 * 375 * (0.08 + 0.25 * (Math.min(1, bound) - 0.08)));
-  const cw = Math.trunc(T * ar), ch = Math.trunc(T / ar);
+  const cw = Math.trunc(T * ar),
+    ch = Math.trunc(T / ar);
   assert.deepEqual(box, { left: 0, top: Math.floor(0.999 * (375 - ch + 1)), width: cw, height: ch });
 
   // in the pipeline: replay the same rng, then read the box back from the coordinate image
@@ -193,7 +227,12 @@ test('RandCropImage: the PaddleClas box formula, exact box and size, seeded', as
 
 test('RandFlipImage mirrors about half of the time; NormalizeImage and ToCHWImage are exact', async () => {
   const plain = await buildTransforms([{ DecodeImage: {} }, { CropImage: { size: 100 } }, IDENTITY])({ path: coords });
-  const fn = buildTransforms([{ DecodeImage: {} }, { CropImage: { size: 100 } }, { RandFlipImage: { flip_code: 1 } }, IDENTITY]);
+  const fn = buildTransforms([
+    { DecodeImage: {} },
+    { CropImage: { size: 100 } },
+    { RandFlipImage: { flip_code: 1 } },
+    IDENTITY,
+  ]);
   let flipped = 0;
   for (let s = 0; s < 40; s++) {
     const o = await fn({ path: coords }, s);
@@ -206,12 +245,20 @@ test('RandFlipImage mirrors about half of the time; NormalizeImage and ToCHWImag
 
   const mean = [0.485, 0.456, 0.406];
   const std = [0.229, 0.224, 0.225];
-  const norm = buildTransforms([{ DecodeImage: {} }, { NormalizeImage: { scale: '1./255.', mean, std, order: '' } }, { ToCHWImage: null }]);
+  const norm = buildTransforms([
+    { DecodeImage: {} },
+    { NormalizeImage: { scale: '1./255.', mean, std, order: '' } },
+    { ToCHWImage: null },
+  ]);
   const chw = await norm({ path: fx('rgba.png') });
   assert.equal(chw.layout, 'CHW');
   assert.deepEqual(chw.shape, [3, 30, 40]);
   const raw = await decodeOnly({ path: fx('rgba.png') });
-  for (const [x, y] of [[0, 0], [39, 29], [25, 3]]) {
+  for (const [x, y] of [
+    [0, 0],
+    [39, 29],
+    [25, 3],
+  ]) {
     for (let c = 0; c < 3; c++) {
       const want = Math.fround((raw.data[(y * 40 + x) * 3 + c] * (1 / 255) - mean[c]) / std[c]);
       assert.equal(chw.data[c * 1200 + y * 40 + x], want);
@@ -250,7 +297,9 @@ test('the decode cache: a cached sample gives exactly the uncached pixels, flips
   assert.equal(small.misses, 4);
   // a list whose first op after DecodeImage is random is never cached (its decoded images have no fixed size)
   const none = new DecodeCache(1 << 20);
-  await buildTransforms([{ DecodeImage: {} }, { RandCropImage: { size: 16 } }, IDENTITY], { cache: none })({ path: coords });
+  await buildTransforms([{ DecodeImage: {} }, { RandCropImage: { size: 16 } }, IDENTITY], { cache: none })({
+    path: coords,
+  });
   assert.equal(none.size + none.misses + none.hits, 0);
 });
 
@@ -275,7 +324,11 @@ test('the shared decode cache: what one worker decoded serves another through on
     for (let call = 0; call < 4; call++) {
       for (let i = 0; i < files.length; i++) {
         const got = await viaB({ path: files[i], index: i }, call);
-        assert.deepEqual(got.data, (await plain({ path: files[i] }, call)).data, `${path.basename(files[i])}, call ${call}`);
+        assert.deepEqual(
+          got.data,
+          (await plain({ path: files[i] }, call)).data,
+          `${path.basename(files[i])}, call ${call}`,
+        );
       }
     }
     assert.equal(b.misses, 0, 'worker B decoded nothing');
@@ -291,14 +344,20 @@ test('the shared decode cache: what one worker decoded serves another through on
     // opening while another worker is half-way through claiming the header: whichever of the two values it has
     // stored so far (the order once used stored the magic first, and a worker opening then saw a count of 0)
     const half = path.join(dir, 'half.bin');
-    for (const [at, value] of [[3, files.length], [0, 0x31434448]]) {
+    for (const [at, value] of [
+      [3, files.length],
+      [0, 0x31434448],
+    ]) {
       const header = new Int32Array(16);
       header[at] = value;
       fs.writeFileSync(half, new Uint8Array(header.buffer), { mode: 0o600 });
       assert.doesNotThrow(() => new SharedDecodeCache(half, files.length, 1 << 20, native), `header[${at}] set`);
     }
     // a file of another list (another sample count) is refused
-    assert.throws(() => new SharedDecodeCache(half, files.length + 1, 1 << 20, native), /holds another list's images \(3 samples/);
+    assert.throws(
+      () => new SharedDecodeCache(half, files.length + 1, 1 << 20, native),
+      /holds another list's images \(3 samples/,
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -310,12 +369,24 @@ test('NormalizeImage.scale strings are evaluated like PaddleClas', () => {
   assert.equal(parseScale(0.5), 0.5);
   assert.equal(parseScale('0.00392'), 0.00392);
   assert.throws(() => parseScale('__import__("os")'), /NormalizeImage.scale/);
-  assert.throws(() => buildTransforms([{ DecodeImage: {} }, { Blur: {} }]), /transforms\[1\] \(Blur\).*supported: DecodeImage/);
+  assert.throws(
+    () => buildTransforms([{ DecodeImage: {} }, { Blur: {} }]),
+    /transforms\[1\] \(Blur\).*supported: DecodeImage/,
+  );
   assert.throws(() => buildTransforms([{ RandCropImage: { size: 224 } }]), /transforms\[0\] must be DecodeImage/);
 });
 
 test('AutoAugment (ImageNet policy) and RandomErasing are seeded and keep the shape', async () => {
-  const fn = buildTransforms([{ DecodeImage: {} }, { RandCropImage: { size: 48 } }, { AutoAugment: null }, IDENTITY, { RandomErasing: { EPSILON: 1, mean: [-9, -9, -9] } }], { seed: 3 });
+  const fn = buildTransforms(
+    [
+      { DecodeImage: {} },
+      { RandCropImage: { size: 48 } },
+      { AutoAugment: null },
+      IDENTITY,
+      { RandomErasing: { EPSILON: 1, mean: [-9, -9, -9] } },
+    ],
+    { seed: 3 },
+  );
   const outs = [];
   for (let s = 0; s < 6; s++) {
     const o = await fn({ path: fx('photo_500x375.jpg') }, s);
@@ -329,16 +400,29 @@ test('AutoAugment (ImageNet policy) and RandomErasing are seeded and keep the sh
 });
 
 test('AutoAugment ops follow PIL', () => {
-  const img: RawImage = { kind: 'raw', width: 4, height: 1, data: Uint8Array.from([10, 10, 10, 20, 20, 20, 30, 30, 30, 40, 40, 40]) };
+  const img: RawImage = {
+    kind: 'raw',
+    width: 4,
+    height: 1,
+    data: Uint8Array.from([10, 10, 10, 20, 20, 20, 30, 30, 30, 40, 40, 40]),
+  };
   assert.deepEqual(Array.from(autocontrast(img).data.filter((_, i) => i % 3 === 0)), [0, 85, 170, 255]);
   // PIL: step = (total - count of the last bin) // 255 is 0 for 4 pixels -> unchanged
   assert.deepEqual(equalize(img).data, img.data);
-  const two: RawImage = { kind: 'raw', width: 512, height: 1, data: new Uint8Array(512 * 3).map((_, i) => (i < 768 ? 10 : 40)) };
+  const two: RawImage = {
+    kind: 'raw',
+    width: 512,
+    height: 1,
+    data: new Uint8Array(512 * 3).map((_, i) => (i < 768 ? 10 : 40)),
+  };
   const eq = equalize(two).data; // step = (512 - 256) // 255 = 1: 10 -> 0, 40 -> min(255, 256)
   assert.deepEqual([eq[0], eq[1535]], [0, 255]);
   const rng = sampleRng(0, 0, 'x');
   assert.deepEqual(Array.from(applyOp(img, 'posterize', 4, rng).data.slice(0, 4)), [0, 0, 0, 16]);
-  assert.deepEqual(Array.from(applyOp(img, 'solarize', 25, rng).data.filter((_, i) => i % 3 === 0)), [10, 20, 225, 215]);
+  assert.deepEqual(
+    Array.from(applyOp(img, 'solarize', 25, rng).data.filter((_, i) => i % 3 === 0)),
+    [10, 20, 225, 215],
+  );
   assert.deepEqual(Array.from(applyOp(img, 'invert', 0, rng).data.slice(0, 3)), [245, 245, 245]);
   const rot = applyOp({ kind: 'raw', width: 9, height: 9, data: new Uint8Array(243).fill(200) }, 'rotate', 30, rng);
   assert.equal(rot.data[0], 128, 'corners filled with grey');
@@ -349,7 +433,9 @@ test('inferPreprocess: resize_short 256, centre crop 224, ImageNet normalization
   const o = await inferPreprocess(fx('photo_500x375.jpg'));
   assert.deepEqual(o.shape, [224, 224, 3]);
   const ref = await buildTransforms([
-    { DecodeImage: {} }, { ResizeImage: { resize_short: 256 } }, { CropImage: { size: 224 } },
+    { DecodeImage: {} },
+    { ResizeImage: { resize_short: 256 } },
+    { CropImage: { size: 224 } },
     { NormalizeImage: { scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] } },
   ])({ path: fx('photo_500x375.jpg') });
   assert.deepEqual(o.data, ref.data);

@@ -4,7 +4,15 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { CheckpointError, CollectiveError, ConfigError, DataError, describeFailure, HardnetError, UsageError } from '../shared/errors.js';
+import {
+  CheckpointError,
+  CollectiveError,
+  ConfigError,
+  DataError,
+  describeFailure,
+  HardnetError,
+  UsageError,
+} from '../shared/errors.js';
 import { LaunchError } from '../launcher/plan.js';
 import { loadConfig, quickstartConfigPath } from '../shared/config.js';
 import { EnvError } from '../shared/env.js';
@@ -16,7 +24,13 @@ import { CLI, tempDir } from './helpers/launcher_spawn.js';
 test('each error kind carries what it names and its exit code', () => {
   const c = new ConfigError('cfg.yaml: config key epochs: must be >= 1', 'cfg.yaml', 'epochs');
   // what the config loader throws names its file and key
-  const thrown = (() => { try { loadConfig(undefined, ['epochs=zero'], { warn: () => {} }); } catch (e) { return e as ConfigError; } })();
+  const thrown = (() => {
+    try {
+      loadConfig(undefined, ['epochs=zero'], { warn: () => {} });
+    } catch (e) {
+      return e as ConfigError;
+    }
+  })();
   assert.ok(thrown instanceof ConfigError);
   assert.deepEqual([thrown.file, thrown.key], [quickstartConfigPath(), 'epochs']);
   assert.ok(c instanceof UsageError && c instanceof HardnetError);
@@ -29,14 +43,26 @@ test('each error kind carries what it names and its exit code', () => {
   for (const e of [new LaunchError('l'), new EnvError('e'), new SecretError('s')]) assert.equal(e.exitCode, 2, e.name);
   assert.ok(new DatasetError('d') instanceof DataError);
   assert.deepEqual(describeFailure(new ConfigError('bad key')), { exitCode: 2, line: 'bad key' });
-  assert.deepEqual(describeFailure(new TypeError('bug')), { exitCode: 1, line: 'TypeError: bug (an internal error; HARDNET_DEBUG=1 prints the stack)' });
-  assert.equal(describeFailure(new DataError('cannot read a.jpg', 'a.jpg', { cause: new Error('EACCES') })).line, 'cannot read a.jpg (EACCES)');
+  assert.deepEqual(describeFailure(new TypeError('bug')), {
+    exitCode: 1,
+    line: 'TypeError: bug (an internal error; HARDNET_DEBUG=1 prints the stack)',
+  });
+  assert.equal(
+    describeFailure(new DataError('cannot read a.jpg', 'a.jpg', { cause: new Error('EACCES') })).line,
+    'cannot read a.jpg (EACCES)',
+  );
 });
 
 function launch(args: string[]) {
   const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 120_000 });
   // the lines that say what went wrong (infer also prints which backend runs, on stderr)
-  return { code: r.status, lines: r.stderr.trim().split('\n').filter((l) => !l.startsWith('backend: ')) };
+  return {
+    code: r.status,
+    lines: r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.startsWith('backend: ')),
+  };
 }
 
 test('the CLI ends a usage error with one line and exit 2, a failed run with one line and exit 1', () => {

@@ -34,7 +34,7 @@ const IMPORT_RE =
 
 /** The source without its comments (an import named in a comment is no arrow); strings are left alone. */
 function withoutComments(text: string): string {
-  return text.replace(/\/\*[\s\S]*?\*\/|(^|[^:'"`\\])\/\/[^\n]*/g, (m, before: string | undefined) => (before ?? ''));
+  return text.replace(/\/\*[\s\S]*?\*\/|(^|[^:'"`\\])\/\/[^\n]*/g, (_m, before: string | undefined) => before ?? '');
 }
 
 function sourceFiles(dir: string): string[] {
@@ -56,11 +56,13 @@ export function forbiddenArrows(files: Map<string, string>): string[] {
       if (spec.startsWith('.')) {
         const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), spec));
         for (const [from, to, why] of FORBIDDEN) {
-          if (file.startsWith(from) && target.startsWith(to)) found.push(`${file} imports ${spec} (${from} -> ${to}: ${why})`);
+          if (file.startsWith(from) && target.startsWith(to))
+            found.push(`${file} imports ${spec} (${from} -> ${to}: ${why})`);
         }
       } else {
         for (const [from, pkg, why] of FORBIDDEN_PACKAGES) {
-          if (file.startsWith(from) && pkg.test(spec)) found.push(`${file} imports ${spec} (${from} -> ${spec}: ${why})`);
+          if (file.startsWith(from) && pkg.test(spec))
+            found.push(`${file} imports ${spec} (${from} -> ${spec}: ${why})`);
         }
       }
     }
@@ -71,13 +73,25 @@ export function forbiddenArrows(files: Map<string, string>): string[] {
 test('the checker finds a forbidden arrow of each kind, and only those', () => {
   const tree = new Map([
     ['shared/a.ts', "import { x } from '../worker/model/hardnet.js';\nimport { y } from './b.js';"],
-    ['launcher/c.ts', "export { z } from '../worker/collectives/secret.js';\nconst m = await import('../shared/x.js');"],
+    [
+      'launcher/c.ts',
+      "export { z } from '../worker/collectives/secret.js';\nconst m = await import('../shared/x.js');",
+    ],
     ['worker/model/d.ts', "import type { S } from '../checkpoint/pth.js';"],
     ['worker/checkpoint/e.ts', "import type { HarDNet } from '../model/hardnet.js';"],
     ['worker/f.ts', "const { run } = await import('../launcher/agent.js');"],
-    ['launcher/g.ts', "const w = await import(new URL('../worker/main.js', import.meta.url).href);\nimport * as zmq from 'zeromq';"],
-    ['shared/h.ts', "const tf = require('@tensorflow/tfjs-core');\n// import { q } from '../worker/q.js';\n/* import('../launcher/x.js') */"],
-    ['launcher/i.ts', "const MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url)); // spawned, not imported"],
+    [
+      'launcher/g.ts',
+      "const w = await import(new URL('../worker/main.js', import.meta.url).href);\nimport * as zmq from 'zeromq';",
+    ],
+    [
+      'shared/h.ts',
+      "const tf = require('@tensorflow/tfjs-core');\n// import { q } from '../worker/q.js';\n/* import('../launcher/x.js') */",
+    ],
+    [
+      'launcher/i.ts',
+      "const MAIN = fileURLToPath(new URL('../worker/main.js', import.meta.url)); // spawned, not imported",
+    ],
   ]);
   const arrows = forbiddenArrows(tree);
   assert.equal(arrows.length, 7, arrows.join('\n'));
@@ -92,7 +106,11 @@ test('the checker finds a forbidden arrow of each kind, and only those', () => {
 });
 
 test('the source tree has no forbidden import arrow', () => {
-  const files = new Map(['shared', 'launcher', 'worker'].flatMap(sourceFiles).map((f) => [f, fs.readFileSync(path.join(ROOT, f), 'utf8')] as const));
+  const files = new Map(
+    ['shared', 'launcher', 'worker']
+      .flatMap(sourceFiles)
+      .map((f) => [f, fs.readFileSync(path.join(ROOT, f), 'utf8')] as const),
+  );
   assert.ok(files.size > 50, `read ${files.size} files`);
   assert.deepEqual(forbiddenArrows(files), []);
 });

@@ -16,7 +16,23 @@ const IMAGES = path.join(REPO_ROOT, 'test/fixtures/images');
 const PTH = fixture('HarDNet39ds').pth;
 
 function infer(target: string, extra: string[] = []) {
-  return spawnSync(process.execPath, [LAUNCH, 'infer', '-i', target, '--model', 'HarDNet39_ds', '--pretrained_model', PTH, '--backend', 'wasm', ...extra], { encoding: 'utf8', timeout: 120_000 });
+  return spawnSync(
+    process.execPath,
+    [
+      LAUNCH,
+      'infer',
+      '-i',
+      target,
+      '--model',
+      'HarDNet39_ds',
+      '--pretrained_model',
+      PTH,
+      '--backend',
+      'wasm',
+      ...extra,
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
 }
 
 test('infer prints PaddleClas top-5 lines for an image, with the official .pth, matching the model in-process', async () => {
@@ -49,18 +65,28 @@ test('infer prints PaddleClas top-5 lines for an image, with the official .pth, 
 
 test('infer on a folder classifies each image in order; bad input is a clear error', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'infer-'));
-  const jpg = fs.readdirSync(IMAGES).filter((f) => /\.(png|jpe?g)$/i.test(f) && !/trunc/i.test(f)).slice(0, 2);
+  const jpg = fs
+    .readdirSync(IMAGES)
+    .filter((f) => /\.(png|jpe?g)$/i.test(f) && !/trunc/i.test(f))
+    .slice(0, 2);
   for (const f of jpg) fs.copyFileSync(path.join(IMAGES, f), path.join(dir, f));
   const r = infer(dir, ['--top_k', '3']);
   assert.equal(r.status, 0, r.stderr);
   const files = r.stdout.split('\n').filter((l) => l.startsWith('Current image file: '));
-  assert.deepEqual(files, jpg.sort().map((f) => `Current image file: ${path.join(dir, f)}`));
+  assert.deepEqual(
+    files,
+    jpg.sort().map((f) => `Current image file: ${path.join(dir, f)}`),
+  );
   assert.equal(r.stdout.split('\n').filter((l) => l.startsWith('\ttop')).length, 3 * jpg.length);
 
   const missing = infer(path.join(dir, 'nope.jpg'));
   assert.notEqual(missing.status, 0);
   assert.match(missing.stderr, /nope\.jpg' does not exist/);
-  const wrongModel = spawnSync(process.execPath, [LAUNCH, 'infer', '-i', dir, '--model', 'HarDNet68', '--pretrained_model', PTH, '--backend', 'wasm'], { encoding: 'utf8' });
+  const wrongModel = spawnSync(
+    process.execPath,
+    [LAUNCH, 'infer', '-i', dir, '--model', 'HarDNet68', '--pretrained_model', PTH, '--backend', 'wasm'],
+    { encoding: 'utf8' },
+  );
   assert.notEqual(wrongModel.status, 0);
   assert.match(wrongModel.stderr, /state_dict\.pth: state_dict does not match the model/);
 });
@@ -73,10 +99,21 @@ test('infer on a checkpoint of this tool takes the architecture, class count and
   const runDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'infer-ckpt-')), 'HarDNet39ds');
   const cfg = loadConfig(undefined, [], { warn: () => {} }); // the quickstart: 10 classes, 32x32, Fashion-MNIST mean/std
   const model = new HarDNet('HarDNet39ds', 10, 3);
-  await saveCheckpoint(path.join(runDir, '0'), model, undefined, { epoch: 0, iteration: 1, bestTop1: 0, bestEpoch: 0, model: 'HarDNet39ds', classesNum: 10 });
+  await saveCheckpoint(path.join(runDir, '0'), model, undefined, {
+    epoch: 0,
+    iteration: 1,
+    bestTop1: 0,
+    bestEpoch: 0,
+    model: 'HarDNet39ds',
+    classesNum: 10,
+  });
   saveConfig(cfg, runDir);
   const image = path.join(IMAGES, fs.readdirSync(IMAGES).find((f) => /\.jpe?g$/i.test(f) && !/trunc|cmyk/i.test(f))!);
-  const r = spawnSync(process.execPath, [LAUNCH, 'infer', '-i', image, '--pretrained_model', path.join(runDir, '0'), '--backend', 'wasm'], { encoding: 'utf8', timeout: 120_000 });
+  const r = spawnSync(
+    process.execPath,
+    [LAUNCH, 'infer', '-i', image, '--pretrained_model', path.join(runDir, '0'), '--backend', 'wasm'],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /preprocessing as VALID\.transforms of .*HarDNet39ds\/config\.yaml/);
   const top1 = r.stdout.match(/\ttop1, class id: (\d+), probability: (0\.\d{4})/);
@@ -90,7 +127,24 @@ test('infer on a checkpoint of this tool takes the architecture, class count and
   assert.equal(Number(top1![1]), p.indexOf(Math.max(...p)));
   assert.equal(top1![2], Math.max(...p).toFixed(4));
   // sizes given on the command line win: PaddleClas's 256/224 preprocessing then
-  const sized = spawnSync(process.execPath, [LAUNCH, 'infer', '-i', image, '--pretrained_model', path.join(runDir, '0'), '--backend', 'wasm', '--resize_short', '40', '--crop_size', '32'], { encoding: 'utf8', timeout: 120_000 });
+  const sized = spawnSync(
+    process.execPath,
+    [
+      LAUNCH,
+      'infer',
+      '-i',
+      image,
+      '--pretrained_model',
+      path.join(runDir, '0'),
+      '--backend',
+      'wasm',
+      '--resize_short',
+      '40',
+      '--crop_size',
+      '32',
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
   assert.equal(sized.status, 0, sized.stderr);
   assert.doesNotMatch(sized.stderr, /VALID\.transforms/);
   probs.dispose();

@@ -16,7 +16,11 @@ test('z85 encodes the RFC 32 test vector, and keys are 40 characters that valida
 
 test('keys made with node:crypto complete a CURVE handshake; a client with other keys gets nothing through', async () => {
   const { curve } = makeJobSecret('handshake');
-  const server = new zmq.Pull({ curveServer: true, curveSecretKey: curve.serverSecretKey, curvePublicKey: curve.serverPublicKey });
+  const server = new zmq.Pull({
+    curveServer: true,
+    curveSecretKey: curve.serverSecretKey,
+    curvePublicKey: curve.serverPublicKey,
+  });
   await server.bind('tcp://127.0.0.1:*');
   const endpoint = server.lastEndpoint!;
   const client = new zmq.Push({
@@ -33,7 +37,13 @@ test('keys made with node:crypto complete a CURVE handshake; a client with other
   // a client that does not know the server's public key cannot complete the handshake
   const stranger = curveKeyPair();
   const other = makeJobSecret('other').curve;
-  const intruder = new zmq.Push({ curveServerKey: other.serverPublicKey, curvePublicKey: stranger.publicKey, curveSecretKey: stranger.secretKey, sendTimeout: 0, linger: 0 });
+  const intruder = new zmq.Push({
+    curveServerKey: other.serverPublicKey,
+    curvePublicKey: stranger.publicKey,
+    curveSecretKey: stranger.secretKey,
+    sendTimeout: 0,
+    linger: 0,
+  });
   intruder.connect(endpoint);
   await intruder.send('injected').catch(() => {});
   server.receiveTimeout = 500;

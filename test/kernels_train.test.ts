@@ -19,44 +19,67 @@ describe('BatchNorm training kernels vs the tensor-op version on cpu', () => {
   // 30 and 5 channels exercise the scalar channel tails; 64 rows per block in the reductions, so 2x9x9 = 162
   // rows cross block boundaries
   const cases = [
-    { shape: [2, 9, 9, 30], relu6: true }, { shape: [2, 9, 9, 30], relu6: false },
-    { shape: [3, 4, 5, 5], relu6: true }, { shape: [1, 8, 8, 64], relu6: false },
+    { shape: [2, 9, 9, 30], relu6: true },
+    { shape: [2, 9, 9, 30], relu6: false },
+    { shape: [3, 4, 5, 5], relu6: true },
+    { shape: [1, 8, 8, 64], relu6: false },
   ];
   for (const { shape, relu6 } of cases) {
     test(`forward and gradients, x [${shape}], relu6 ${relu6}`, () => {
       const c = shape[3]!;
       const [wasm, cpu] = onBoth(() => {
         // mean 2, std 3: the centring matters; gamma and beta spread z across ReLU6's 0 and 6
-        const x = input(shape, 1, 2, 3) as tf.Tensor4D, gamma = input([c], 2, 1, 2) as tf.Tensor1D, beta = input([c], 3, 1, 3) as tf.Tensor1D;
+        const x = input(shape, 1, 2, 3) as tf.Tensor4D,
+          gamma = input([c], 2, 1, 2) as tf.Tensor1D,
+          beta = input([c], 3, 1, 3) as tf.Tensor1D;
         const weights = input(shape, 4); // a non-uniform dy
         const moments: tf.Tensor[] = [];
         const f = (xx: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
-          tf.sum(tf.mul(batchNormTrain(xx as tf.Tensor4D, g as tf.Tensor1D, b as tf.Tensor1D, 1e-5, (m) => moments.push(m.mean, m.variance), relu6), weights));
+          tf.sum(
+            tf.mul(
+              batchNormTrain(
+                xx as tf.Tensor4D,
+                g as tf.Tensor1D,
+                b as tf.Tensor1D,
+                1e-5,
+                (m) => moments.push(m.mean, m.variance),
+                relu6,
+              ),
+              weights,
+            ),
+          );
         const y = batchNormTrain(x, gamma, beta, 1e-5, undefined, relu6);
         const grads = tf.grads(f)([x, gamma, beta]);
         return [y, ...grads, ...moments];
       });
-      ['y', 'dx', 'dgamma', 'dbeta', 'mean', 'variance'].forEach((name, i) =>
-        assertClose(wasm[i]!, cpu[i]!, name, name === 'dx' ? 1e-4 : 1e-5));
+      ['y', 'dx', 'dgamma', 'dbeta', 'mean', 'variance'].forEach((name, i) => {
+        assertClose(wasm[i]!, cpu[i]!, name, name === 'dx' ? 1e-4 : 1e-5);
+      });
     });
   }
 
   test("ReLU6's gradient passes at z = 6 and stops at z = 0, as tfjs's Relu6 gradient does", () => {
     // gamma 0 makes z = beta exactly; then dbeta = sum of the gradient that the ReLU6 mask lets through
     const [wasm, cpu] = onBoth(() => {
-      const x = input([2, 3, 3, 6], 5) as tf.Tensor4D, gamma = tf.zeros([6]) as tf.Tensor1D;
-      const beta = tf.tensor1d([6, 0, 3, 6, 0, 7]), dy = input([2, 3, 3, 6], 6);
+      const x = input([2, 3, 3, 6], 5) as tf.Tensor4D,
+        gamma = tf.zeros([6]) as tf.Tensor1D;
+      const beta = tf.tensor1d([6, 0, 3, 6, 0, 7]),
+        dy = input([2, 3, 3, 6], 6);
       const f = (b: tf.Tensor) => tf.sum(tf.mul(batchNormTrain(x, gamma, b as tf.Tensor1D, 1e-5, undefined, true), dy));
       return [tf.grad(f)(beta), tf.sum(dy, [0, 1, 2])];
     });
     const [dbeta, dySum] = wasm;
     assertClose(dbeta!, cpu[0]!, 'dbeta');
     const expected = [dySum![0]!, 0, dySum![2]!, dySum![3]!, 0, 0];
-    expected.forEach((e, i) => assert.ok(Math.abs(dbeta![i]! - e) < 1e-5, `channel ${i}: dbeta ${dbeta![i]} expected ${e}`));
+    expected.forEach((e, i) => {
+      assert.ok(Math.abs(dbeta![i]! - e) < 1e-5, `channel ${i}: dbeta ${dbeta![i]} expected ${e}`);
+    });
   });
 
   test('the fused kernels are what batchNormTrain runs on wasm (one kernel each way)', async () => {
-    const x = input([2, 4, 4, 8], 7), gamma = tf.ones([8]) as tf.Tensor1D, beta = tf.zeros([8]) as tf.Tensor1D;
+    const x = input([2, 4, 4, 8], 7),
+      gamma = tf.ones([8]) as tf.Tensor1D,
+      beta = tf.zeros([8]) as tf.Tensor1D;
     const f = (xx: tf.Tensor) => tf.sum(batchNormTrain(xx as tf.Tensor4D, gamma, beta, 1e-5, undefined, true));
     const prof = await tf.profile(() => tf.grad(f)(x));
     const names = prof.kernels.map((k) => k.name);
@@ -67,19 +90,49 @@ describe('BatchNorm training kernels vs the tensor-op version on cpu', () => {
   });
 
   test('a wrong gamma shape is refused naming the kernel and the input', () => {
-    const x = input([1, 2, 2, 4], 8), gamma = tf.ones([3]), beta = tf.zeros([4]);
-    assert.throws(() => tf.engine().runKernel(BATCH_NORM_TRAIN, { x, gamma, beta }, { epsilon: 1e-5, relu6: false }),
-      /HardnetBatchNormTrain: 'gamma' has shape \[3\], expected \[4\]/);
+    const x = input([1, 2, 2, 4], 8),
+      gamma = tf.ones([3]),
+      beta = tf.zeros([4]);
+    assert.throws(
+      () => tf.engine().runKernel(BATCH_NORM_TRAIN, { x, gamma, beta }, { epsilon: 1e-5, relu6: false }),
+      /HardnetBatchNormTrain: 'gamma' has shape \[3\], expected \[4\]/,
+    );
     tf.dispose([x, gamma, beta]);
   });
 });
 
 describe('Concat and SplitV (row-block copies) vs cpu', () => {
   const cases: { shapes: number[][]; axis: number }[] = [
-    { shapes: [[2, 3, 3, 5], [2, 3, 3, 7], [2, 3, 3, 70]], axis: 3 }, // channel concat: short and long rows
-    { shapes: [[2, 3, 4, 2], [2, 1, 4, 2]], axis: 1 },
-    { shapes: [[3, 4], [5, 4]], axis: 0 },
-    { shapes: [[2, 3, 3, 4], [2, 3, 3, 0], [2, 3, 3, 1]], axis: -1 }, // an empty part, negative axis
+    {
+      shapes: [
+        [2, 3, 3, 5],
+        [2, 3, 3, 7],
+        [2, 3, 3, 70],
+      ],
+      axis: 3,
+    }, // channel concat: short and long rows
+    {
+      shapes: [
+        [2, 3, 4, 2],
+        [2, 1, 4, 2],
+      ],
+      axis: 1,
+    },
+    {
+      shapes: [
+        [3, 4],
+        [5, 4],
+      ],
+      axis: 0,
+    },
+    {
+      shapes: [
+        [2, 3, 3, 4],
+        [2, 3, 3, 0],
+        [2, 3, 3, 1],
+      ],
+      axis: -1,
+    }, // an empty part, negative axis
   ];
   for (const { shapes, axis } of cases) {
     test(`concat ${JSON.stringify(shapes)} on axis ${axis} and its gradient (SplitV)`, () => {
@@ -90,16 +143,20 @@ describe('Concat and SplitV (row-block copies) vs cpu', () => {
         const grads = tf.grads((...ins: tf.Tensor[]) => tf.sum(tf.mul(tf.concat(ins, axis), w)))(xs);
         return [out, ...grads.filter((g) => g.size > 0)];
       });
-      wasm.forEach((v, i) => assertClose(v, cpu[i]!, i === 0 ? 'concat' : `grad ${i}`, 0));
+      wasm.forEach((v, i) => {
+        assertClose(v, cpu[i]!, i === 0 ? 'concat' : `grad ${i}`, 0);
+      });
     });
   }
 
-  test('split into equal parts and int32 concat (the stock kernel) give cpu\'s values', () => {
+  test("split into equal parts and int32 concat (the stock kernel) give cpu's values", () => {
     const [wasm, cpu] = onBoth(() => [
       ...tf.split(input([2, 3, 12], 30), 3, 2),
       tf.cast(tf.concat([tf.tensor2d([[1, 2]], [1, 2], 'int32'), tf.tensor2d([[3]], [1, 1], 'int32')], 1), 'float32'),
     ]);
-    wasm.forEach((v, i) => assertClose(v, cpu[i]!, `output ${i}`, 0));
+    wasm.forEach((v, i) => {
+      assertClose(v, cpu[i]!, `output ${i}`, 0);
+    });
   });
 });
 

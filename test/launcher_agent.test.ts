@@ -14,7 +14,12 @@ import { runAgent, type WorkerState } from '../launcher/agent.js';
 import { openLogDir } from '../launcher/logs.js';
 import { buildPlan } from '../launcher/plan.js';
 import { runShim, shimExitCode } from '../launcher/shim_logic.js';
-import { ShimMessageReader, ShimProtocolError, encodeShimMessage, type ShimMessage } from '../launcher/shim_protocol.js';
+import {
+  ShimMessageReader,
+  ShimProtocolError,
+  encodeShimMessage,
+  type ShimMessage,
+} from '../launcher/shim_protocol.js';
 import { tempDir } from './helpers/launcher_spawn.js';
 
 const quiet = winston.createLogger({ silent: true });
@@ -71,10 +76,18 @@ async function foreground(dir: string) {
   const pidFile = path.join(dir, 'pid');
   const script = `require('fs').writeFileSync(${JSON.stringify(pidFile)}, String(process.pid)); setTimeout(() => {}, 60000);`;
   const cli = new URL('../launcher/cli.js', import.meta.url).href;
-  const launcher = spawn(process.execPath, ['--input-type=module', '-e',
-    `const { runForeground } = await import(${JSON.stringify(cli)}); process.exitCode = await runForeground(process.execPath, ['-e', ${JSON.stringify(script)}]);`],
-    { stdio: 'ignore' });
-  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => launcher.once('exit', (code, signal) => r({ code, signal })));
+  const launcher = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { runForeground } = await import(${JSON.stringify(cli)}); process.exitCode = await runForeground(process.execPath, ['-e', ${JSON.stringify(script)}]);`,
+    ],
+    { stdio: 'ignore' },
+  );
+  const ended = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    launcher.once('exit', (code, signal) => r({ code, signal })),
+  );
   const t0 = Date.now();
   while (!fs.existsSync(pidFile) || fs.readFileSync(pidFile, 'utf8') === '') {
     if (Date.now() - t0 > 30_000) throw new Error('the foreground program did not start');
@@ -83,10 +96,20 @@ async function foreground(dir: string) {
   return { launcher, ended, pid: Number(fs.readFileSync(pidFile, 'utf8')) };
 }
 
-const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
 async function gone(pid: number, ms: number): Promise<boolean> {
   const t0 = Date.now();
-  while (Date.now() - t0 < ms) { if (!alive(pid)) return true; await new Promise((r) => setTimeout(r, 50)); }
+  while (Date.now() - t0 < ms) {
+    if (!alive(pid)) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
   return !alive(pid);
 }
 
@@ -100,7 +123,11 @@ test('a foreground command dies with the launcher (SIGKILL), and a SIGINT to the
   fs.rmSync(path.join(dir, 'pid'));
   const stopped = await foreground(dir);
   stopped.launcher.kill('SIGINT');
-  assert.deepEqual(await stopped.ended, { code: null, signal: 'SIGINT' }, 'the launcher ends by the signal that ended the program');
+  assert.deepEqual(
+    await stopped.ended,
+    { code: null, signal: 'SIGINT' },
+    'the launcher ends by the signal that ended the program',
+  );
   assert.ok(await gone(stopped.pid, 15_000));
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -124,7 +151,9 @@ test('shim protocol: messages round-trip across arbitrary chunking; anything els
   assert.match(refused('x'.repeat(70_000))!.message, /line over/);
   // the messages before a bad line are kept; nothing after it is read
   const cut = new ShimMessageReader();
-  const first = cut.push(`${encodeShimMessage({ kind: 'started', pid: 7 })}garbage\n${encodeShimMessage({ kind: 'exited', code: 0, signal: null })}`);
+  const first = cut.push(
+    `${encodeShimMessage({ kind: 'started', pid: 7 })}garbage\n${encodeShimMessage({ kind: 'exited', code: 0, signal: null })}`,
+  );
   assert.deepEqual(first.messages, [{ kind: 'started', pid: 7 }]);
   assert.ok(first.error instanceof ShimProtocolError);
   assert.deepEqual(cut.push(encodeShimMessage({ kind: 'exited', code: 0, signal: null })), { messages: [] });
@@ -161,7 +190,13 @@ async function shimOn(program: string, args: string[], others: () => number) {
   const reader = new ShimMessageReader();
   const messages: ShimMessage[] = [];
   launcherEnd.on('data', (c) => messages.push(...reader.push(c).messages));
-  return { launcherEnd, closed, kills, exited, messages, cleanup: () => {
+  return {
+    launcherEnd,
+    closed,
+    kills,
+    exited,
+    messages,
+    cleanup: () => {
       child?.kill('SIGKILL'); // the group operations were only recorded: end the worker for real
       launcherEnd.destroy();
       fs.rmSync(dir, { recursive: true, force: true });

@@ -10,9 +10,20 @@ import { TEST_WORKER, launch, records, tempDir } from './helpers/launcher_spawn.
 test('--help at every level lists the options that level takes', async () => {
   const top = await launch(['--help']);
   assert.equal(top.code, 0);
-  for (const flag of ['--gpus', '--selected_gpus', '--nproc_per_node', '--ips', '--node_rank', '--log_dir', '--max_restarts', '--grace', '--started_port']) assert.match(top.stdout, new RegExp(flag));
+  for (const flag of [
+    '--gpus',
+    '--selected_gpus',
+    '--nproc_per_node',
+    '--ips',
+    '--node_rank',
+    '--log_dir',
+    '--max_restarts',
+    '--grace',
+    '--started_port',
+  ])
+    assert.match(top.stdout, new RegExp(flag));
   for (const c of COMMANDS) assert.match(top.stdout, new RegExp(`\\n  ${c.name} `));
-  assert.match(top.stdout, /\n  run <program> \[args\.\.\.\]/);
+  assert.match(top.stdout, /\n {2}run <program> \[args\.\.\.\]/);
   const train = await launch(['train', '--help']);
   assert.equal(train.code, 0);
   assert.match(train.stdout, /-c, --config <file>/);
@@ -47,19 +58,49 @@ test('one worker per --gpus id, each seeing only its GPU, with both env families
   const out = path.join(dir, 'out');
   fs.mkdirSync(out);
   // the ids are physical; no GPU is touched, so this runs on any machine
-  const r = await launch(['--selected_gpus', '1,3', '--log_dir', path.join(dir, 'log'), 'run', '--', process.execPath, TEST_WORKER, '--out', out, '--read-secret', '--done-after', '50'], {
-    env: { CUDA_VISIBLE_DEVICES: '0,1,2,3' },
-  });
+  const r = await launch(
+    [
+      '--selected_gpus',
+      '1,3',
+      '--log_dir',
+      path.join(dir, 'log'),
+      'run',
+      '--',
+      process.execPath,
+      TEST_WORKER,
+      '--out',
+      out,
+      '--read-secret',
+      '--done-after',
+      '50',
+    ],
+    {
+      env: { CUDA_VISIBLE_DEVICES: '0,1,2,3' },
+    },
+  );
   assert.equal(r.code, 0, r.stderr);
   const recs = records(out, 2)!;
   const jobId = recs[0].env.HARDNET_JOB_ID;
   const ipcDir = /^ipc:\/\/(.*)\/rank0\.sock,/.exec(recs[0].env.PADDLE_TRAINER_ENDPOINTS)?.[1] ?? '';
   assert.match(ipcDir, new RegExp(`^${path.join(os.tmpdir(), `hardnet-${jobId}`)}-[0-9a-f]{8}$`));
   const endpoints = [0, 1].map((rank) => `ipc://${ipcDir}/rank${rank}.sock`);
-  for (const [rank, gpu] of [[0, '1'], [1, '3']] as const) {
+  for (const [rank, gpu] of [
+    [0, '1'],
+    [1, '3'],
+  ] as const) {
     const e = recs[rank].env;
     assert.deepEqual(
-      [e.CUDA_VISIBLE_DEVICES, e.CUDA_DEVICE_ORDER, e.FLAGS_selected_gpus, e.RANK, e.PADDLE_TRAINER_ID, e.LOCAL_RANK, e.WORLD_SIZE, e.PADDLE_TRAINERS_NUM, e.LOCAL_WORLD_SIZE],
+      [
+        e.CUDA_VISIBLE_DEVICES,
+        e.CUDA_DEVICE_ORDER,
+        e.FLAGS_selected_gpus,
+        e.RANK,
+        e.PADDLE_TRAINER_ID,
+        e.LOCAL_RANK,
+        e.WORLD_SIZE,
+        e.PADDLE_TRAINERS_NUM,
+        e.LOCAL_WORLD_SIZE,
+      ],
       [gpu, 'PCI_BUS_ID', gpu, String(rank), String(rank), String(rank), '2', '2', '2'],
     );
     assert.equal(e.PADDLE_TRAINER_ENDPOINTS, endpoints.join(','));
@@ -71,11 +112,20 @@ test('one worker per --gpus id, each seeing only its GPU, with both env families
     const secret = JSON.parse(recs[rank].secret!) as { jobId: string; curve: Record<string, string> };
     assert.equal(secret.jobId, jobId);
     assert.equal(secret.curve.serverPublicKey.length, 40);
-    assert.ok(!Object.values(e).some((v) => v.includes(secret.curve.serverSecretKey)), 'the secret is not in the environment');
+    assert.ok(
+      !Object.values(e).some((v) => v.includes(secret.curve.serverSecretKey)),
+      'the secret is not in the environment',
+    );
   }
   assert.equal(recs[0].secret, recs[1].secret, 'one secret per job');
-  assert.match(r.stderr, /rank\s+local_rank\s+device\s+pid\s+log\n\[?.*0\s+0\s+gpu 1\s+\d+\s+\S+workerlog\.0\n.*1\s+1\s+gpu 3\s+\d+\s+\S+workerlog\.1/);
-  assert.match(fs.readFileSync(path.join(dir, 'log', 'endpoints.log'), 'utf8'), new RegExp(`rank 1: ${endpoints[1].replace(/[.]/g, '\\.')}`));
+  assert.match(
+    r.stderr,
+    /rank\s+local_rank\s+device\s+pid\s+log\n\[?.*0\s+0\s+gpu 1\s+\d+\s+\S+workerlog\.0\n.*1\s+1\s+gpu 3\s+\d+\s+\S+workerlog\.1/,
+  );
+  assert.match(
+    fs.readFileSync(path.join(dir, 'log', 'endpoints.log'), 'utf8'),
+    new RegExp(`rank 1: ${endpoints[1].replace(/[.]/g, '\\.')}`),
+  );
   assert.equal(fs.existsSync(ipcDir), false, 'the ipc directory is removed at the end');
 });
 

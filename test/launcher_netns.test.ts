@@ -31,7 +31,9 @@ function setUp(): string | undefined {
 
 /** A veth end counts as this node's address (Node lists only running interfaces) once the pair has carrier. */
 function linksUp(): boolean {
-  return [0, 1].every((i) => execFileSync('ip', ['-n', NS[i], 'link', 'show', VETH[i]], { encoding: 'utf8' }).includes('state UP'));
+  return [0, 1].every((i) =>
+    execFileSync('ip', ['-n', NS[i], 'link', 'show', VETH[i]], { encoding: 'utf8' }).includes('state UP'),
+  );
 }
 
 function tearDown(): void {
@@ -39,7 +41,9 @@ function tearDown(): void {
 }
 
 function launchIn(ns: string, args: string[]): Promise<LaunchResult> {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
@@ -53,7 +57,8 @@ test('two nodes (network namespaces): node rank from the local address, global r
     const why = setUp();
     if (why !== undefined) {
       // only a machine that cannot have namespaces skips: as root, or in CI, a failure to make them is a failure
-      if (process.getuid?.() === 0 || process.env.CI) assert.fail(`${why}; as root${process.env.CI ? ' or in CI (CI is set)' : ''} this test must run`);
+      if (process.getuid?.() === 0 || process.env.CI)
+        assert.fail(`${why}; as root${process.env.CI ? ' or in CI (CI is set)' : ''} this test must run`);
       t.skip(why);
       return;
     }
@@ -63,8 +68,28 @@ test('two nodes (network namespaces): node rank from the local address, global r
     fs.writeFileSync(secretFile, JSON.stringify(makeJobSecret(`netns-${suffix}`)), { mode: 0o600 });
     const out = path.join(dir, 'out');
     fs.mkdirSync(out);
-    const common = ['--ips', IPS.join(','), '--nproc_per_node', '2', '--started_port', '6170', '--secret_file', secretFile];
-    const worker = ['run', '--', process.execPath, COLLECTIVE_WORKER, '--out', out, '--steps', '3', '--timeout-ms', '8000'];
+    const common = [
+      '--ips',
+      IPS.join(','),
+      '--nproc_per_node',
+      '2',
+      '--started_port',
+      '6170',
+      '--secret_file',
+      secretFile,
+    ];
+    const worker = [
+      'run',
+      '--',
+      process.execPath,
+      COLLECTIVE_WORKER,
+      '--out',
+      out,
+      '--steps',
+      '3',
+      '--timeout-ms',
+      '8000',
+    ];
     const [a, b] = await Promise.all([
       launchIn(NS[0], [...common, '--log_dir', path.join(dir, 'logA'), ...worker]),
       launchIn(NS[1], [...common, '--log_dir', path.join(dir, 'logB'), ...worker]),

@@ -20,13 +20,33 @@ function referenceLine(start: string): string {
 test('the train step line equals the reference example character by character', () => {
   const expected = referenceLine('epoch:0  , train step:10');
   // top5 is 1/64 = 0.015625 exactly: Python prints 0.01562 (round half to even), toFixed would print 0.01563
-  const line = trainLine({ epoch: 0, step: 10, top1: 0, top5: 1 / 64, loss: 7.157271, lr: 0.05, batchCost: 0.261718, readerCost: 0.0015, ips: 244.540052 });
+  const line = trainLine({
+    epoch: 0,
+    step: 10,
+    top1: 0,
+    top5: 1 / 64,
+    loss: 7.157271,
+    lr: 0.05,
+    batchCost: 0.261718,
+    readerCost: 0.0015,
+    ips: 244.540052,
+  });
   assert.equal(line, expected);
 });
 
 test('the END line (with its double space) and the best line equal the reference', () => {
   const expected = referenceLine('END epoch:0');
-  const line = endLine({ epoch: 0, mode: 'valid', top1: 0.758784, top5: 0.927181, loss: 0.969129, batchCost: 0.157021, readerCost: 0.109841, batchCostSum: 121.218821, ips: 101.898372 });
+  const line = endLine({
+    epoch: 0,
+    mode: 'valid',
+    top1: 0.758784,
+    top5: 0.927181,
+    loss: 0.969129,
+    batchCost: 0.157021,
+    readerCost: 0.109841,
+    batchCostSum: 121.218821,
+    ips: 101.898372,
+  });
   assert.equal(line, expected);
   assert.ok(REFERENCE.includes(bestLine(0.758784, 0)), bestLine(0.758784, 0));
   assert.equal(bestLine(0.758784, 0), 'The best top1 acc 0.75878, in epoch: 0');
@@ -34,7 +54,16 @@ test('the END line (with its double space) and the best line equal the reference
 
 test('valid lines print lr 0, widths pad to {:<3d}/{:<4d}, mixup drops the accuracy fields', () => {
   assert.equal(
-    validLine({ epoch: 12, step: 100, top1: 0.75, top5: 0.921875, loss: 0.96913, batchCost: 0.15702, readerCost: 0.10984, ips: 407.5 }),
+    validLine({
+      epoch: 12,
+      step: 100,
+      top1: 0.75,
+      top5: 0.921875,
+      loss: 0.96913,
+      batchCost: 0.15702,
+      readerCost: 0.10984,
+      ips: 407.5,
+    }),
     'epoch:12 , valid step:100 , top1: 0.75000, top5: 0.92188, loss: 0.96913, lr: 0.000000, batch_cost: 0.15702 s, reader_cost: 0.10984 s, ips: 407.50000 images/sec.',
   );
   assert.equal(
@@ -50,9 +79,21 @@ test('valid lines print lr 0, widths pad to {:<3d}/{:<4d}, mixup drops the accur
 test('pyFixed rounds like Python format (exact ties to even), toFixed otherwise', () => {
   // values checked against python3 '{:.Nf}'.format(x)
   const cases: [number, number, string][] = [
-    [0.125, 2, '0.12'], [0.375, 2, '0.38'], [-0.125, 2, '-0.12'], [2.5, 0, '2'], [3.5, 0, '4'], [1 / 64, 5, '0.01562'],
-    [3 / 64, 5, '0.04688'], [0.05, 6, '0.050000'], [1e-7, 5, '0.00000'], [-0, 6, '-0.000000'], [0.1 + 0.2, 5, '0.30000'],
-    [1.005, 2, '1.00'], [244.540052, 5, '244.54005'], [Infinity, 5, 'inf'], [NaN, 5, 'nan'],
+    [0.125, 2, '0.12'],
+    [0.375, 2, '0.38'],
+    [-0.125, 2, '-0.12'],
+    [2.5, 0, '2'],
+    [3.5, 0, '4'],
+    [1 / 64, 5, '0.01562'],
+    [3 / 64, 5, '0.04688'],
+    [0.05, 6, '0.050000'],
+    [1e-7, 5, '0.00000'],
+    [-0, 6, '-0.000000'],
+    [0.1 + 0.2, 5, '0.30000'],
+    [1.005, 2, '1.00'],
+    [244.540052, 5, '244.54005'],
+    [Infinity, 5, 'inf'],
+    [NaN, 5, 'nan'],
   ];
   for (const [x, d, want] of cases) assert.equal(pyFixed(x, d), want, `${x} .${d}f`);
 });

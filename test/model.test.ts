@@ -10,7 +10,9 @@ import { computeGradients } from '../worker/train/step.js';
 import { fixture, maxAbsDiff, relL2 } from './helpers/hardnet_fixture.js';
 import { useBackend } from './helpers/backend.js';
 
-before(async () => { await useBackend('wasm'); });
+before(async () => {
+  await useBackend('wasm');
+});
 
 test('parameter, BN-buffer and MAC counts match the official model exactly', () => {
   const expected: Record<string, [number, number, number]> = {
@@ -47,7 +49,9 @@ function toTorchLayout(kind: string, g: tf.Tensor): tf.Tensor {
 // wasm: the backend that trains here; cpu: tfjs-core's generic gradients and this project's non-wasm branches
 // (BN statistics, gradient reads, the optimizer's weights), the path the native 'tensorflow' backend takes
 for (const [name, backend] of [
-  ['HarDNet39ds', 'wasm'], ['HarDNet68ds', 'wasm'], ['HarDNet68', 'wasm'],
+  ['HarDNet39ds', 'wasm'],
+  ['HarDNet68ds', 'wasm'],
+  ['HarDNet68', 'wasm'],
   ['HarDNet39ds', 'cpu'],
 ] as const) {
   test(`${name}: official weights give the fixture's eval logits, loss, gradients and BN statistics (${backend})`, async () => {
@@ -77,8 +81,20 @@ for (const [name, backend] of [
     }
     // BN running statistics after the step, PyTorch's rule: momentum 0.1 (nn.BatchNorm2d's default, which the
     // official model keeps), the batch mean, the UNBIASED batch variance (n / (n - 1) times the one it normalises with)
-    const before = new Map(r.batchStats.map((st) => [st.prefix, ['running_mean', 'running_var'].map((k) => Float64Array.from(model.buffers.get(`${st.prefix}.norm.${k}`)!.dataSync()))]));
-    const moments = r.batchStats.map((st) => ({ prefix: st.prefix, count: st.count, mean: Float64Array.from(st.mean.dataSync()), biased: Float64Array.from(st.variance.dataSync()) }));
+    const before = new Map(
+      r.batchStats.map((st) => [
+        st.prefix,
+        ['running_mean', 'running_var'].map((k) =>
+          Float64Array.from(model.buffers.get(`${st.prefix}.norm.${k}`)!.dataSync()),
+        ),
+      ]),
+    );
+    const moments = r.batchStats.map((st) => ({
+      prefix: st.prefix,
+      count: st.count,
+      mean: Float64Array.from(st.mean.dataSync()),
+      biased: Float64Array.from(st.variance.dataSync()),
+    }));
     model.updateBatchNormStats(r.batchStats);
     // base.0 against the fixture (float64 PyTorch): the error of a right update is ~1e-7; forgetting n / (n - 1)
     // (n = 2 images x 32 x 32 here) would move running_var by 0.1 * var / 2047 (2e-5 here), 10 times the tolerance
@@ -89,7 +105,10 @@ for (const [name, backend] of [
     for (const stat of ['running_mean', 'running_var']) {
       const ours = await model.buffers.get(`base.0.norm.${stat}`)!.data();
       const d = maxAbsDiff(ours, fx.grad.get(`bn_after.base.0.norm.${stat}`).data);
-      assert.ok(d < biasedBug / 10, `${stat} after the step differs from PyTorch's by ${d} (a biased-variance update would by ${biasedBug})`);
+      assert.ok(
+        d < biasedBug / 10,
+        `${stat} after the step differs from PyTorch's by ${d} (a biased-variance update would by ${biasedBug})`,
+      );
     }
     // every layer: the update from the step's own batch moments; deep layers normalise over few values (2 images of
     // 2x2 at the last stage: n / (n - 1) = 8/7), so there a biased variance or another momentum is far off
@@ -104,8 +123,14 @@ for (const [name, backend] of [
       for (let c = 0; c < mean.length; c++) {
         const em = 0.9 * mean0[c] + 0.1 * m.mean[c];
         const ev = 0.9 * var0[c] + 0.1 * m.biased[c] * (m.count / (m.count - 1));
-        assert.ok(Math.abs(mean[c] - em) <= 1e-6 * (1 + Math.abs(em)), `${m.prefix}.norm.running_mean[${c}] ${mean[c]} vs ${em}`);
-        assert.ok(Math.abs(variance[c] - ev) <= 1e-6 * ev, `${m.prefix}.norm.running_var[${c}] ${variance[c]} vs ${ev}`);
+        assert.ok(
+          Math.abs(mean[c] - em) <= 1e-6 * (1 + Math.abs(em)),
+          `${m.prefix}.norm.running_mean[${c}] ${mean[c]} vs ${em}`,
+        );
+        assert.ok(
+          Math.abs(variance[c] - ev) <= 1e-6 * ev,
+          `${m.prefix}.norm.running_var[${c}] ${variance[c]} vs ${ev}`,
+        );
       }
     }
     assert.equal(previous, 8, 'the last stage normalises over 2 images of 2x2');
@@ -121,9 +146,9 @@ test('weights of another variant are refused with the mismatches listed, and the
   const file = fixture('HarDNet39ds').pth;
   await assert.rejects(loadTorchWeights(model, file), (e: Error) => {
     assert.match(e.message, /HarDNet39ds\/state_dict\.pth/);
-    assert.match(e.message, /missing from the file \(\d+\):\n  base\.3\.layers\.4\.layer1\.conv\.weight\n/);
-    assert.match(e.message, /\n  base\.15\.conv\.weight\n/);
-    assert.match(e.message, /mis-shaped \(\d+\):\n  base\.0\.conv\.weight: file \[24,3,3,3\], model \[32,3,3,3\]/);
+    assert.match(e.message, /missing from the file \(\d+\):\n {2}base\.3\.layers\.4\.layer1\.conv\.weight\n/);
+    assert.match(e.message, /\n {2}base\.15\.conv\.weight\n/);
+    assert.match(e.message, /mis-shaped \(\d+\):\n {2}base\.0\.conv\.weight: file \[24,3,3,3\], model \[32,3,3,3\]/);
     return true;
   });
   assert.deepEqual(await model.weights.get('base.0.conv.weight')!.data(), before);
@@ -132,7 +157,10 @@ test('weights of another variant are refused with the mismatches listed, and the
   sd.delete('base.3.layers.2.layer2.norm.running_var');
   const m39 = new HarDNet('HarDNet39ds', 1000);
   const { assignTorchStateDict } = await import('../worker/checkpoint/torch_weights.js');
-  assert.throws(() => assignTorchStateDict(m39, sd, 'x.pth'), /1 missing, 0 unexpected, 0 mis-shaped\nmissing from the file \(1\):\n  base\.3\.layers\.2\.layer2\.norm\.running_var/);
+  assert.throws(
+    () => assignTorchStateDict(m39, sd, 'x.pth'),
+    /1 missing, 0 unexpected, 0 mis-shaped\nmissing from the file \(1\):\n {2}base\.3\.layers\.2\.layer2\.norm\.running_var/,
+  );
   model.dispose();
   m39.dispose();
 });

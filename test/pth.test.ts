@@ -1,14 +1,19 @@
 // Reading torch .pth files: the official-format HarDNet fixtures and small files made by torch
 // (test/fixtures/pth/make_fixtures.py) whose values torch itself wrote into expected.json.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { zipSync } from 'fflate';
 import { parsePth, readPth, type StateDict, type TorchTensor } from '../worker/checkpoint/pth.js';
-import { checkStateDict, torchConvToHWIO, torchDepthwiseToHWC1, torchLinearToInOut } from '../worker/checkpoint/state_dict.js';
+import {
+  checkStateDict,
+  torchConvToHWIO,
+  torchDepthwiseToHWC1,
+  torchLinearToInOut,
+} from '../worker/checkpoint/state_dict.js';
 
 // dist/test/pth.test.js -> repo root is two folders up.
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -16,7 +21,11 @@ const FIXTURES = join(ROOT, 'test', 'fixtures', 'pth');
 const HARDNET = join(ROOT, 'test', 'fixtures', 'hardnet');
 const fixture = (name: string) => join(FIXTURES, name);
 
-interface Described { shape: number[]; dtype: string; values: (number | string)[] }
+interface Described {
+  shape: number[];
+  dtype: string;
+  values: (number | string)[];
+}
 interface HardnetExpected {
   count: number;
   numel: number;
@@ -24,15 +33,24 @@ interface HardnetExpected {
   picks: Record<string, Described>;
   shapes: Record<string, number[]>;
 }
-type Expected = Record<string, Record<string, Described>> & { HarDNet39ds: HardnetExpected; HarDNet68ds: HardnetExpected };
+type Expected = Record<string, Record<string, Described>> & {
+  HarDNet39ds: HardnetExpected;
+  HarDNet68ds: HardnetExpected;
+};
 let expected: Expected;
 before(async () => {
   expected = JSON.parse(await readFile(fixture('expected.json'), 'utf8')) as Expected;
 });
 
-const OUTPUT_ARRAY: Record<string, Function> = {
-  float32: Float32Array, float64: Float32Array, float16: Float32Array, bfloat16: Float32Array,
-  int64: BigInt64Array, int32: Int32Array, uint8: Uint8Array, bool: Uint8Array,
+const OUTPUT_ARRAY: Record<string, new (...args: never[]) => unknown> = {
+  float32: Float32Array,
+  float64: Float32Array,
+  float16: Float32Array,
+  bfloat16: Float32Array,
+  int64: BigInt64Array,
+  int32: Int32Array,
+  uint8: Uint8Array,
+  bool: Uint8Array,
 };
 
 // Exact comparison: float values are what torch stored, rounded to float32 where the reader converts.
@@ -42,9 +60,11 @@ function assertTensor(name: string, got: TorchTensor | undefined, want: Describe
   assert.equal(got.dtype, want.dtype, `${name} dtype`);
   assert.ok(got.data instanceof OUTPUT_ARRAY[want.dtype], `${name}: ${got.data.constructor.name} for ${want.dtype}`);
   const wantValues =
-    want.dtype === 'int64' ? want.values.map((v) => BigInt(v))
-    : got.data instanceof Float32Array ? want.values.map((v) => Math.fround(Number(v)))
-    : want.values.map(Number);
+    want.dtype === 'int64'
+      ? want.values.map((v) => BigInt(v))
+      : got.data instanceof Float32Array
+        ? want.values.map((v) => Math.fround(Number(v)))
+        : want.values.map(Number);
   assert.deepEqual(Array.from(got.data as ArrayLike<number | bigint>), wantValues, `${name} values`);
 }
 
@@ -68,9 +88,16 @@ for (const variant of ['HarDNet39ds', 'HarDNet68ds'] as const) {
     let numel = 0;
     for (const [name, t] of sd) {
       assert.deepEqual(t.shape, want.shapes[name], `${name} shape`);
-      assert.equal(t.data.length, t.shape.reduce((a, b) => a * b, 1), `${name} length`);
+      assert.equal(
+        t.data.length,
+        t.shape.reduce((a, b) => a * b, 1),
+        `${name} length`,
+      );
       const s = sum(t.data);
-      assert.ok(Math.abs(s - want.sums[name]) <= 1e-9 * Math.max(1, Math.abs(want.sums[name])) + 1e-9, `${name} sum ${s} vs ${want.sums[name]}`);
+      assert.ok(
+        Math.abs(s - want.sums[name]) <= 1e-9 * Math.max(1, Math.abs(want.sums[name])) + 1e-9,
+        `${name} sum ${s} vs ${want.sums[name]}`,
+      );
       numel += t.data.length;
     }
     assert.equal(numel, want.numel);
@@ -134,7 +161,10 @@ test('layout conversions agree with torch permute', async () => {
   same(torchConvToHWIO(sd.get('conv')!), 'conv_hwio');
   same(torchDepthwiseToHWC1(sd.get('dw')!), 'dw_hwc1');
   same(torchLinearToInOut(sd.get('fc')!), 'fc_in_out');
-  assert.throws(() => torchDepthwiseToHWC1(sd.get('conv')!, 'base.2.dwconv.weight'), /base\.2\.dwconv\.weight: .*\[4,3,2,5\]/);
+  assert.throws(
+    () => torchDepthwiseToHWC1(sd.get('conv')!, 'base.2.dwconv.weight'),
+    /base\.2\.dwconv\.weight: .*\[4,3,2,5\]/,
+  );
   assert.throws(() => torchLinearToInOut(sd.get('conv')!, 'fc.weight'), /fc\.weight: expected a linear/);
 });
 
@@ -159,12 +189,17 @@ describe('checkStateDict', () => {
     model.set('base.15.weight', [10, 1024]); // in the model, not in the file
     model.set('base.0.conv.weight', [24, 3, 5, 5]);
     model.set('base.14.3.weight', [1024, 1000]);
-    const counters = new Map(model).set('base.0.norm.num_batches_tracked', []).set('base.99.norm.num_batches_tracked', []);
+    const counters = new Map(model)
+      .set('base.0.norm.num_batches_tracked', [])
+      .set('base.99.norm.num_batches_tracked', []);
     assert.throws(
       () => checkStateDict(counters, sd, file),
       (e: Error) => {
         const m = e.message;
-        assert.match(m, /^HarDNet39ds\/state_dict\.pth: state_dict does not match the model: 2 missing, 2 unexpected, 2 mis-shaped/);
+        assert.match(
+          m,
+          /^HarDNet39ds\/state_dict\.pth: state_dict does not match the model: 2 missing, 2 unexpected, 2 mis-shaped/,
+        );
         assert.match(m, /missing from the file \(2\):\n {2}base\.15\.weight\n {2}base\.99\.norm\.num_batches_tracked/);
         assert.match(m, /unexpected in the file \(2\):\n {2}base\.2\.norm\.running_var\n {2}base\.14\.3\.bias/);
         assert.match(m, /base\.0\.conv\.weight: file \[24,3,3,3\], model \[24,3,5,5\]/);
@@ -191,35 +226,65 @@ describe('bad files give errors naming the file', () => {
 
   test('truncated zip', async () => {
     const buf = await readFile(fixture('views.pth'));
-    assert.throws(() => parsePth(buf.subarray(0, buf.length >> 1), 'half.pth'), /^CheckpointError: half\.pth: corrupt or truncated zip archive/);
+    assert.throws(
+      () => parsePth(buf.subarray(0, buf.length >> 1), 'half.pth'),
+      /^CheckpointError: half\.pth: corrupt or truncated zip archive/,
+    );
   });
 
   test('truncated legacy file, and one cut inside its pickles', async () => {
     const buf = await readFile(fixture('legacy_views.pth'));
-    assert.throws(() => parsePth(buf.subarray(0, buf.length - 10), 'cut.pth'), /^CheckpointError: cut\.pth: truncated: storage \d+ needs \d+ bytes/);
-    assert.throws(() => parsePth(buf.subarray(0, 300), 'cut300.pth'), /^CheckpointError: cut300\.pth: corrupt pickle at byte/);
+    assert.throws(
+      () => parsePth(buf.subarray(0, buf.length - 10), 'cut.pth'),
+      /^CheckpointError: cut\.pth: truncated: storage \d+ needs \d+ bytes/,
+    );
+    assert.throws(
+      () => parsePth(buf.subarray(0, 300), 'cut300.pth'),
+      /^CheckpointError: cut300\.pth: corrupt pickle at byte/,
+    );
   });
 
   test('not a .pth at all', () => {
-    assert.throws(() => parsePth(new TextEncoder().encode('hello world, not a checkpoint'), 'x.pth'), /^CheckpointError: x\.pth: .*bad magic number/);
+    assert.throws(
+      () => parsePth(new TextEncoder().encode('hello world, not a checkpoint'), 'x.pth'),
+      /^CheckpointError: x\.pth: .*bad magic number/,
+    );
   });
 
   test('zip without data.pkl, corrupt data.pkl, storage shorter than its tensor', async () => {
-    assert.throws(() => parsePth(zipSync({ 'a/readme.txt': new Uint8Array(3) }), 'other.zip'), /^CheckpointError: other\.zip: .*no <folder>\/data\.pkl/);
+    assert.throws(
+      () => parsePth(zipSync({ 'a/readme.txt': new Uint8Array(3) }), 'other.zip'),
+      /^CheckpointError: other\.zip: .*no <folder>\/data\.pkl/,
+    );
     const good = await readFile(fixture('views.pth'));
     const { unzipSync } = await import('fflate');
     const entries = unzipSync(good);
     const pkl = Object.keys(entries).find((n) => n.endsWith('/data.pkl'))!;
     const garbled = { ...entries, [pkl]: entries[pkl].map((b, i) => (i > 40 && i < 60 ? 0xff : b)) };
-    assert.throws(() => parsePth(zipSync(garbled, { level: 0 }), 'garbled.pth'), /^CheckpointError: garbled\.pth: corrupt pickle at byte \d+/);
+    assert.throws(
+      () => parsePth(zipSync(garbled, { level: 0 }), 'garbled.pth'),
+      /^CheckpointError: garbled\.pth: corrupt pickle at byte \d+/,
+    );
     const storage = Object.keys(entries).find((n) => n.endsWith('/data/0'))!;
     const short = { ...entries, [storage]: entries[storage].subarray(0, 40) };
-    assert.throws(() => parsePth(zipSync(short, { level: 0 }), 'short.pth'), /^CheckpointError: short\.pth: views\/data\/0 is 40 bytes, but data\.pkl declares 24 float32 \(96 bytes\)/);
+    assert.throws(
+      () => parsePth(zipSync(short, { level: 0 }), 'short.pth'),
+      /^CheckpointError: short\.pth: views\/data\/0 is 40 bytes, but data\.pkl declares 24 float32 \(96 bytes\)/,
+    );
   });
 
   test('unsupported content: a list, a dict without tensors, an int16 tensor', async () => {
-    await assert.rejects(readPth(fixture('bad_list.pth')), /bad_list\.pth: top-level object is .*not a dict of tensors/);
-    await assert.rejects(readPth(fixture('bad_no_tensors.pth')), /bad_no_tensors\.pth: no tensors at the top level .*keys: epoch, arch/);
-    await assert.rejects(readPth(fixture('bad_int16.pth')), /bad_int16\.pth: unsupported storage type torch\.ShortStorage/);
+    await assert.rejects(
+      readPth(fixture('bad_list.pth')),
+      /bad_list\.pth: top-level object is .*not a dict of tensors/,
+    );
+    await assert.rejects(
+      readPth(fixture('bad_no_tensors.pth')),
+      /bad_no_tensors\.pth: no tensors at the top level .*keys: epoch, arch/,
+    );
+    await assert.rejects(
+      readPth(fixture('bad_int16.pth')),
+      /bad_int16\.pth: unsupported storage type torch\.ShortStorage/,
+    );
   });
 });

@@ -37,7 +37,19 @@ test('another user squatting /tmp/hardnet-<job> and /dev/shm/hardnet-<job> canno
   const dir = tempDir('squat');
   fs.chmodSync(dir, 0o777);
   try {
-    const r = await launchAs(root ? NOBODY : undefined, ['--job_id', jobId, '--nproc_per_node', '2', '--log_dir', path.join(dir, 'log'), 'run', '--', process.execPath, '-e', '']);
+    const r = await launchAs(root ? NOBODY : undefined, [
+      '--job_id',
+      jobId,
+      '--nproc_per_node',
+      '2',
+      '--log_dir',
+      path.join(dir, 'log'),
+      'run',
+      '--',
+      process.execPath,
+      '-e',
+      '',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.doesNotMatch(r.stderr, /EPERM|EACCES|Error:/);
     for (const d of squatted) assert.ok(fs.existsSync(path.join(d, 'planted')), `the squatter's ${d} is left alone`);
@@ -45,7 +57,10 @@ test('another user squatting /tmp/hardnet-<job> and /dev/shm/hardnet-<job> canno
     const mine = (root: string) => fs.readdirSync(root).filter((n) => n.startsWith(`hardnet-${jobId}-`));
     assert.deepEqual([...mine(os.tmpdir()), ...mine('/dev/shm')], []);
   } finally {
-    for (const d of squatted) { fs.chmodSync(d, 0o755); fs.rmSync(d, { recursive: true, force: true }); }
+    for (const d of squatted) {
+      fs.chmodSync(d, 0o755);
+      fs.rmSync(d, { recursive: true, force: true });
+    }
   }
 });
 
@@ -53,7 +68,15 @@ async function runPlanned(plan: ReturnType<typeof buildPlan>, logDir: string): P
   const logs = openLogDir(logDir);
   const logger = createLaunchLogger(logDir);
   try {
-    return await runJob({ plan, program: process.execPath, args: () => ['-e', ''], maxRestarts: 0, graceMs: 1000, logs, logger });
+    return await runJob({
+      plan,
+      program: process.execPath,
+      args: () => ['-e', ''],
+      maxRestarts: 0,
+      graceMs: 1000,
+      logs,
+      logger,
+    });
   } finally {
     await closeLogger(logger);
     logs.release();
@@ -62,7 +85,14 @@ async function runPlanned(plan: ReturnType<typeof buildPlan>, logDir: string): P
 
 test('a job directory that exists before the launch (wrong mode, or a symlink) is a clear error, and is left alone', async () => {
   const dir = tempDir('dirs');
-  const planOf = (jobId: string) => buildPlan({ devices: { gpus: null, nproc: 2 }, nodes: { hosts: ['127.0.0.1'], nodeRank: 0, source: 'single' }, jobId, basePort: 1, logDir: path.join(dir, 'log') });
+  const planOf = (jobId: string) =>
+    buildPlan({
+      devices: { gpus: null, nproc: 2 },
+      nodes: { hosts: ['127.0.0.1'], nodeRank: 0, source: 'single' },
+      jobId,
+      basePort: 1,
+      logDir: path.join(dir, 'log'),
+    });
   const a = planOf('x1');
   const b = planOf('x1');
   assert.notEqual(a.ipcDir, b.ipcDir, 'the directory name has a random part');
@@ -71,14 +101,20 @@ test('a job directory that exists before the launch (wrong mode, or a symlink) i
   const wrongMode = planOf(`wm-${process.pid}`);
   fs.mkdirSync(wrongMode.ipcDir!, { mode: 0o777 });
   fs.chmodSync(wrongMode.ipcDir!, 0o777);
-  await assert.rejects(runPlanned(wrongMode, path.join(dir, 'log')), (e: Error) => e.message.includes(wrongMode.ipcDir!) && /already exists/.test(e.message));
+  await assert.rejects(
+    runPlanned(wrongMode, path.join(dir, 'log')),
+    (e: Error) => e.message.includes(wrongMode.ipcDir!) && /already exists/.test(e.message),
+  );
   assert.equal(fs.statSync(wrongMode.ipcDir!).mode & 0o777, 0o777, 'left as it was');
   fs.rmdirSync(wrongMode.ipcDir!);
 
   const target = tempDir('dirs-target');
   const link = planOf(`ln-${process.pid}`);
   fs.symlinkSync(target, link.ipcDir!);
-  await assert.rejects(runPlanned(link, path.join(dir, 'log2')), (e: Error) => e.message.includes(link.ipcDir!) && /already exists.*symlink/.test(e.message));
+  await assert.rejects(
+    runPlanned(link, path.join(dir, 'log2')),
+    (e: Error) => e.message.includes(link.ipcDir!) && /already exists.*symlink/.test(e.message),
+  );
   assert.ok(fs.lstatSync(link.ipcDir!).isSymbolicLink());
   assert.deepEqual(fs.readdirSync(target), []);
   fs.rmSync(link.ipcDir!);
@@ -94,8 +130,15 @@ test('a worker accepts a job directory only if it is a real directory of this us
   prepareIpcDir(sock('fresh'));
   fs.mkdirSync(path.join(base, 'loose'), { mode: 0o777 });
   fs.chmodSync(path.join(base, 'loose'), 0o777);
-  assert.throws(() => prepareIpcDir(sock('loose')), (e: Error) => e.message.includes(path.join(base, 'loose')) && /mode 0?777/.test(e.message));
-  assert.equal(fs.statSync(path.join(base, 'loose')).mode & 0o777, 0o777, 'not tightened: others may already have put files in it');
+  assert.throws(
+    () => prepareIpcDir(sock('loose')),
+    (e: Error) => e.message.includes(path.join(base, 'loose')) && /mode 0?777/.test(e.message),
+  );
+  assert.equal(
+    fs.statSync(path.join(base, 'loose')).mode & 0o777,
+    0o777,
+    'not tightened: others may already have put files in it',
+  );
   fs.symlinkSync(tempDir('ipc-target'), path.join(base, 'link'));
   assert.throws(() => prepareIpcDir(sock('link')), /symlink/);
 
@@ -116,7 +159,22 @@ test('a real 2-worker job: its directories are fresh, private and gone afterward
   const out = path.join(dir, 'out');
   fs.mkdirSync(out);
   const jobId = `dj-${randomBytes(3).toString('hex')}`;
-  const r = await launch(['--job_id', jobId, '--nproc_per_node', '2', '--log_dir', path.join(dir, 'log'), 'run', '--', process.execPath, COLLECTIVE_WORKER, '--out', out, '--steps', '5']);
+  const r = await launch([
+    '--job_id',
+    jobId,
+    '--nproc_per_node',
+    '2',
+    '--log_dir',
+    path.join(dir, 'log'),
+    'run',
+    '--',
+    process.execPath,
+    COLLECTIVE_WORKER,
+    '--out',
+    out,
+    '--steps',
+    '5',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   const endpoints = fs.readFileSync(path.join(dir, 'log', 'endpoints.log'), 'utf8');
   assert.match(endpoints, new RegExp(`hardnet-${jobId}-[0-9a-f]{8,}/rank1\\.sock`));

@@ -61,7 +61,8 @@ test('a secret file of another user, or one that is not a regular file, is refus
 test('a malformed secret file: the error names the file and what is wrong, never its content', async () => {
   const dir = tempDir('secret-parse');
   const material = 'Qx7TqZp0vW3mK8rYb2nH5jL1cF6dG4sA9eU0tXo'; // 40 characters, like a z85 key
-  const leaks = (text: string) => Array.from({ length: material.length - 4 }, (_, i) => material.slice(i, i + 5)).filter((w) => text.includes(w));
+  const leaks = (text: string) =>
+    Array.from({ length: material.length - 4 }, (_, i) => material.slice(i, i + 5)).filter((w) => text.includes(w));
   const cases = [
     `{"jobId": "j", "curve": {"serverSecretKey": ${material}}}`, // not JSON: V8's message quotes the text around the error
     `{"jobId": "j", "curve": {"serverSecretKey": "${material}"`, // truncated
@@ -92,7 +93,10 @@ test('launch secret FILE writes a fresh job secret, mode 0600 whatever the umask
   assert.equal(st.uid, process.getuid!());
   const secret = validateJobSecret(JSON.parse(fs.readFileSync(file, 'utf8')), file);
   assert.equal(secret.jobId, 'nightly-68');
-  assert.ok(!r.stdout.includes(secret.curve.serverSecretKey) && !r.stderr.includes(secret.curve.serverSecretKey), 'no key on the terminal');
+  assert.ok(
+    !r.stdout.includes(secret.curve.serverSecretKey) && !r.stderr.includes(secret.curve.serverSecretKey),
+    'no key on the terminal',
+  );
   assert.ok(r.stdout.includes(file), r.stdout);
 
   // an existing file (or a symlink planted at the name) is left alone

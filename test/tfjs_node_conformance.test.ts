@@ -26,7 +26,9 @@ import { GradientBuffer } from '../worker/train/grads.js';
 import { createMomentum } from '../worker/optim/momentum.js';
 import { topkCorrect } from '../worker/train/metrics.js';
 
-before(async () => { await useBackend('cpu'); });
+before(async () => {
+  await useBackend('cpu');
+});
 
 const SIZE = 32;
 const CLASSES = 10;
@@ -83,13 +85,25 @@ for (const name of ['HarDNet39ds', 'HarDNet68', 'HarDNet68ds', 'HarDNet85']) {
     assert.deepEqual(problems, [], `${problems.length} problems:\n${problems.join('\n')}`);
     // the record is not vacuous: the convolutions, their gradients and (68/85) the max-pool went through tfjs-node
     const ops = new Set(dispatches.flatMap((d) => d.ops.map((o) => o.op)));
-    const expected = ['Conv2D', 'Conv2DBackpropInput', 'Conv2DBackpropFilter', 'FusedBatchNorm', 'Softmax', 'TopKV2', 'ConcatV2', 'SplitV',
+    const expected = [
+      'Conv2D',
+      'Conv2DBackpropInput',
+      'Conv2DBackpropFilter',
+      'FusedBatchNorm',
+      'Softmax',
+      'TopKV2',
+      'ConcatV2',
+      'SplitV',
       ...(name.endsWith('ds')
         ? ['DepthwiseConv2dNative', 'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter']
-        : ['MaxPool', 'MaxPoolGrad'])];
-    for (const op of expected) assert.ok(ops.has(op), `no ${op} was recorded (recorded: ${[...ops].sort().join(', ')})`);
+        : ['MaxPool', 'MaxPoolGrad']),
+    ];
+    for (const op of expected)
+      assert.ok(ops.has(op), `no ${op} was recorded (recorded: ${[...ops].sort().join(', ')})`);
     // stride 2 is an explicit pad then 'valid'; stride 1 'same' (1x1: 'valid'); never numeric or asymmetric
-    const paddings = new Set(dispatches.flatMap((d) => d.ops.flatMap((o) => o.attrs.filter((a) => a.name === 'padding').map((a) => a.value))));
+    const paddings = new Set(
+      dispatches.flatMap((d) => d.ops.flatMap((o) => o.attrs.filter((a) => a.name === 'padding').map((a) => a.value))),
+    );
     assert.deepEqual([...paddings].sort(), ['SAME', 'VALID']);
   });
 }
@@ -103,7 +117,10 @@ test('a numeric padding, as the model used before, is refused by tfjs-node: the 
   });
   const problems = problemsOf(dispatches);
   for (const kernel of ['Conv2DBackpropInput', 'MaxPool', 'MaxPoolGrad']) {
-    assert.ok(problems.some((p) => p.startsWith(`kernel ${kernel}: TF Backend supports only 'valid' and 'same' padding`)), `${kernel}: ${problems.join('\n')}`);
+    assert.ok(
+      problems.some((p) => p.startsWith(`kernel ${kernel}: TF Backend supports only 'valid' and 'same' padding`)),
+      `${kernel}: ${problems.join('\n')}`,
+    );
   }
   tf.dispose([x, w]);
 });

@@ -39,27 +39,49 @@ before(async () => {
 function run(backend: 'cpu' | 'wasm'): { losses: number[]; weights: Float32Array } {
   const out = path.join(tmp, backend);
   const args = [
-    `TRAIN.file_list=${data.train}`, `TRAIN.data_dir=${data.dir}`, 'total_images=16', 'TRAIN.batch_size=8', 'epochs=1',
-    'validate=False', 'LEARNING_RATE.params.lr=0.00001', `model_save_dir=${out}`, `metrics_file=${path.join(out, 'metrics.jsonl')}`, 'print_interval=1', `backend=${backend}`,
+    `TRAIN.file_list=${data.train}`,
+    `TRAIN.data_dir=${data.dir}`,
+    'total_images=16',
+    'TRAIN.batch_size=8',
+    'epochs=1',
+    'validate=False',
+    'LEARNING_RATE.params.lr=0.00001',
+    `model_save_dir=${out}`,
+    `metrics_file=${path.join(out, 'metrics.jsonl')}`,
+    'print_interval=1',
+    `backend=${backend}`,
   ].flatMap((o) => ['-o', o]);
-  const r = spawnSync(process.execPath, [LAUNCH, '--nproc_per_node', '2', '--log_dir', path.join(out, 'log'), 'train', ...args],
-    { encoding: 'utf8', timeout: 300_000 });
+  const r = spawnSync(
+    process.execPath,
+    [LAUNCH, '--nproc_per_node', '2', '--log_dir', path.join(out, 'log'), 'train', ...args],
+    { encoding: 'utf8', timeout: 300_000 },
+  );
   assert.equal(r.status, 0, `${backend}: launcher failed:\n${r.stdout}\n${r.stderr}`);
   const log = fs.readFileSync(path.join(out, 'log', 'workerlog.0'), 'utf8');
   assert.match(log, new RegExp(`backend: ${backend} on CPU`));
-  const losses = fs.readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { mode: string; end?: boolean; loss: number })
-    .filter((m) => m.mode === 'train' && !m.end).map((m) => m.loss);
+  const losses = fs
+    .readFileSync(path.join(out, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { mode: string; end?: boolean; loss: number })
+    .filter((m) => m.mode === 'train' && !m.end)
+    .map((m) => m.loss);
   // the trainable parameters (what the optimizer wrote); the BN running statistics are each worker's own
   const dir = path.join(out, 'HarDNet39ds', '0');
   const bin = fs.readFileSync(path.join(dir, 'weights.bin'));
   const all = new Float32Array(bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength));
-  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'weights.json'), 'utf8')) as { weightsManifest: { weights: { name: string; shape: number[] }[] }[] };
+  const manifest = JSON.parse(fs.readFileSync(path.join(dir, 'weights.json'), 'utf8')) as {
+    weightsManifest: { weights: { name: string; shape: number[] }[] }[];
+  };
   const weights = new Float32Array(all.length);
   let offset = 0;
   let kept = 0;
   for (const w of manifest.weightsManifest[0]!.weights) {
     const n = w.shape.reduce((a, b) => a * b, 1);
-    if (!/running_(mean|var)$/.test(w.name)) { weights.set(all.subarray(offset, offset + n), kept); kept += n; }
+    if (!/running_(mean|var)$/.test(w.name)) {
+      weights.set(all.subarray(offset, offset + n), kept);
+      kept += n;
+    }
     offset += n;
   }
   assert.equal(offset, all.length, 'weights.json describes weights.bin');
@@ -72,7 +94,10 @@ test('2 workers on the cpu backend train to the same losses and weights as on wa
   assert.equal(cpu.losses.length, 2);
   assert.equal(wasm.losses.length, 2);
   for (let i = 0; i < 2; i++) {
-    assert.ok(Math.abs(cpu.losses[i]! - wasm.losses[i]!) < 1e-3 * Math.abs(wasm.losses[i]!), `step ${i}: loss ${cpu.losses[i]} (cpu) vs ${wasm.losses[i]} (wasm)`);
+    assert.ok(
+      Math.abs(cpu.losses[i]! - wasm.losses[i]!) < 1e-3 * Math.abs(wasm.losses[i]!),
+      `step ${i}: loss ${cpu.losses[i]} (cpu) vs ${wasm.losses[i]} (wasm)`,
+    );
   }
   // relative L2 over all weights: a few channels behind near-zero-variance BN (the 1x1 last block) have gradients
   // that are float32 noise amplified by 1/sqrt(eps) and differ element-wise; the two steps themselves must move the
@@ -82,10 +107,15 @@ test('2 workers on the cpu backend train to the same losses and weights as on wa
   const init = new HarDNet('HarDNet39ds', 10, 0); // the config's seed 0: rank 0's initial weights
   const initial = new Float32Array(wasm.weights.length);
   let at = 0;
-  for (const v of init.trainableVariables()) { initial.set(v.dataSync() as Float32Array, at); at += v.size; }
+  for (const v of init.trainableVariables()) {
+    initial.set(v.dataSync() as Float32Array, at);
+    at += v.size;
+  }
   init.dispose();
   const moved = relL2(initial, wasm.weights);
-  console.log(`losses cpu ${cpu.losses}, wasm ${wasm.losses}; weights: cpu vs wasm relative L2 ${rel} (max ${maxAbsDiff(cpu.weights, wasm.weights)}), moved by the steps ${moved}`);
+  console.log(
+    `losses cpu ${cpu.losses}, wasm ${wasm.losses}; weights: cpu vs wasm relative L2 ${rel} (max ${maxAbsDiff(cpu.weights, wasm.weights)}), moved by the steps ${moved}`,
+  );
   assert.ok(rel < 3e-5, `weights after two steps differ by ${rel} (relative L2)`);
   assert.ok(moved > 10 * rel, `the steps moved the weights by only ${moved} (relative L2)`);
 });

@@ -8,7 +8,9 @@ import { Momentum } from '../worker/optim/momentum.js';
 import { topkCorrect } from '../worker/train/metrics.js';
 import { useBackend } from './helpers/backend.js';
 
-before(async () => { await useBackend('wasm'); });
+before(async () => {
+  await useBackend('wasm');
+});
 
 /** One whole training step as the loop runs it: gradients, fused buffer, optimizer, BN statistics, metrics. */
 async function step(model: HarDNet, opt: Momentum, buf: GradientBuffer, i: number): Promise<number> {
@@ -53,15 +55,28 @@ test('the optimizer follows PaddleClas Momentum with L2 decay exactly', async ()
   const g = tf.tensor1d([0.5, 0.5]);
   opt.apply(new Map([['w', g]]), 0.1);
   // g' = g + 0.1 w = [0.6, 0.3]; v = g'; w -= 0.1 v
-  assert.deepEqual(Array.from(await p.data()).map((v) => +v.toFixed(6)), [0.94, -2.03]);
+  assert.deepEqual(
+    Array.from(await p.data()).map((v) => +v.toFixed(6)),
+    [0.94, -2.03],
+  );
   opt.apply(new Map([['w', g]]), 0.1);
   // g' = [0.5 + 0.094, 0.5 - 0.203] = [0.594, 0.297]; v = 0.9 [0.6, 0.3] + g' = [1.134, 0.567]
-  assert.deepEqual(Array.from(await p.data()).map((v) => +v.toFixed(5)), [+(0.94 - 0.1134).toFixed(5), +(-2.03 - 0.0567).toFixed(5)]);
+  assert.deepEqual(
+    Array.from(await p.data()).map((v) => +v.toFixed(5)),
+    [+(0.94 - 0.1134).toFixed(5), +(-2.03 - 0.0567).toFixed(5)],
+  );
   tf.dispose([p, g]);
 });
 
 /** The per-parameter tfjs ops the fused kernel replaced, kept here as the reference it must equal bit for bit. */
-function referenceStep(p: tf.Variable, v: tf.Variable, g: tf.Tensor, lr: number, momentum: number, l2Decay: number): void {
+function referenceStep(
+  p: tf.Variable,
+  v: tf.Variable,
+  g: tf.Tensor,
+  lr: number,
+  momentum: number,
+  l2Decay: number,
+): void {
   tf.tidy(() => {
     const decayed = l2Decay > 0 ? tf.add(g, tf.mul(p, l2Decay)) : g;
     const next = tf.add(tf.mul(v, momentum), decayed);
@@ -73,7 +88,8 @@ function referenceStep(p: tf.Variable, v: tf.Variable, g: tf.Tensor, lr: number,
 for (const l2Decay of [0, 5e-5]) {
   test(`the fused Momentum step equals the per-parameter tfjs ops bit for bit (L2 ${l2Decay}), over odd sizes and many steps`, async () => {
     const shapes = [[3, 3, 5, 7], [1], [13], [2, 2, 2, 9]];
-    const mk = (seed: number) => new Map(shapes.map((s, i) => [`p${i}`, tf.variable(tf.randomNormal(s, 0, 1, 'float32', seed + i))]));
+    const mk = (seed: number) =>
+      new Map(shapes.map((s, i) => [`p${i}`, tf.variable(tf.randomNormal(s, 0, 1, 'float32', seed + i))]));
     const fused = mk(1);
     const ref = mk(1);
     const refV = new Map([...ref].map(([n, t]) => [n, tf.variable(tf.zerosLike(t), false)]));
@@ -85,7 +101,10 @@ for (const l2Decay of [0, 5e-5]) {
       if (step % 2 === 0) {
         const flat = new Float32Array(opt.size + 1);
         let o = 0;
-        for (const g of grads.values()) { flat.set(g.dataSync() as Float32Array, o); o += g.size; }
+        for (const g of grads.values()) {
+          flat.set(g.dataSync() as Float32Array, o);
+          o += g.size;
+        }
         opt.apply(flat, lr);
       } else {
         opt.apply(grads, lr);
@@ -97,7 +116,8 @@ for (const l2Decay of [0, 5e-5]) {
       assert.deepEqual(Array.from(p.dataSync()), Array.from(ref.get(n)!.dataSync()), `weights of ${n}`);
     }
     const velocities = opt.velocityTensors();
-    for (const [n, v] of velocities) assert.deepEqual(Array.from(v.dataSync()), Array.from(refV.get(n)!.dataSync()), `velocity of ${n}`);
+    for (const [n, v] of velocities)
+      assert.deepEqual(Array.from(v.dataSync()), Array.from(refV.get(n)!.dataSync()), `velocity of ${n}`);
     tf.dispose([...fused.values(), ...ref.values(), ...refV.values(), ...velocities.values()]);
   });
 }
@@ -116,26 +136,53 @@ test('the optimizer re-reads a weight assigned by someone else, and restores sav
   other.loadVelocities(saved);
   other.apply(g, 1); // v = 0.5 * 1 + 1 = 1.5 from the restored velocity; w = 8.5 - 1.5
   assert.deepEqual(Array.from(p.dataSync()), [7, 7, 7, 7, 7]);
-  assert.throws(() => other.loadVelocities(new Map([['nope', saved.get('w')!]]), 'ckpt/optimizer.json'), /ckpt\/optimizer\.json: optimizer velocity for unknown parameter 'nope'/);
+  assert.throws(
+    () => other.loadVelocities(new Map([['nope', saved.get('w')!]]), 'ckpt/optimizer.json'),
+    /ckpt\/optimizer\.json: optimizer velocity for unknown parameter 'nope'/,
+  );
   assert.throws(() => other.apply(new Float32Array(3), 1), /3 gradient values for 5 parameters/);
   // same number of values, another shape: the values would land in the wrong order, so refused
   const transposed = new Map([['w', tf.zeros([5, 1])]]);
-  assert.throws(() => other.loadVelocities(transposed, 'ckpt/optimizer.json'), /optimizer velocity 'w' has shape \[5,1\], the parameter \[5\]/);
-  assert.throws(() => other.apply(new Map([['w', tf.zeros([4])]]), 1), /gradient for parameter 'w' has shape \[4\], the parameter \[5\]/);
+  assert.throws(
+    () => other.loadVelocities(transposed, 'ckpt/optimizer.json'),
+    /optimizer velocity 'w' has shape \[5,1\], the parameter \[5\]/,
+  );
+  assert.throws(
+    () => other.apply(new Map([['w', tf.zeros([4])]]), 1),
+    /gradient for parameter 'w' has shape \[4\], the parameter \[5\]/,
+  );
   const buffer = new GradientBuffer(params);
-  assert.throws(() => buffer.gather(new Map([['w', tf.zeros([6])]])), /gradient for parameter 'w' has shape \[6\], the parameter \[5\]/);
+  assert.throws(
+    () => buffer.gather(new Map([['w', tf.zeros([6])]])),
+    /gradient for parameter 'w' has shape \[6\], the parameter \[5\]/,
+  );
   tf.dispose([p, ...saved.values(), ...transposed.values()]);
 });
 
-test('a gradient buffer kept in the optimizer\'s memory is read in place and gives the same update as a separate one', () => {
-  const make = () => new Map<string, tf.Variable>([['a', tf.variable(tf.tensor2d([[1, 2, 3], [4, 5, 6]]))], ['b', tf.variable(tf.tensor1d([7, 8, 9, 10, 11]))]]);
+test("a gradient buffer kept in the optimizer's memory is read in place and gives the same update as a separate one", () => {
+  const make = () =>
+    new Map<string, tf.Variable>([
+      [
+        'a',
+        tf.variable(
+          tf.tensor2d([
+            [1, 2, 3],
+            [4, 5, 6],
+          ]),
+        ),
+      ],
+      ['b', tf.variable(tf.tensor1d([7, 8, 9, 10, 11]))],
+    ]);
   const [p1, p2] = [make(), make()];
   const [o1, o2] = [p1, p2].map((p) => new Momentum(p, { momentum: 0.9, l2Decay: 1e-4 }));
   const separate = new GradientBuffer(p1);
   const inPlace = new GradientBuffer(p2, o2.gradientStorage);
   assert.equal(inPlace.flat.buffer, o2.gradientStorage.buffer);
   for (let step = 0; step < 3; step++) {
-    const g = new Map([['a', tf.fill([2, 3], 0.5 + step)], ['b', tf.linspace(-1, 1, 5)]]);
+    const g = new Map([
+      ['a', tf.fill([2, 3], 0.5 + step)],
+      ['b', tf.linspace(-1, 1, 5)],
+    ]);
     separate.gather(g);
     inPlace.gather(g);
     inPlace.stopFlag = true; // the control slot after the gradients is not a parameter
@@ -145,7 +192,10 @@ test('a gradient buffer kept in the optimizer\'s memory is read in place and giv
     tf.dispose([...g.values()]);
   }
   for (const [n, v] of p1) assert.deepEqual(v.dataSync(), p2.get(n)!.dataSync(), n);
-  assert.throws(() => new GradientBuffer(p2, new Float32Array(11)), /storage of 11 floats for 11 parameters and the stop flag/);
+  assert.throws(
+    () => new GradientBuffer(p2, new Float32Array(11)),
+    /storage of 11 floats for 11 parameters and the stop flag/,
+  );
   tf.dispose([...p1.values(), ...p2.values()]);
 });
 
@@ -159,20 +209,30 @@ test('the BN running-statistics update equals the tfjs ops it replaced, bit for 
   for (let i = 0; i < 2; i++) {
     const stats: BatchStats[] = [];
     tf.dispose(model.forward(x, { training: true, dropout: false, batchStats: stats }));
-    const expected = stats.map((s) => tf.tidy(() => {
-      const mean = model.buffers.get(`${s.prefix}.norm.running_mean`)!;
-      const variance = model.buffers.get(`${s.prefix}.norm.running_var`)!;
-      const unbiased = tf.mul(s.variance, s.count / Math.max(s.count - 1, 1));
-      return [
-        Array.from(tf.add(tf.mul(mean, 1 - TORCH_BN_MOMENTUM), tf.mul(s.mean, TORCH_BN_MOMENTUM)).dataSync()),
-        Array.from(tf.add(tf.mul(variance, 1 - TORCH_BN_MOMENTUM), tf.mul(unbiased, TORCH_BN_MOMENTUM)).dataSync()),
-      ];
-    }));
+    const expected = stats.map((s) =>
+      tf.tidy(() => {
+        const mean = model.buffers.get(`${s.prefix}.norm.running_mean`)!;
+        const variance = model.buffers.get(`${s.prefix}.norm.running_var`)!;
+        const unbiased = tf.mul(s.variance, s.count / Math.max(s.count - 1, 1));
+        return [
+          Array.from(tf.add(tf.mul(mean, 1 - TORCH_BN_MOMENTUM), tf.mul(s.mean, TORCH_BN_MOMENTUM)).dataSync()),
+          Array.from(tf.add(tf.mul(variance, 1 - TORCH_BN_MOMENTUM), tf.mul(unbiased, TORCH_BN_MOMENTUM)).dataSync()),
+        ];
+      }),
+    );
     const prefixes = stats.map((s) => s.prefix);
     model.updateBatchNormStats(stats);
     prefixes.forEach((p, j) => {
-      assert.deepEqual(Array.from(model.buffers.get(`${p}.norm.running_mean`)!.dataSync()), expected[j][0], `${p} running_mean`);
-      assert.deepEqual(Array.from(model.buffers.get(`${p}.norm.running_var`)!.dataSync()), expected[j][1], `${p} running_var`);
+      assert.deepEqual(
+        Array.from(model.buffers.get(`${p}.norm.running_mean`)!.dataSync()),
+        expected[j][0],
+        `${p} running_mean`,
+      );
+      assert.deepEqual(
+        Array.from(model.buffers.get(`${p}.norm.running_var`)!.dataSync()),
+        expected[j][1],
+        `${p} running_var`,
+      );
     });
   }
   x.dispose();
@@ -187,18 +247,29 @@ test('bn_virtual_batch_size: ghost batch norm over groups gives, per group, what
   const ghost = model.forward(x, { training: true, dropout: false, batchStats: statsGhost, bnGroupSize: 2 });
   const statsA: BatchStats[] = [];
   const statsB: BatchStats[] = [];
-  const alone = tf.concat([model.forward(a, { training: true, dropout: false, batchStats: statsA }), model.forward(b, { training: true, dropout: false, batchStats: statsB })], 0);
+  const alone = tf.concat(
+    [
+      model.forward(a, { training: true, dropout: false, batchStats: statsA }),
+      model.forward(b, { training: true, dropout: false, batchStats: statsB }),
+    ],
+    0,
+  );
   const diff = tf.max(tf.abs(tf.sub(ghost, alone))).dataSync()[0];
   assert.ok(diff < 1e-4, `ghost BN logits differ from the groups run alone by ${diff}`);
   const whole = model.forward(x, { training: true, dropout: false });
-  assert.ok(tf.max(tf.abs(tf.sub(ghost, whole))).dataSync()[0] > 1e-3, 'ghost BN should differ from BN over the whole batch');
+  assert.ok(
+    tf.max(tf.abs(tf.sub(ghost, whole))).dataSync()[0] > 1e-3,
+    'ghost BN should differ from BN over the whole batch',
+  );
   assert.equal(statsGhost.length, 2 * statsA.length, 'one moments entry per group and layer');
   // the running mean moves towards the mean of the two groups' batch means
   const prefix = statsA[0].prefix;
   const expected = Array.from(tf.mul(tf.add(statsA[0].mean, statsB[0].mean), 0.5 * TORCH_BN_MOMENTUM).dataSync());
   model.updateBatchNormStats(statsGhost);
   const got = Array.from(model.buffers.get(`${prefix}.norm.running_mean`)!.dataSync());
-  got.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-6, `running_mean[${i}] ${v} vs ${expected[i]}`));
+  got.forEach((v, i) => {
+    assert.ok(Math.abs(v - expected[i]) < 1e-6, `running_mean[${i}] ${v} vs ${expected[i]}`);
+  });
   tf.dispose([x, a, b, ghost, alone, whole, ...[...statsA, ...statsB].flatMap((s) => [s.mean, s.variance])]);
   model.dispose();
 });

@@ -19,17 +19,29 @@ import { GradientBuffer } from '../worker/train/grads.js';
 import { createMomentum } from '../worker/optim/momentum.js';
 import { topkCorrect } from '../worker/train/metrics.js';
 
-before(async () => { await useBackend('cpu'); });
+before(async () => {
+  await useBackend('cpu');
+});
 
-interface Traffic { reads: number; writes: number; scalarWrites: number }
+interface Traffic {
+  reads: number;
+  writes: number;
+  scalarWrites: number;
+}
 
 /** Counts reads and writes through tfjs's engine while fn runs. */
 async function count(fn: () => Promise<void>): Promise<Traffic> {
   const engine = tf.engine() as unknown as Record<'readSync' | 'read' | 'makeTensor', (...a: unknown[]) => unknown>;
   const saved = { readSync: engine.readSync, read: engine.read, makeTensor: engine.makeTensor };
   const t: Traffic = { reads: 0, writes: 0, scalarWrites: 0 };
-  engine.readSync = function (...a) { t.reads++; return saved.readSync.apply(this, a); };
-  engine.read = function (...a) { t.reads++; return saved.read.apply(this, a); };
+  engine.readSync = function (...a) {
+    t.reads++;
+    return saved.readSync.apply(this, a);
+  };
+  engine.read = function (...a) {
+    t.reads++;
+    return saved.read.apply(this, a);
+  };
   engine.makeTensor = function (...a) {
     const values = a[0] as ArrayLike<unknown> | number;
     if (typeof values === 'number' || (values as ArrayLike<unknown>).length === 1) t.scalarWrites++;
@@ -53,17 +65,19 @@ async function stepTraffic(name: string): Promise<{ traffic: Traffic[]; params: 
   const labels = Int32Array.from([1, 4]);
   const traffic: Traffic[] = [];
   for (let i = 0; i < 3; i++) {
-    traffic.push(await count(async () => {
-      const x = tf.tensor4d(images, [2, 32, 32, 3]);
-      const y = tf.tensor1d(labels, 'int32');
-      const r = computeGradients(model, x, y, { labelSmoothing: 0.1, seed: i });
-      await r.loss.data();
-      grads.gather(r.grads);
-      model.updateBatchNormStats(r.batchStats);
-      await topkCorrect(r.logits, labels, 5);
-      opt.apply(grads.flat, 0.01);
-      tf.dispose([x, y, r.loss, r.logits, ...r.grads.values()]);
-    }));
+    traffic.push(
+      await count(async () => {
+        const x = tf.tensor4d(images, [2, 32, 32, 3]);
+        const y = tf.tensor1d(labels, 'int32');
+        const r = computeGradients(model, x, y, { labelSmoothing: 0.1, seed: i });
+        await r.loss.data();
+        grads.gather(r.grads);
+        model.updateBatchNormStats(r.batchStats);
+        await topkCorrect(r.logits, labels, 5);
+        opt.apply(grads.flat, 0.01);
+        tf.dispose([x, y, r.loss, r.logits, ...r.grads.values()]);
+      }),
+    );
   }
   const params = opt.size;
   model.dispose();
@@ -75,13 +89,20 @@ test('a generic-path step reads 3 buffers and writes 5, whatever the parameter c
   const small = await withShapeOnlyConvolutions(() => stepTraffic('HarDNet39ds'));
   const large = await withShapeOnlyConvolutions(() => stepTraffic('HarDNet68'));
   assert.ok(large.params > 3 * small.params, `${large.params} vs ${small.params} parameters`);
-  for (const [name, r] of [['HarDNet39ds', small], ['HarDNet68', large]] as const) {
+  for (const [name, r] of [
+    ['HarDNet39ds', small],
+    ['HarDNet68', large],
+  ] as const) {
     t.diagnostic(`${name} (${r.params} parameters): ${JSON.stringify(r.traffic)}`);
     // from the first step on (the optimizer gathers the weights on the device, not through the host)
     for (const s of r.traffic) {
       assert.equal(s.reads, 3, `${name}: reads per step (loss, fused gradients, top-k indices): ${JSON.stringify(s)}`);
       // tf.dropout draws its mask on the host; tfjs's gradient of the loss's mean multiplies by tf.ones([batch])
-      assert.equal(s.writes, 5, `${name}: non-scalar writes per step (images, labels, head dropout mask, ones of the loss mean, averaged gradients): ${JSON.stringify(s)}`);
+      assert.equal(
+        s.writes,
+        5,
+        `${name}: non-scalar writes per step (images, labels, head dropout mask, ones of the loss mean, averaged gradients): ${JSON.stringify(s)}`,
+      );
     }
   }
 });

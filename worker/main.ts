@@ -32,7 +32,9 @@ export async function runCommand(name: string, argv: string[]): Promise<number> 
   const spec = commandSpec(name);
   const handler = HANDLERS[name];
   if (!spec || !handler) {
-    process.stderr.write(`error: unknown command '${name}' (expected one of: ${COMMANDS.map((c) => c.name).join(', ')})\n`);
+    process.stderr.write(
+      `error: unknown command '${name}' (expected one of: ${COMMANDS.map((c) => c.name).join(', ')})\n`,
+    );
     return 2;
   }
   const cmd = applySpec(new Command(name), spec).exitOverride().allowExcessArguments(false);
@@ -55,5 +57,7 @@ export async function runCommand(name: string, argv: string[]): Promise<number> 
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const [name = '', ...rest] = process.argv.slice(2);
-  runCommand(name, rest).then((code) => { process.exitCode = code; });
+  runCommand(name, rest).then((code) => {
+    process.exitCode = code;
+  });
 }

@@ -4,7 +4,6 @@
  */
 import { ConfigError } from './errors.js';
 
-
 const NUMBER_RE = new RegExp(
   '^(?:' +
     [
@@ -50,11 +49,20 @@ class LiteralParser {
     const items: unknown[] = [];
     for (;;) {
       this.ws();
-      if (this.s[this.pos] === close) { this.pos++; return items; }
+      if (this.s[this.pos] === close) {
+        this.pos++;
+        return items;
+      }
       items.push(this.value());
       this.ws();
-      if (this.s[this.pos] === ',') { this.pos++; continue; }
-      if (this.s[this.pos] === close) { this.pos++; return items; }
+      if (this.s[this.pos] === ',') {
+        this.pos++;
+        continue;
+      }
+      if (this.s[this.pos] === close) {
+        this.pos++;
+        return items;
+      }
       throw new SyntaxError(`expected , or ${close} in ${open}${close}`);
     }
   }
@@ -72,16 +80,26 @@ class LiteralParser {
     const out: Record<string, unknown> = {};
     for (;;) {
       this.ws();
-      if (this.s[this.pos] === '}') { this.pos++; return out; }
+      if (this.s[this.pos] === '}') {
+        this.pos++;
+        return out;
+      }
       const key = this.value();
-      if (typeof key !== 'string' && typeof key !== 'number' && typeof key !== 'boolean') throw new SyntaxError('unhashable key');
+      if (typeof key !== 'string' && typeof key !== 'number' && typeof key !== 'boolean')
+        throw new SyntaxError('unhashable key');
       this.ws();
       if (this.s[this.pos] !== ':') throw new SyntaxError('expected :'); // a set literal, which config values never are
       this.pos++;
       out[String(key)] = this.value();
       this.ws();
-      if (this.s[this.pos] === ',') { this.pos++; continue; }
-      if (this.s[this.pos] === '}') { this.pos++; return out; }
+      if (this.s[this.pos] === ',') {
+        this.pos++;
+        continue;
+      }
+      if (this.s[this.pos] === '}') {
+        this.pos++;
+        return out;
+      }
       throw new SyntaxError('expected , or }');
     }
   }
@@ -93,7 +111,10 @@ class LiteralParser {
       const c = this.s[this.pos++];
       if (c === q) return out;
       if (c === '\n') break;
-      if (c !== '\\') { out += c; continue; }
+      if (c !== '\\') {
+        out += c;
+        continue;
+      }
       const e = this.s[this.pos++];
       const simple: Record<string, string> = { n: '\n', t: '\t', r: '\r', '\\': '\\', "'": "'", '"': '"', '0': '\0' };
       if (e in simple) out += simple[e];
@@ -172,9 +193,11 @@ export function evalScale(s: string | number): number {
   const num = '[+-]?(?:\\d+\\.?\\d*|\\.\\d+)(?:[eE][+-]?\\d+)?';
   const re = new RegExp(`^\\s*(${num})((?:\\s*[*/]\\s*${num})*)\\s*$`);
   const m = re.exec(s);
-  if (!m) throw new ConfigError(`scale ${JSON.stringify(s)} is not a number or a product/quotient of numbers like "1./255."`);
+  if (!m)
+    throw new ConfigError(`scale ${JSON.stringify(s)} is not a number or a product/quotient of numbers like "1./255."`);
   let v = Number(m[1]);
-  for (const [, op, x] of m[2].matchAll(new RegExp(`\\s*([*/])\\s*(${num})`, 'g'))) v = op === '*' ? v * Number(x) : v / Number(x);
+  for (const [, op, x] of m[2].matchAll(new RegExp(`\\s*([*/])\\s*(${num})`, 'g')))
+    v = op === '*' ? v * Number(x) : v / Number(x);
   if (!Number.isFinite(v)) throw new ConfigError(`scale ${JSON.stringify(s)} is not finite`);
   return v;
 }

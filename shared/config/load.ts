@@ -16,7 +16,9 @@ export function quickstartConfigPath(): string {
     const p = path.resolve(here, up, 'configs', 'quickstart.yaml');
     if (fs.existsSync(p)) return p;
   }
-  throw new ConfigError(`the built-in quickstart config configs/quickstart.yaml is missing from the package (looked next to ${here})`);
+  throw new ConfigError(
+    `the built-in quickstart config configs/quickstart.yaml is missing from the package (looked next to ${here})`,
+  );
 }
 
 /** aliases per config file: PaddleClas configs use none or a few */
@@ -36,10 +38,14 @@ function assertYamlExpandsBounded(doc: unknown, source: string): void {
   while (stack.length > 0) {
     const v = stack.pop();
     if (++nodes > MAX_YAML_NODES) {
-      throw new ConfigError(`config ${source}: expands to more than ${MAX_YAML_NODES} values through its YAML aliases (*name), far more than any config has (a billion-laughs file?)`, source);
+      throw new ConfigError(
+        `config ${source}: expands to more than ${MAX_YAML_NODES} values through its YAML aliases (*name), far more than any config has (a billion-laughs file?)`,
+        source,
+      );
     }
     if (Array.isArray(v)) for (const x of v) stack.push(x);
-    else if (v !== null && typeof v === 'object' && !(v instanceof Date)) for (const x of Object.values(v)) stack.push(x);
+    else if (v !== null && typeof v === 'object' && !(v instanceof Date))
+      for (const x of Object.values(v)) stack.push(x);
   }
 }
 
@@ -54,14 +60,21 @@ export function loadConfig(file: string | undefined, overrides: string[], opts: 
   try {
     text = fs.readFileSync(source, 'utf8');
   } catch (e) {
-    throw new ConfigError(`cannot read config ${source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, source);
+    throw new ConfigError(
+      `cannot read config ${source}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      source,
+    );
   }
   let doc: unknown;
   try {
     doc = load(text, { schema: YAML11_SCHEMA, filename: source, maxAliases: MAX_YAML_ALIASES });
   } catch (e) {
     const msg = (e as Error).message;
-    if (/alias/i.test(msg) && /max|limit|exceed/i.test(msg)) throw new ConfigError(`config ${source}: more than ${MAX_YAML_ALIASES} YAML aliases (*name); a PaddleClas config needs a handful`, source);
+    if (/alias/i.test(msg) && /max|limit|exceed/i.test(msg))
+      throw new ConfigError(
+        `config ${source}: more than ${MAX_YAML_ALIASES} YAML aliases (*name); a PaddleClas config needs a handful`,
+        source,
+      );
     throw new ConfigError(`config ${source} is not valid YAML: ${msg}`, source);
   }
   assertYamlExpandsBounded(doc, source);

@@ -16,7 +16,10 @@ export type LearningRateConfig =
   | { function: 'Cosine'; params: { lr: number } }
   | { function: 'CosineWarmup'; params: { lr: number; warmup_epoch: number } }
   | { function: 'Piecewise'; params: { lr: number; decay_epochs: number[]; gamma: number } }
-  | { function: 'ExponentialWarmup'; params: { lr: number; warmup_epoch: number; decay_epochs: number; decay_rate: number } };
+  | {
+      function: 'ExponentialWarmup';
+      params: { lr: number; warmup_epoch: number; decay_epochs: number; decay_rate: number };
+    };
 
 export interface OptimizerConfig {
   function: 'Momentum';
@@ -108,7 +111,6 @@ export interface TrainConfig {
 /** default max_image_pixels: 50 megapixels, 150 MB as RGB; ImageNet's largest photos are well below */
 export const DEFAULT_MAX_IMAGE_PIXELS = 50_000_000;
 
-
 export interface LoadOptions {
   warn?: (msg: string) => void;
   /** workers in the run; > 1 requires TRAIN.shuffle_seed in train mode */
@@ -118,13 +120,49 @@ export interface LoadOptions {
 }
 
 export const TOP_LEVEL_KEYS = [
-  'mode', 'ARCHITECTURE', 'pretrained_model', 'model_save_dir', 'classes_num', 'total_images', 'save_interval',
-  'validate', 'valid_interval', 'epochs', 'topk', 'image_shape', 'use_mix', 'ls_epsilon', 'checkpoints',
-  'last_epoch', 'print_interval', 'use_gpu', 'LEARNING_RATE', 'OPTIMIZER', 'TRAIN', 'VALID',
-  'backend', 'seed', 'strict_data', 'allreduce_dtype', 'collective_timeout_s', 'metrics_file', 'loss_temperature',
-  'bn_virtual_batch_size', 'max_image_pixels',
+  'mode',
+  'ARCHITECTURE',
+  'pretrained_model',
+  'model_save_dir',
+  'classes_num',
+  'total_images',
+  'save_interval',
+  'validate',
+  'valid_interval',
+  'epochs',
+  'topk',
+  'image_shape',
+  'use_mix',
+  'ls_epsilon',
+  'checkpoints',
+  'last_epoch',
+  'print_interval',
+  'use_gpu',
+  'LEARNING_RATE',
+  'OPTIMIZER',
+  'TRAIN',
+  'VALID',
+  'backend',
+  'seed',
+  'strict_data',
+  'allreduce_dtype',
+  'collective_timeout_s',
+  'metrics_file',
+  'loss_temperature',
+  'bn_virtual_batch_size',
+  'max_image_pixels',
 ];
-export const DATA_KEYS = ['batch_size', 'num_workers', 'file_list', 'data_dir', 'shuffle_seed', 'delimiter', 'transforms', 'mix', 'decode_cache_mb'];
+export const DATA_KEYS = [
+  'batch_size',
+  'num_workers',
+  'file_list',
+  'data_dir',
+  'shuffle_seed',
+  'delimiter',
+  'transforms',
+  'mix',
+  'decode_cache_mb',
+];
 /** default decode_cache_mb: Fashion-MNIST or CIFAR at 32x32 fit (184 / 154 MB); large images simply are not kept */
 export const DEFAULT_DECODE_CACHE_MB = 256;
 export const LR_PARAMS: Record<ScheduleName, string[]> = {
@@ -144,7 +182,6 @@ export function isKnownPath(parts: string[]): boolean {
   }
   return false;
 }
-
 
 /** Whether a data section points at the project's bundled Fashion-MNIST subset (the loop materializes it). */
 export const BUILTIN_PREFIX = 'builtin:';

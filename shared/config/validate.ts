@@ -76,8 +76,11 @@ class Checker {
     if (v === undefined && def !== undefined) return def;
     if (typeof v !== 'string' || !allowed.includes(v as T)) {
       const near = typeof v === 'string' ? nearSpelling(v, allowed) : undefined;
-      this.fail(keyPath, `unknown ${what} ${typeof v === 'string' ? `'${v}'` : describe(v)}; expected one of ${allowed.join(', ')}` +
-        (near ? ` (did you mean ${near}?)` : ''));
+      this.fail(
+        keyPath,
+        `unknown ${what} ${typeof v === 'string' ? `'${v}'` : describe(v)}; expected one of ${allowed.join(', ')}` +
+          (near ? ` (did you mean ${near}?)` : ''),
+      );
     }
     return v as T;
   }
@@ -86,7 +89,10 @@ class Checker {
     for (const k of Object.keys(m)) {
       if (!allowed.includes(k)) {
         const near = nearSpelling(k, allowed);
-        this.fail(`${keyPath}.${k}`, `unknown parameter; expected ${allowed.join(', ')}` + (near ? ` (did you mean ${near}?)` : ''));
+        this.fail(
+          `${keyPath}.${k}`,
+          `unknown parameter; expected ${allowed.join(', ')}` + (near ? ` (did you mean ${near}?)` : ''),
+        );
       }
     }
   }
@@ -101,7 +107,8 @@ function checkLearningRate(c: Checker, raw: unknown, epochs: number): LearningRa
   const warmup = (): number => {
     const w = c.num(p.warmup_epoch, 'LEARNING_RATE.params.warmup_epoch', { def: 5, min: 0 });
     // PaddleClas asserts epochs > warmup_epoch: the cosine after warmup would divide by zero
-    if (fn === 'CosineWarmup' && !(epochs > w)) c.fail('LEARNING_RATE.params.warmup_epoch', `must be less than epochs (${epochs}), got ${w}`);
+    if (fn === 'CosineWarmup' && !(epochs > w))
+      c.fail('LEARNING_RATE.params.warmup_epoch', `must be less than epochs (${epochs}), got ${w}`);
     return w;
   };
   switch (fn) {
@@ -111,12 +118,21 @@ function checkLearningRate(c: Checker, raw: unknown, epochs: number): LearningRa
       return { function: fn, params: { lr, warmup_epoch: warmup() } };
     case 'Piecewise': {
       const de = p.decay_epochs;
-      if (!Array.isArray(de) || de.length === 0) c.fail('LEARNING_RATE.params.decay_epochs', `must be a non-empty list of epochs, ${c.got(de)}`);
+      if (!Array.isArray(de) || de.length === 0)
+        c.fail('LEARNING_RATE.params.decay_epochs', `must be a non-empty list of epochs, ${c.got(de)}`);
       const epochsList = de.map((e, i) => c.num(e, `LEARNING_RATE.params.decay_epochs.${i}`, { min: 0 }));
       epochsList.forEach((e, i) => {
-        if (i > 0 && e <= epochsList[i - 1]) c.fail(`LEARNING_RATE.params.decay_epochs.${i}`, `must be increasing, got ${epochsList.join(', ')}`);
+        if (i > 0 && e <= epochsList[i - 1])
+          c.fail(`LEARNING_RATE.params.decay_epochs.${i}`, `must be increasing, got ${epochsList.join(', ')}`);
       });
-      return { function: fn, params: { lr, decay_epochs: epochsList, gamma: c.num(p.gamma, 'LEARNING_RATE.params.gamma', { def: 0.1, positive: true }) } };
+      return {
+        function: fn,
+        params: {
+          lr,
+          decay_epochs: epochsList,
+          gamma: c.num(p.gamma, 'LEARNING_RATE.params.gamma', { def: 0.1, positive: true }),
+        },
+      };
     }
     case 'ExponentialWarmup':
       return {
@@ -136,7 +152,10 @@ function checkOptimizer(c: Checker, raw: unknown): OptimizerConfig {
   const fn = c.oneOf(m.function, 'OPTIMIZER.function', ['Momentum'] as const, 'optimizer');
   const p = c.map(m.params ?? {}, 'OPTIMIZER.params');
   c.onlyKeys(p, 'OPTIMIZER.params', ['momentum']);
-  const out: OptimizerConfig = { function: fn, params: { momentum: c.num(p.momentum, 'OPTIMIZER.params.momentum', { min: 0 }) } };
+  const out: OptimizerConfig = {
+    function: fn,
+    params: { momentum: c.num(p.momentum, 'OPTIMIZER.params.momentum', { min: 0 }) },
+  };
   if (m.regularizer !== undefined && m.regularizer !== null) {
     const r = c.map(m.regularizer, 'OPTIMIZER.regularizer');
     const rf = c.oneOf(r.function, 'OPTIMIZER.regularizer.function', ['L2'] as const, 'regularizer');
@@ -146,14 +165,17 @@ function checkOptimizer(c: Checker, raw: unknown): OptimizerConfig {
 }
 
 function checkOps<T>(c: Checker, raw: unknown, keyPath: string, allowedNames?: readonly string[]): T[] {
-  if (!Array.isArray(raw) || raw.length === 0) c.fail(keyPath, `must be a non-empty list of {Name: params} entries, ${c.got(raw)}`);
+  if (!Array.isArray(raw) || raw.length === 0)
+    c.fail(keyPath, `must be a non-empty list of {Name: params} entries, ${c.got(raw)}`);
   raw.forEach((entry, i) => {
     const p = `${keyPath}.${i}`;
-    if (!isMap(entry) || Object.keys(entry).length !== 1) c.fail(p, `must be a map with exactly one op name, ${c.got(entry)}`);
+    if (!isMap(entry) || Object.keys(entry).length !== 1)
+      c.fail(p, `must be a map with exactly one op name, ${c.got(entry)}`);
     const [name] = Object.keys(entry);
     if (allowedNames) c.oneOf(name, p, allowedNames, 'operator');
     const params = entry[name];
-    if (params !== null && !isMap(params)) c.fail(`${p}.${name}`, `parameters must be a map or empty, ${c.got(params)}`);
+    if (params !== null && !isMap(params))
+      c.fail(`${p}.${name}`, `parameters must be a map or empty, ${c.got(params)}`);
     if (name === 'NormalizeImage' && params && params.scale !== undefined) {
       try {
         evalScale(params.scale as string | number);
@@ -165,7 +187,14 @@ function checkOps<T>(c: Checker, raw: unknown, keyPath: string, allowedNames?: r
   return raw as T[];
 }
 
-function checkData(c: Checker, raw: unknown, section: 'TRAIN' | 'VALID', worldSize: number, warn: (m: string) => void, useMix: boolean): DataConfig {
+function checkData(
+  c: Checker,
+  raw: unknown,
+  section: 'TRAIN' | 'VALID',
+  worldSize: number,
+  warn: (m: string) => void,
+  useMix: boolean,
+): DataConfig {
   const m = c.map(raw, section);
   for (const k of Object.keys(m)) {
     if (!DATA_KEYS.includes(k)) {
@@ -174,10 +203,16 @@ function checkData(c: Checker, raw: unknown, section: 'TRAIN' | 'VALID', worldSi
     }
   }
   const batch = c.int(m.batch_size, `${section}.batch_size`, 1);
-  if (batch < worldSize) c.fail(`${section}.batch_size`, `the global batch ${batch} is smaller than the ${worldSize} workers (each takes batch_size // ${worldSize})`);
+  if (batch < worldSize)
+    c.fail(
+      `${section}.batch_size`,
+      `the global batch ${batch} is smaller than the ${worldSize} workers (each takes batch_size // ${worldSize})`,
+    );
   if (batch % worldSize !== 0) {
-    warn(`config key ${section}.batch_size: ${batch} is not divisible by ${worldSize} workers; each takes ${Math.floor(batch / worldSize)}, ` +
-      `so the effective global batch is ${Math.floor(batch / worldSize) * worldSize}`);
+    warn(
+      `config key ${section}.batch_size: ${batch} is not divisible by ${worldSize} workers; each takes ${Math.floor(batch / worldSize)}, ` +
+        `so the effective global batch is ${Math.floor(batch / worldSize) * worldSize}`,
+    );
   }
   const out: DataConfig = {
     batch_size: batch,
@@ -189,7 +224,8 @@ function checkData(c: Checker, raw: unknown, section: 'TRAIN' | 'VALID', worldSi
     decode_cache_mb: c.num(m.decode_cache_mb, `${section}.decode_cache_mb`, { def: DEFAULT_DECODE_CACHE_MB, min: 0 }),
   };
   if (out.delimiter === '') c.fail(`${section}.delimiter`, 'must not be empty');
-  if (m.shuffle_seed !== undefined && m.shuffle_seed !== null) out.shuffle_seed = c.int(m.shuffle_seed, `${section}.shuffle_seed`, 0);
+  if (m.shuffle_seed !== undefined && m.shuffle_seed !== null)
+    out.shuffle_seed = c.int(m.shuffle_seed, `${section}.shuffle_seed`, 0);
   if (m.mix !== undefined && m.mix !== null) {
     out.mix = checkOps<MixOp>(c, m.mix, `${section}.mix`, MIX_OPERATORS);
     out.mix.forEach((op, i) => {
@@ -199,11 +235,18 @@ function checkData(c: Checker, raw: unknown, section: 'TRAIN' | 'VALID', worldSi
       if (params.alpha !== undefined) c.num(params.alpha, `${section}.mix.${i}.${name}.alpha`, { positive: true });
     });
   }
-  if (section === 'TRAIN' && useMix && !out.mix) c.fail('TRAIN.mix', 'use_mix is True, so TRAIN.mix must list a MixupOperator or CutmixOperator');
+  if (section === 'TRAIN' && useMix && !out.mix)
+    c.fail('TRAIN.mix', 'use_mix is True, so TRAIN.mix must list a MixupOperator or CutmixOperator');
   return out;
 }
 
-export function validate(raw: Record<string, unknown>, source: string, opts: LoadOptions, added: Set<string>, warn: (m: string) => void): TrainConfig {
+export function validate(
+  raw: Record<string, unknown>,
+  source: string,
+  opts: LoadOptions,
+  added: Set<string>,
+  warn: (m: string) => void,
+): TrainConfig {
   const c: Checker = new Checker(source); // explicitly typed so c.fail(): never narrows
   const worldSize = opts.worldSize ?? 1;
   for (const k of Object.keys(raw)) {
@@ -224,8 +267,11 @@ export function validate(raw: Record<string, unknown>, source: string, opts: Loa
   const epochs = c.int(raw.epochs, 'epochs', 1, 1);
   const useMix = c.bool(raw.use_mix, 'use_mix', false);
   const imageShape: unknown = raw.image_shape ?? [3, 224, 224];
-  if (!Array.isArray(imageShape) || imageShape.length !== 3) c.fail('image_shape', `must be [3, height, width], ${c.got(imageShape)}`);
-  imageShape.forEach((v, i) => c.int(v, `image_shape.${i}`, 1));
+  if (!Array.isArray(imageShape) || imageShape.length !== 3)
+    c.fail('image_shape', `must be [3, height, width], ${c.got(imageShape)}`);
+  imageShape.forEach((v, i) => {
+    c.int(v, `image_shape.${i}`, 1);
+  });
   if (imageShape[0] !== 3) c.fail('image_shape.0', `must be 3 (RGB channels), got ${imageShape[0]}`);
   const modelSaveDir = c.str(raw.model_save_dir, 'model_save_dir', './output/');
   const validateFlag = c.bool(raw.validate, 'validate', true);
@@ -252,7 +298,13 @@ export function validate(raw: Record<string, unknown>, source: string, opts: Loa
     backend: c.oneOf(raw.backend, 'backend', BACKENDS, 'backend', 'auto'),
     seed: c.int(raw.seed, 'seed', 0, 0),
     strict_data: c.bool(raw.strict_data, 'strict_data', false),
-    allreduce_dtype: c.oneOf(raw.allreduce_dtype, 'allreduce_dtype', ['float32', 'float16'] as const, 'dtype', 'float32'),
+    allreduce_dtype: c.oneOf(
+      raw.allreduce_dtype,
+      'allreduce_dtype',
+      ['float32', 'float16'] as const,
+      'dtype',
+      'float32',
+    ),
     collective_timeout_s: c.num(raw.collective_timeout_s, 'collective_timeout_s', { def: 300, positive: true }),
     metrics_file: c.str(raw.metrics_file, 'metrics_file', path.join(modelSaveDir, name, 'metrics.jsonl')),
     loss_temperature: c.num(raw.loss_temperature, 'loss_temperature', { def: 1, positive: true }),
@@ -260,7 +312,8 @@ export function validate(raw: Record<string, unknown>, source: string, opts: Loa
     max_image_pixels: c.int(raw.max_image_pixels, 'max_image_pixels', 1, DEFAULT_MAX_IMAGE_PIXELS),
   };
   if (cfg.topk > classes) c.fail('topk', `must be at most classes_num (${classes}), got ${cfg.topk}`);
-  if (cfg.last_epoch >= epochs) c.fail('last_epoch', `resuming after epoch ${cfg.last_epoch} leaves nothing to train (epochs: ${epochs})`);
+  if (cfg.last_epoch >= epochs)
+    c.fail('last_epoch', `resuming after epoch ${cfg.last_epoch} leaves nothing to train (epochs: ${epochs})`);
 
   if (mode === 'train') {
     if (raw.LEARNING_RATE === undefined) c.fail('LEARNING_RATE', 'is required in train mode');
@@ -271,19 +324,31 @@ export function validate(raw: Record<string, unknown>, source: string, opts: Loa
     cfg.OPTIMIZER = checkOptimizer(c, raw.OPTIMIZER);
     cfg.TRAIN = checkData(c, raw.TRAIN, 'TRAIN', worldSize, warn, useMix);
     if (cfg.total_images < cfg.TRAIN.batch_size) {
-      c.fail('total_images', `${cfg.total_images} is less than TRAIN.batch_size (${cfg.TRAIN.batch_size}): an epoch would have no iterations`);
+      c.fail(
+        'total_images',
+        `${cfg.total_images} is less than TRAIN.batch_size (${cfg.TRAIN.batch_size}): an epoch would have no iterations`,
+      );
     }
     const perWorker = Math.floor(cfg.TRAIN.batch_size / worldSize);
     // a group of one image leaves BN one value per channel at the 1x1 last stage (PyTorch refuses that batch)
     if (cfg.bn_virtual_batch_size === 1) {
-      c.fail('bn_virtual_batch_size', 'must be 0 (off) or at least 2: batch norm over a single image normalises every 1x1 feature map to its bias');
+      c.fail(
+        'bn_virtual_batch_size',
+        'must be 0 (off) or at least 2: batch norm over a single image normalises every 1x1 feature map to its bias',
+      );
     }
     if (cfg.bn_virtual_batch_size > 0 && perWorker % cfg.bn_virtual_batch_size !== 0) {
-      c.fail('bn_virtual_batch_size', `${cfg.bn_virtual_batch_size} does not divide the per-worker batch ` +
-        `(TRAIN.batch_size ${cfg.TRAIN.batch_size} // ${worldSize} worker(s) = ${perWorker})`);
+      c.fail(
+        'bn_virtual_batch_size',
+        `${cfg.bn_virtual_batch_size} does not divide the per-worker batch ` +
+          `(TRAIN.batch_size ${cfg.TRAIN.batch_size} // ${worldSize} worker(s) = ${perWorker})`,
+      );
     }
     if (worldSize > 1 && cfg.TRAIN.shuffle_seed === undefined) {
-      c.fail('TRAIN.shuffle_seed', `is required when training with ${worldSize} workers, so that every worker shuffles the file list identically`);
+      c.fail(
+        'TRAIN.shuffle_seed',
+        `is required when training with ${worldSize} workers, so that every worker shuffles the file list identically`,
+      );
     }
   } else if (raw.total_images !== undefined) {
     cfg.total_images = c.int(raw.total_images, 'total_images', 1);

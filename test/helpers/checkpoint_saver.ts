@@ -21,7 +21,14 @@ if (mode === '--check') {
 } else {
   for (let epoch = 0; ; epoch++) {
     model.weights.get('base.0.conv.weight')!.assign(tf.fill([3, 3, 3, 32], epoch));
-    await saveCheckpoint(dir, model, undefined, { epoch, iteration: epoch, bestTop1: 0, bestEpoch: -1, model: 'HarDNet68', classesNum: 1000 });
+    await saveCheckpoint(dir, model, undefined, {
+      epoch,
+      iteration: epoch,
+      bestTop1: 0,
+      bestEpoch: -1,
+      model: 'HarDNet68',
+      classesNum: 1000,
+    });
     if (epoch === 0) console.log('saved');
   }
 }

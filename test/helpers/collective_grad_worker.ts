@@ -22,14 +22,23 @@ async function main() {
   const env = readWorkerEnv();
   const pg = await createProcessGroup(env, { timeoutMs: 60_000 });
   // every rank initialises differently on purpose: only the broadcast makes them start identical
-  const shapes: [number, number][] = [[IN, HIDDEN], [1, HIDDEN], [HIDDEN, CLASSES], [1, CLASSES]];
+  const shapes: [number, number][] = [
+    [IN, HIDDEN],
+    [1, HIDDEN],
+    [HIDDEN, CLASSES],
+    [1, CLASSES],
+  ];
   const sizes = shapes.map(([a, b]) => a * b);
   const total = sizes.reduce((a, b) => a + b, 0);
   const flat = new Float32Array(total);
   for (let i = 0; i < total; i++) flat[i] = value(100 + env.rank, total, i);
   await pg.broadcast(flat, 0);
   let off = 0;
-  const vars = shapes.map((shape, k) => { const v = tf.variable(tf.tensor2d(flat.slice(off, off + sizes[k]), shape)); off += sizes[k]; return v; });
+  const vars = shapes.map((shape, k) => {
+    const v = tf.variable(tf.tensor2d(flat.slice(off, off + sizes[k]), shape));
+    off += sizes[k];
+    return v;
+  });
 
   // this rank's shard of the global batch (equal shards, so the mean of shard means is the global mean)
   const per = GLOBAL_BATCH / env.worldSize;
@@ -50,7 +59,11 @@ async function main() {
   // one fused gradient buffer (read outside tidy: see the wasm pitfall in the project notes)
   const fused = new Float32Array(total);
   off = 0;
-  for (const v of vars) { const g = grads[v.name].dataSync(); fused.set(g, off); off += g.length; }
+  for (const v of vars) {
+    const g = grads[v.name].dataSync();
+    fused.set(g, off);
+    off += g.length;
+  }
   await pg.allReduce(fused, 'mean');
   const lr = 0.1;
   off = 0;
@@ -62,10 +75,17 @@ async function main() {
     off += sizes[k];
   });
   await pg.close();
-  return { grad: Array.from(fused), weights: Array.from(after), weightsSha: createHash('sha256').update(new Uint8Array(after.buffer)).digest('hex') };
+  return {
+    grad: Array.from(fused),
+    weights: Array.from(after),
+    weightsSha: createHash('sha256').update(new Uint8Array(after.buffer)).digest('hex'),
+  };
 }
 
 main().then(
   (r) => process.stdout.write(`RESULT ${JSON.stringify(r)}\n`),
-  (err) => { process.stdout.write(`ERROR ${JSON.stringify({ message: (err as Error).message })}\n`); process.exitCode = 1; },
+  (err) => {
+    process.stdout.write(`ERROR ${JSON.stringify({ message: (err as Error).message })}\n`);
+    process.exitCode = 1;
+  },
 );

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { readWorkerEnv, shmJobDir } from '../../shared/env.js';
-import { CollectiveError, createProcessGroup, type ProcessGroup } from '../../worker/collectives/index.js';
+import { type CollectiveError, createProcessGroup, type ProcessGroup } from '../../worker/collectives/index.js';
 import type { RingTiming } from '../../worker/collectives/process_group.js';
 import { fill, value } from './collective_data.js';
 
@@ -14,7 +14,10 @@ const scenario = process.argv[2];
 const args = JSON.parse(process.argv[3] ?? '{}');
 const env = readWorkerEnv();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const sha = (a: Float32Array) => createHash('sha256').update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest('hex');
+const sha = (a: Float32Array) =>
+  createHash('sha256')
+    .update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
+    .digest('hex');
 
 /** allReduce one deterministic buffer and compare with the float64 sum of all ranks' data. */
 async function checkedAllReduce(pg: ProcessGroup, size: number, op: 'sum' | 'mean', half: boolean) {
@@ -32,8 +35,15 @@ async function checkedAllReduce(pg: ProcessGroup, size: number, op: 'sum' | 'mea
   for (let i = 0; i < size; i += i < 4096 || i >= size - 4096 ? 1 : stride) {
     let exact = 0;
     let abs = 0;
-    for (let r = 0; r < N; r++) { const v = value(r, size, i); exact += v; abs += Math.abs(v); }
-    if (op === 'mean') { exact /= N; abs /= N; }
+    for (let r = 0; r < N; r++) {
+      const v = value(r, size, i);
+      exact += v;
+      abs += Math.abs(v);
+    }
+    if (op === 'mean') {
+      exact /= N;
+      abs /= N;
+    }
     const err = Math.abs(buf[i] - exact);
     const bound = (N + 1) * unit * abs + (half ? 2 ** -24 : 0);
     if (err > bound) ok = false;
@@ -45,16 +55,23 @@ async function checkedAllReduce(pg: ProcessGroup, size: number, op: 'sum' | 'mea
 async function main(): Promise<unknown> {
   const log = (level: string, msg: string) => process.stderr.write(`[${level}] ${msg}\n`);
   const pg = await createProcessGroup(env, {
-    timeoutMs: args.timeoutMs, warnAfterMs: args.warnAfterMs, heartbeatMs: args.heartbeatMs,
+    timeoutMs: args.timeoutMs,
+    warnAfterMs: args.warnAfterMs,
+    heartbeatMs: args.heartbeatMs,
     wireDtype: scenario === 'mismatch' && env.rank === 1 && args.rank1Dtype ? args.rank1Dtype : args.wireDtype,
-    chunkBytes: args.chunkBytes, security: args.security, sharedMemory: env.rank === args.noShmRank ? false : args.sharedMemory, log,
+    chunkBytes: args.chunkBytes,
+    security: args.security,
+    sharedMemory: env.rank === args.noShmRank ? false : args.sharedMemory,
+    log,
   });
   try {
     switch (scenario) {
       case 'exact': {
         const half = args.wireDtype === 'float16';
         const reduced = [];
-        for (const size of args.sizes as number[]) for (const op of (args.ops ?? ['sum']) as ('sum' | 'mean')[]) reduced.push(await checkedAllReduce(pg, size, op, half));
+        for (const size of args.sizes as number[])
+          for (const op of (args.ops ?? ['sum']) as ('sum' | 'mean')[])
+            reduced.push(await checkedAllReduce(pg, size, op, half));
         // broadcast from the last rank: everyone must end with its bytes
         const root = pg.worldSize - 1;
         // the other ranks start from a constant (filling 17.6M pseudo-random floats costs seconds per rank)
@@ -65,12 +82,21 @@ async function main(): Promise<unknown> {
         const expected = new Float32Array(b.length);
         fill(expected, root);
         const gathered = await pg.allGather(Array.from({ length: pg.rank % 3 }, (_, k) => pg.rank * 10 + k + 0.5));
-        const gatherOk = gathered.every((v, r) => JSON.stringify(v) === JSON.stringify(Array.from({ length: r % 3 }, (_, k) => r * 10 + k + 0.5)));
+        const gatherOk = gathered.every(
+          (v, r) => JSON.stringify(v) === JSON.stringify(Array.from({ length: r % 3 }, (_, k) => r * 10 + k + 0.5)),
+        );
         await pg.barrier();
         // every reader has opened (and so unlinked) its predecessor's shared-memory files by now
         const shmDir = shmJobDir(env.jobId);
         const shmLeft = fs.existsSync(shmDir) ? fs.readdirSync(shmDir) : [];
-        return { reduced, broadcastOk: Buffer.from(b.buffer).equals(Buffer.from(expected.buffer)), gatherOk, allReducePayloadBytes: pg.bytesSent.allReduce, shmLeft, description: pg.description };
+        return {
+          reduced,
+          broadcastOk: Buffer.from(b.buffer).equals(Buffer.from(expected.buffer)),
+          gatherOk,
+          allReducePayloadBytes: pg.bytesSent.allReduce,
+          shmLeft,
+          description: pg.description,
+        };
       }
       case 'fault': {
         const buf = new Float32Array(args.size ?? 100_000);
@@ -100,11 +126,15 @@ async function main(): Promise<unknown> {
           const timing = (pg as { timing?: RingTiming }).timing;
           let cpu = { user: 0, system: 0 };
           let faults = 0;
-          let split = { recvWaitMs: 0, sumMs: 0, copyMs: 0, sendMs: 0, messages: 0 };
+          const split = { recvWaitMs: 0, sumMs: 0, copyMs: 0, sendMs: 0, messages: 0 };
           for (let rep = 0; rep < args.warmup + args.reps; rep++) {
             buf.fill(1);
             await pg.barrier();
-            const before = { cpu: process.cpuUsage(), faults: process.resourceUsage().minorPageFault, split: timing && { ...timing } };
+            const before = {
+              cpu: process.cpuUsage(),
+              faults: process.resourceUsage().minorPageFault,
+              split: timing && { ...timing },
+            };
             const t0 = process.hrtime.bigint();
             await pg.allReduce(buf, 'sum');
             const dt = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -113,17 +143,36 @@ async function main(): Promise<unknown> {
               const c = process.cpuUsage(before.cpu);
               cpu = { user: cpu.user + c.user, system: cpu.system + c.system };
               faults += process.resourceUsage().minorPageFault - before.faults;
-              if (timing && before.split) for (const k of Object.keys(split) as (keyof typeof split)[]) split[k] += timing[k] - before.split[k];
+              if (timing && before.split)
+                for (const k of Object.keys(split) as (keyof typeof split)[]) split[k] += timing[k] - before.split[k];
             }
             ok &&= buf.length === 0 || (buf[0] === pg.worldSize && buf[buf.length - 1] === pg.worldSize);
           }
           const per = (x: number) => x / Math.max(1, args.reps);
-          const mine = [cpu.user / 1e3, cpu.system / 1e3, faults, split.recvWaitMs, split.sumMs, split.copyMs, split.sendMs, split.messages].map(per);
+          const mine = [
+            cpu.user / 1e3,
+            cpu.system / 1e3,
+            faults,
+            split.recvWaitMs,
+            split.sumMs,
+            split.copyMs,
+            split.sendMs,
+            split.messages,
+          ].map(per);
           const all = await pg.allGather([...times, ok ? 1 : 0, ...mine]);
           const R = times.length;
           const perRep = times.map((_, k) => Math.max(...all.map((t) => t[k])));
           const mean = (k: number) => all.reduce((a, t) => a + t[R + 1 + k], 0) / all.length;
-          const profile = { cpuUserMs: mean(0), cpuSysMs: mean(1), minorFaults: mean(2), recvWaitMs: mean(3), sumMs: mean(4), copyMs: mean(5), sendMs: mean(6), messages: mean(7) };
+          const profile = {
+            cpuUserMs: mean(0),
+            cpuSysMs: mean(1),
+            minorFaults: mean(2),
+            recvWaitMs: mean(3),
+            sumMs: mean(4),
+            copyMs: mean(5),
+            sendMs: mean(6),
+            messages: mean(7),
+          };
           rows.push({ bytes: buf.length * 4, times_ms: perRep, ok: all.every((t) => t[R] === 1), profile });
         }
         return { rows };

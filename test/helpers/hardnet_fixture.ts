@@ -6,7 +6,10 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const FIXTURES = path.resolve(REPO_ROOT, 'test/fixtures/hardnet');
 
-export interface FixtureTensor { shape: number[]; data: Float32Array }
+export interface FixtureTensor {
+  shape: number[];
+  data: Float32Array;
+}
 
 export class FixtureFile {
   private index: Record<string, { shape: number[]; offset: number; length: number }>;
@@ -15,7 +18,9 @@ export class FixtureFile {
     this.index = JSON.parse(fs.readFileSync(`${base}.json`, 'utf8'));
     this.blob = fs.readFileSync(`${base}.bin`);
   }
-  names(): string[] { return Object.keys(this.index); }
+  names(): string[] {
+    return Object.keys(this.index);
+  }
   get(name: string): FixtureTensor {
     const e = this.index[name];
     if (!e) throw new Error(`fixture has no tensor '${name}'`);
@@ -45,6 +50,9 @@ export function relL2(a: ArrayLike<number>, ref: ArrayLike<number>): number {
   if (a.length !== ref.length) throw new Error(`length ${a.length} != ${ref.length}`);
   let num = 0;
   let den = 0;
-  for (let i = 0; i < a.length; i++) { num += (a[i] - ref[i]) ** 2; den += ref[i] ** 2; }
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
   return Math.sqrt(num / den);
 }

@@ -11,7 +11,9 @@ export async function writeTestImages(dir: string, n: number): Promise<{ list: s
   for (let i = 0; i < n; i++) {
     const px = Buffer.alloc(32 * 32 * 3);
     for (let j = 0; j < px.length; j++) px[j] = (i * 37 + j * 13) & 255;
-    await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).png().toFile(path.join(images, `img${i}.png`));
+    await sharp(px, { raw: { width: 32, height: 32, channels: 3 } })
+      .png()
+      .toFile(path.join(images, `img${i}.png`));
     lines.push(`img${i}.png ${i % 10}`);
   }
   const list = path.join(dir, 'train.txt');

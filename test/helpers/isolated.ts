@@ -27,15 +27,22 @@ export function distUrl(fromTest: string, rel: string): string {
 export function runIsolated(code: string, o: { timeoutMs: number; maxOldSpaceMb?: number }): Promise<Isolated> {
   const wrapped = `${code}\nprocess.stdout.write('MAXRSS ' + process.resourceUsage().maxRSS + '\\n');\n`;
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [`--max-old-space-size=${o.maxOldSpaceMb ?? 256}`, '--input-type=module', '-e', wrapped], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [`--max-old-space-size=${o.maxOldSpaceMb ?? 256}`, '--input-type=module', '-e', wrapped],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stdout = '';
     let stderr = '';
     let timedOut = false;
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => { timedOut = true; child.kill('SIGKILL'); }, o.timeoutMs);
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, o.timeoutMs);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       const out: Isolated = { code, signal, timedOut, stdout, stderr };

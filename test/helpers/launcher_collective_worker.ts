@@ -9,12 +9,22 @@ import { parseArgs } from 'node:util';
 import { readWorkerEnv } from '../../shared/env.js';
 import { createProcessGroup } from '../../worker/collectives/index.js';
 
-const { values: o } = parseArgs({ options: { out: { type: 'string' }, 'timeout-ms': { type: 'string', default: '2000' }, steps: { type: 'string', default: '100000' } } });
+const { values: o } = parseArgs({
+  options: {
+    out: { type: 'string' },
+    'timeout-ms': { type: 'string', default: '2000' },
+    steps: { type: 'string', default: '100000' },
+  },
+});
 if (o.out === undefined) process.exit(0);
 
 const env = readWorkerEnv();
 try {
-  const group = await createProcessGroup(env, { timeoutMs: Number(o['timeout-ms']), warnAfterMs: 500, heartbeatMs: 250 });
+  const group = await createProcessGroup(env, {
+    timeoutMs: Number(o['timeout-ms']),
+    warnAfterMs: 500,
+    heartbeatMs: 250,
+  });
   const file = path.join(o.out, `rank${env.rank}.restart0.json`);
   fs.writeFileSync(`${file}.tmp`, JSON.stringify({ pid: process.pid, env: { HARDNET_JOB_ID: env.jobId } }));
   fs.renameSync(`${file}.tmp`, file);

@@ -24,12 +24,18 @@ export interface LaunchRun {
 }
 
 export function startLaunch(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): LaunchRun {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env }, cwd: opts.cwd });
+  const child = spawn(process.execPath, [CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
+    cwd: opts.cwd,
+  });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
   child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-  const done = new Promise<LaunchResult>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
+  const done = new Promise<LaunchResult>((resolve) =>
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
   return {
     child,
     get stdout() {
@@ -47,7 +53,11 @@ export function launch(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
 }
 
 /** Run any command to its end and collect its output (e.g. the CLI under a shell's umask, or as another user). */
-export function runCollect(command: string, args: string[], opts: { uid?: number; gid?: number } = {}): Promise<LaunchResult> {
+export function runCollect(
+  command: string,
+  args: string[],
+  opts: { uid?: number; gid?: number } = {},
+): Promise<LaunchResult> {
   return new Promise((resolve) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
     let stdout = '';

@@ -38,7 +38,9 @@ async function readSecret(): Promise<string | undefined> {
   const chunks: Buffer[] = [];
   for (;;) {
     const buf = Buffer.alloc(4096);
-    const n = await new Promise<number>((res, rej) => fs.read(fd, buf, 0, buf.length, null, (e, b) => (e ? rej(e) : res(b))));
+    const n = await new Promise<number>((res, rej) =>
+      fs.read(fd, buf, 0, buf.length, null, (e, b) => (e ? rej(e) : res(b))),
+    );
     if (n === 0) break;
     chunks.push(buf.subarray(0, n));
   }
@@ -76,7 +78,9 @@ const secret = await readSecret();
 let grandchildPid: number | undefined;
 if (o.grandchild) {
   // a child that would outlive its parent if nobody killed the group: it ignores SIGTERM too
-  const child = spawn(process.execPath, ['-e', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)"], { stdio: 'ignore' });
+  const child = spawn(process.execPath, ['-e', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)"], {
+    stdio: 'ignore',
+  });
   grandchildPid = child.pid;
 }
 if (o['on-sigint'] === 'clean') {
@@ -93,7 +97,11 @@ const record = {
   pid: process.pid,
   grandchildPid,
   secret,
-  env: Object.fromEntries(Object.entries(env).filter(([k]) => /^(PADDLE_|FLAGS_|RANK|LOCAL_|WORLD_|MASTER_|GROUP_|TORCHELASTIC_|HARDNET_|CUDA_)/.test(k))),
+  env: Object.fromEntries(
+    Object.entries(env).filter(([k]) =>
+      /^(PADDLE_|FLAGS_|RANK|LOCAL_|WORLD_|MASTER_|GROUP_|TORCHELASTIC_|HARDNET_|CUDA_)/.test(k),
+    ),
+  ),
 };
 const file = path.join(o.out, `rank${rank}.restart${restart}.json`);
 fs.writeFileSync(`${file}.tmp`, JSON.stringify(record));
@@ -104,7 +112,10 @@ console.error(`rank ${rank} says this on stderr`);
 
 if (o.exchange) await exchange();
 
-const failHere = o['exit-rank'] !== undefined && Number(o['exit-rank']) === rank && (o['fail-on-restart'] === undefined || Number(o['fail-on-restart']) === restart);
+const failHere =
+  o['exit-rank'] !== undefined &&
+  Number(o['exit-rank']) === rank &&
+  (o['fail-on-restart'] === undefined || Number(o['fail-on-restart']) === restart);
 if (failHere) {
   setTimeout(() => {
     console.log(`rank ${rank} fails now with exit code ${o['exit-code']}`);

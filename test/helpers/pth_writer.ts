@@ -19,8 +19,14 @@ export interface TensorSpec {
 
 class Pickle {
   private parts: Buffer[] = [Buffer.from([0x80, 0x02])];
-  op(...bytes: number[]): this { this.parts.push(Buffer.from(bytes)); return this; }
-  global(module: string, name: string): this { this.parts.push(Buffer.from(`c${module}\n${name}\n`, 'latin1')); return this; }
+  op(...bytes: number[]): this {
+    this.parts.push(Buffer.from(bytes));
+    return this;
+  }
+  global(module: string, name: string): this {
+    this.parts.push(Buffer.from(`c${module}\n${name}\n`, 'latin1'));
+    return this;
+  }
   str(s: string): this {
     const b = Buffer.from(s, 'utf8');
     const len = Buffer.alloc(4);
@@ -36,7 +42,8 @@ class Pickle {
       this.parts.push(b);
     } else {
       const b = Buffer.alloc(10); // LONG1, 8 bytes little endian
-      b[0] = 0x8a; b[1] = 8;
+      b[0] = 0x8a;
+      b[1] = 8;
       b.writeBigInt64LE(BigInt(n), 2);
       this.parts.push(b);
     }
@@ -47,7 +54,9 @@ class Pickle {
     for (const i of items) this.int(i);
     return this.op(0x74); // TUPLE
   }
-  bytes(): Buffer { return Buffer.concat([...this.parts, Buffer.from('.')]); }
+  bytes(): Buffer {
+    return Buffer.concat([...this.parts, Buffer.from('.')]);
+  }
 }
 
 /** data.pkl of a dict of tensors (float32 storages). */
@@ -59,7 +68,10 @@ export function stateDictPickle(tensors: TensorSpec[]): Buffer {
     p.global('torch._utils', '_rebuild_tensor_v2');
     p.op(0x28); // MARK (args)
     p.op(0x28).str('storage').global('torch', 'FloatStorage').str(t.key).str('cpu').int(t.numel).op(0x74, 0x51); // tuple, BINPERSID
-    p.int(t.offset ?? 0).tuple(t.size).tuple(t.stride).op(0x89); // NEWFALSE
+    p.int(t.offset ?? 0)
+      .tuple(t.size)
+      .tuple(t.stride)
+      .op(0x89); // NEWFALSE
     p.global('collections', 'OrderedDict').op(0x29, 0x52); // EMPTY_TUPLE, REDUCE
     p.op(0x74, 0x52); // TUPLE, REDUCE
   }
@@ -95,8 +107,18 @@ export function patchOriginalSize(zip: Uint8Array, name: string, size: number): 
   const nameBytes = Buffer.from(name);
   for (let i = 0; i + 46 < b.length; i++) {
     const sig = b.readUInt32LE(i);
-    if (sig === 0x04034b50 && b.readUInt16LE(i + 26) === nameBytes.length && b.subarray(i + 30, i + 30 + nameBytes.length).equals(nameBytes)) b.writeUInt32LE(size, i + 22);
-    if (sig === 0x02014b50 && b.readUInt16LE(i + 28) === nameBytes.length && b.subarray(i + 46, i + 46 + nameBytes.length).equals(nameBytes)) b.writeUInt32LE(size, i + 24);
+    if (
+      sig === 0x04034b50 &&
+      b.readUInt16LE(i + 26) === nameBytes.length &&
+      b.subarray(i + 30, i + 30 + nameBytes.length).equals(nameBytes)
+    )
+      b.writeUInt32LE(size, i + 22);
+    if (
+      sig === 0x02014b50 &&
+      b.readUInt16LE(i + 28) === nameBytes.length &&
+      b.subarray(i + 46, i + 46 + nameBytes.length).equals(nameBytes)
+    )
+      b.writeUInt32LE(size, i + 24);
   }
   return new Uint8Array(b);
 }

@@ -50,7 +50,14 @@ export interface SpawnedGroup {
  */
 export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((resolve) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => resolve(s)); })),
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<net.Server>((resolve) => {
+          const s = net.createServer();
+          s.listen(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
   );
   const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
@@ -59,24 +66,43 @@ export async function freePorts(n: number): Promise<number[]> {
 
 export async function spawnGroup(o: SpawnOptions): Promise<SpawnedGroup> {
   const jobId = o.jobId ?? `t${randomBytes(4).toString('hex')}`;
-  const endpoints = o.transport === 'tcp' ? (await freePorts(o.np)).map((p) => `tcp://127.0.0.1:${p}`) : ipcEndpoints(jobId, o.np);
+  const endpoints =
+    o.transport === 'tcp' ? (await freePorts(o.np)).map((p) => `tcp://127.0.0.1:${p}`) : ipcEndpoints(jobId, o.np);
   const secret = makeJobSecret(jobId);
   const procs: ChildProcess[] = [];
   const outcomes: Promise<RankOutcome>[] = [];
   for (let rank = 0; rank < o.np; rank++) {
     const env: WorkerEnv = {
-      rank, localRank: rank, worldSize: o.np, localWorldSize: o.np, nodeRank: 0, endpoints, currentEndpoint: endpoints[rank],
-      masterAddr: '127.0.0.1', masterPort: 0, selectedGpus: '', restartCount: 0, jobId, logDir: 'log',
+      rank,
+      localRank: rank,
+      worldSize: o.np,
+      localWorldSize: o.np,
+      nodeRank: 0,
+      endpoints,
+      currentEndpoint: endpoints[rank],
+      masterAddr: '127.0.0.1',
+      masterPort: 0,
+      selectedGpus: '',
+      restartCount: 0,
+      jobId,
+      logDir: 'log',
       secretFd: o.withSecret === false ? undefined : 3,
     };
     const child = spawn(process.execPath, [o.script, ...(o.args ?? [])], {
       // malloc tunables as the launcher sets them (see malloc_tunables.ts): received ZeroMQ buffers reuse pages
-      env: { ...process.env, GLIBC_TUNABLES: withCollectiveMallocTunables(process.env.GLIBC_TUNABLES), ...formatWorkerEnv(env), ...o.extraEnv },
+      env: {
+        ...process.env,
+        GLIBC_TUNABLES: withCollectiveMallocTunables(process.env.GLIBC_TUNABLES),
+        ...formatWorkerEnv(env),
+        ...o.extraEnv,
+      },
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
     });
     if (o.withSecret !== false) {
       const pipe = child.stdio[3] as NodeJS.WritableStream;
-      pipe.on('error', () => { /* the worker died before reading: its exit code tells */ });
+      pipe.on('error', () => {
+        /* the worker died before reading: its exit code tells */
+      });
       pipe.end(JSON.stringify(secret) + '\n');
     }
     procs.push(child);
@@ -99,6 +125,9 @@ export async function spawnGroup(o: SpawnOptions): Promise<SpawnedGroup> {
   }
   // the socket directory goes when its last rank has exited (a rank removes it only when it made it and it is empty)
   const ipcDir = o.transport === 'tcp' ? undefined : ipcJobDir(jobId);
-  const done = Promise.all(outcomes).then((r) => { if (ipcDir) fs.rmSync(ipcDir, { recursive: true, force: true }); return r; });
+  const done = Promise.all(outcomes).then((r) => {
+    if (ipcDir) fs.rmSync(ipcDir, { recursive: true, force: true });
+    return r;
+  });
   return { jobId, endpoints, secret, procs, done };
 }

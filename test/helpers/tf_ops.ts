@@ -86,7 +86,13 @@ export const TF_OPS: Record<string, OpDef> = {
   TopKV2: { inputs: 2, attrs: { sorted: { kind: 'bool' }, T: T() } },
   FusedBatchNorm: {
     inputs: 5,
-    attrs: { T: T([F]), epsilon: { kind: 'float' }, exponential_avg_factor: { kind: 'float' }, data_format: DATA_FORMAT, is_training: { kind: 'bool' } },
+    attrs: {
+      T: T([F]),
+      epsilon: { kind: 'float' },
+      exponential_avg_factor: { kind: 'float' },
+      data_format: DATA_FORMAT,
+      is_training: { kind: 'bool' },
+    },
   },
   // array_ops.cc
   PadV2: { inputs: 3, attrs: { T: T(ANY), Tpaddings: T(INDEX) } },
@@ -100,45 +106,95 @@ export const TF_OPS: Record<string, OpDef> = {
   Identity: { inputs: 1, attrs: { T: T(ANY) } },
   Select: { inputs: 3, attrs: { T: T(ANY) } },
   // math_ops.cc
-  Add: binary, AddV2: binary, Sub: binary, Mul: binary, RealDiv: binary, Maximum: binary, Minimum: binary,
+  Add: binary,
+  AddV2: binary,
+  Sub: binary,
+  Mul: binary,
+  RealDiv: binary,
+  Maximum: binary,
+  Minimum: binary,
   AddN: { inputs: 'N+0', attrs: { N: { kind: 'int', min: 1 }, T: T() } },
-  Square: unary, Rsqrt: unary, Sqrt: unary, Exp: unary, Log: unary, Neg: unary, Floor: unary, IsNan: { inputs: 1, attrs: { T: T([F]) } },
-  Greater: binary, GreaterEqual: binary, Less: binary, LessEqual: binary, Equal: { inputs: 2, attrs: { T: T(ANY), incompatible_shape_error: { kind: 'bool' } } },
+  Square: unary,
+  Rsqrt: unary,
+  Sqrt: unary,
+  Exp: unary,
+  Log: unary,
+  Neg: unary,
+  Floor: unary,
+  IsNan: { inputs: 1, attrs: { T: T([F]) } },
+  Greater: binary,
+  GreaterEqual: binary,
+  Less: binary,
+  LessEqual: binary,
+  Equal: { inputs: 2, attrs: { T: T(ANY), incompatible_shape_error: { kind: 'bool' } } },
   LogicalAnd: { inputs: 2, attrs: {} },
   Cast: { inputs: 1, attrs: { SrcT: T(ANY), DstT: T(ANY), Truncate: { kind: 'bool' } } },
   BatchMatMulV2: { inputs: 2, attrs: { T: T(), adj_x: { kind: 'bool' }, adj_y: { kind: 'bool' } } },
-  Mean: reduction, Sum: reduction, Max: reduction, Min: reduction, Prod: reduction,
+  Mean: reduction,
+  Sum: reduction,
+  Max: reduction,
+  Min: reduction,
+  Prod: reduction,
   ArgMax: { inputs: 2, attrs: { T: T(), Tidx: T(INDEX), output_type: T(INDEX) } },
 };
 
 const ATTR_CODE: Record<Attr['kind'], number> = {
-  type: TF_ATTR.TF_ATTR_TYPE, int: TF_ATTR.TF_ATTR_INT, 'list(int)': TF_ATTR.TF_ATTR_INT, float: TF_ATTR.TF_ATTR_FLOAT,
-  bool: TF_ATTR.TF_ATTR_BOOL, string: TF_ATTR.TF_ATTR_STRING,
+  type: TF_ATTR.TF_ATTR_TYPE,
+  int: TF_ATTR.TF_ATTR_INT,
+  'list(int)': TF_ATTR.TF_ATTR_INT,
+  float: TF_ATTR.TF_ATTR_FLOAT,
+  bool: TF_ATTR.TF_ATTR_BOOL,
+  string: TF_ATTR.TF_ATTR_STRING,
 };
 
 /** Why TensorFlow 2.9 would refuse this op as tfjs-node sends it; empty when it accepts it. */
 export function tfOpProblems(r: RecordedOp): string[] {
   const def = TF_OPS[r.op];
-  if (!def) return [`${r.op}: not in this table of TensorFlow 2.9 ops (add it from TensorFlow's op registration, with a citation)`];
+  if (!def)
+    return [
+      `${r.op}: not in this table of TensorFlow 2.9 ops (add it from TensorFlow's op registration, with a citation)`,
+    ];
   const problems: string[] = [];
   const attrs = new Map(r.attrs.map((a) => [a.name, a]));
   for (const a of r.attrs) {
     const spec = def.attrs[a.name];
-    if (!spec) { problems.push(`attr '${a.name}' is not declared by the op`); continue; }
-    if (a.type !== ATTR_CODE[spec.kind]) problems.push(`attr '${a.name}' sent as attr type ${a.type}, declared ${spec.kind}`);
+    if (!spec) {
+      problems.push(`attr '${a.name}' is not declared by the op`);
+      continue;
+    }
+    if (a.type !== ATTR_CODE[spec.kind])
+      problems.push(`attr '${a.name}' sent as attr type ${a.type}, declared ${spec.kind}`);
     const v = a.value;
     switch (spec.kind) {
-      case 'type': if (!spec.allowed.includes(v as number)) problems.push(`attr '${a.name}' = dtype ${String(v)}, not allowed`); break;
-      case 'int': if (!Number.isInteger(v) || (spec.min !== undefined && (v as number) < spec.min)) problems.push(`attr '${a.name}' = ${String(v)}`); break;
-      case 'float': if (typeof v !== 'number') problems.push(`attr '${a.name}' = ${String(v)}, not a float`); break;
-      case 'bool': if (typeof v !== 'boolean') problems.push(`attr '${a.name}' = ${String(v)}, not a bool`); break;
-      case 'string': if (!spec.allowed.includes(v as string)) problems.push(`attr '${a.name}' = ${JSON.stringify(v)}, allowed ${spec.allowed.join('/')}`); break;
+      case 'type':
+        if (!spec.allowed.includes(v as number)) problems.push(`attr '${a.name}' = dtype ${String(v)}, not allowed`);
+        break;
+      case 'int':
+        if (!Number.isInteger(v) || (spec.min !== undefined && (v as number) < spec.min))
+          problems.push(`attr '${a.name}' = ${String(v)}`);
+        break;
+      case 'float':
+        if (typeof v !== 'number') problems.push(`attr '${a.name}' = ${String(v)}, not a float`);
+        break;
+      case 'bool':
+        if (typeof v !== 'boolean') problems.push(`attr '${a.name}' = ${String(v)}, not a bool`);
+        break;
+      case 'string':
+        if (!spec.allowed.includes(v as string))
+          problems.push(`attr '${a.name}' = ${JSON.stringify(v)}, allowed ${spec.allowed.join('/')}`);
+        break;
       case 'list(int)':
-        if (!Array.isArray(v) || !v.every(Number.isInteger) || (spec.minLength !== undefined && v.length < spec.minLength)) problems.push(`attr '${a.name}' = ${JSON.stringify(v)}`);
+        if (
+          !Array.isArray(v) ||
+          !v.every(Number.isInteger) ||
+          (spec.minLength !== undefined && v.length < spec.minLength)
+        )
+          problems.push(`attr '${a.name}' = ${JSON.stringify(v)}`);
         break;
     }
   }
-  for (const [name, spec] of Object.entries(def.attrs)) if (spec.required && !attrs.has(name)) problems.push(`required attr '${name}' missing`);
+  for (const [name, spec] of Object.entries(def.attrs))
+    if (spec.required && !attrs.has(name)) problems.push(`required attr '${name}' missing`);
   const n = attrs.get('N')?.value as number | undefined;
   const inputs = typeof def.inputs === 'number' ? def.inputs : (n ?? NaN) + Number(def.inputs.slice(2));
   if (r.inputs.length !== inputs) problems.push(`${r.inputs.length} inputs, the op takes ${inputs}`);
@@ -155,14 +211,18 @@ function spatialProblems(attrs: Map<string, { value: unknown }>): string[] {
     const v = attrs.get(name)?.value as number[] | undefined;
     if (!v) continue;
     if (v.length !== 4) out.push(`${name} ${JSON.stringify(v)}: 4 values expected`);
-    else if (name !== 'ksize' && (v[0] !== 1 || v[3] !== 1)) out.push(`${name} ${JSON.stringify(v)}: batch and depth must be 1`);
-    if (name === 'dilations' && v.some((d) => d !== 1)) out.push(`dilations ${JSON.stringify(v)}: the CPU kernels take no dilation here`);
+    else if (name !== 'ksize' && (v[0] !== 1 || v[3] !== 1))
+      out.push(`${name} ${JSON.stringify(v)}: batch and depth must be 1`);
+    if (name === 'dilations' && v.some((d) => d !== 1))
+      out.push(`dilations ${JSON.stringify(v)}: the CPU kernels take no dilation here`);
   }
   const padding = attrs.get('padding')?.value;
   const explicit = (attrs.get('explicit_paddings')?.value as number[] | undefined) ?? [];
   if (padding === 'EXPLICIT') {
-    if (explicit.length !== 8 || explicit.some((p) => !Number.isInteger(p) || p < 0)) out.push(`EXPLICIT padding needs 8 explicit_paddings >= 0, got ${JSON.stringify(explicit)}`);
-    else if (explicit[0] || explicit[1] || explicit[6] || explicit[7]) out.push(`explicit_paddings ${JSON.stringify(explicit)} pad the batch or depth dimension`);
+    if (explicit.length !== 8 || explicit.some((p) => !Number.isInteger(p) || p < 0))
+      out.push(`EXPLICIT padding needs 8 explicit_paddings >= 0, got ${JSON.stringify(explicit)}`);
+    else if (explicit[0] || explicit[1] || explicit[6] || explicit[7])
+      out.push(`explicit_paddings ${JSON.stringify(explicit)} pad the batch or depth dimension`);
   } else if (explicit.length !== 0) {
     out.push(`explicit_paddings given with padding ${String(padding)}`);
   }

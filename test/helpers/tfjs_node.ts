@@ -21,16 +21,44 @@ export const TFJS_NODE_DIR = path.join(REPO_ROOT, 'test/fixtures/tfjs-node');
  * The binding constants tfjs-node reads (binding/tfjs_backend.cc exports TensorFlow's own enum values):
  * TF_DataType from tensorflow/c/tf_datatype.h, TF_AttrType from tensorflow/c/c_api.h.
  */
-export const TF_DTYPE = { TF_FLOAT: 1, TF_INT32: 3, TF_UINT8: 4, TF_STRING: 7, TF_COMPLEX64: 8, TF_INT64: 9, TF_BOOL: 10, TF_RESOURCE: 20 } as const;
+export const TF_DTYPE = {
+  TF_FLOAT: 1,
+  TF_INT32: 3,
+  TF_UINT8: 4,
+  TF_STRING: 7,
+  TF_COMPLEX64: 8,
+  TF_INT64: 9,
+  TF_BOOL: 10,
+  TF_RESOURCE: 20,
+} as const;
 export const TF_ATTR = {
-  TF_ATTR_STRING: 0, TF_ATTR_INT: 1, TF_ATTR_FLOAT: 2, TF_ATTR_BOOL: 3, TF_ATTR_TYPE: 4, TF_ATTR_SHAPE: 5, TF_ATTR_TENSOR: 6,
-  TF_ATTR_PLACEHOLDER: 7, TF_ATTR_FUNC: 8,
+  TF_ATTR_STRING: 0,
+  TF_ATTR_INT: 1,
+  TF_ATTR_FLOAT: 2,
+  TF_ATTR_BOOL: 3,
+  TF_ATTR_TYPE: 4,
+  TF_ATTR_SHAPE: 5,
+  TF_ATTR_TENSOR: 6,
+  TF_ATTR_PLACEHOLDER: 7,
+  TF_ATTR_FUNC: 8,
 } as const;
 
-export interface OpAttr { name: string; type: number; value: unknown }
-export interface OpInput { shape: number[]; dtype: string }
+export interface OpAttr {
+  name: string;
+  type: number;
+  value: unknown;
+}
+export interface OpInput {
+  shape: number[];
+  dtype: string;
+}
 /** One TFE op a tfjs-node wrapper would execute. */
-export interface RecordedOp { op: string; attrs: OpAttr[]; inputs: OpInput[]; numOutputs: number }
+export interface RecordedOp {
+  op: string;
+  attrs: OpAttr[];
+  inputs: OpInput[];
+  numOutputs: number;
+}
 /** One kernel the step dispatched, and what tfjs-node made of it. */
 export interface Dispatch {
   kernel: string;
@@ -40,9 +68,16 @@ export interface Dispatch {
   error?: string;
 }
 
-interface Registered { version: string; kernels: Record<string, { file: string; config: string }> }
+interface Registered {
+  version: string;
+  kernels: Record<string, { file: string; config: string }>;
+}
 
-type KernelFunc = (args: { inputs: tf.NamedTensorInfoMap; attrs?: tf.NamedAttrMap; backend: unknown }) => tf.TensorInfo | tf.TensorInfo[];
+type KernelFunc = (args: {
+  inputs: tf.NamedTensorInfoMap;
+  attrs?: tf.NamedAttrMap;
+  backend: unknown;
+}) => tf.TensorInfo | tf.TensorInfo[];
 type KernelConfig = { kernelName: string; backendName: string; kernelFunc: KernelFunc };
 
 /** What binding.executeOp is given and answers; the real one is tfjs_binding.node. */
@@ -50,19 +85,39 @@ class RecordingBinding {
   readonly calls: RecordedOp[] = [];
   /** inputs of the op being prepared (getInputTensorIds hands out indices into it) */
   pendingInputs: OpInput[] = [];
-  constructor() { Object.assign(this, TF_DTYPE, TF_ATTR); }
-  isUsingGpuDevice(): boolean { return true; }
-  executeOp(op: string, attrs: OpAttr[], inputIds: number[], numOutputs: number): { id: number; shape: number[]; dtype: number }[] {
+  constructor() {
+    Object.assign(this, TF_DTYPE, TF_ATTR);
+  }
+  isUsingGpuDevice(): boolean {
+    return true;
+  }
+  executeOp(
+    op: string,
+    attrs: OpAttr[],
+    inputIds: number[],
+    numOutputs: number,
+  ): { id: number; shape: number[]; dtype: number }[] {
     this.calls.push({ op, attrs, inputs: inputIds.map((i) => this.pendingInputs[i]!), numOutputs });
     return Array.from({ length: numOutputs }, () => ({ id: -1, shape: [], dtype: TF_DTYPE.TF_FLOAT }));
   }
-  createTensor(): number { throw new Error('binding.createTensor: not expected from a kernel wrapper in this test'); }
+  createTensor(): number {
+    throw new Error('binding.createTensor: not expected from a kernel wrapper in this test');
+  }
   deleteTensor(): void {}
-  tensorDataSync(): never { throw new Error('binding.tensorDataSync: a wrapper read a tensor back'); }
+  tensorDataSync(): never {
+    throw new Error('binding.tensorDataSync: a wrapper read a tensor back');
+  }
 }
 
-interface Vendored { kernels: Map<string, KernelConfig>; registered: Registered; makeBackend: (binding: RecordingBinding) => FakeNodeBackend }
-interface FakeNodeBackend { binding: RecordingBinding; realOutputs: tf.TensorInfo[] }
+interface Vendored {
+  kernels: Map<string, KernelConfig>;
+  registered: Registered;
+  makeBackend: (binding: RecordingBinding) => FakeNodeBackend;
+}
+interface FakeNodeBackend {
+  binding: RecordingBinding;
+  realOutputs: tf.TensorInfo[];
+}
 
 let vendored: Vendored | undefined;
 
@@ -70,15 +125,20 @@ let vendored: Vendored | undefined;
 function load(): Vendored {
   if (vendored) return vendored;
   const req = createRequire(path.join(TFJS_NODE_DIR, 'index.js'));
-  const registered = JSON.parse(fs.readFileSync(path.join(TFJS_NODE_DIR, 'registered_kernels.json'), 'utf8')) as Registered;
+  const registered = JSON.parse(
+    fs.readFileSync(path.join(TFJS_NODE_DIR, 'registered_kernels.json'), 'utf8'),
+  ) as Registered;
   const kernels = new Map<string, KernelConfig>();
   for (const [name, where] of Object.entries(registered.kernels)) {
     if (!fs.existsSync(path.join(TFJS_NODE_DIR, where.file))) continue; // not vendored: reported when dispatched
     kernels.set(name, (req(`./${where.file}`) as Record<string, KernelConfig>)[where.config]!);
   }
-  const { NodeJSKernelBackend } = req('./nodejs_kernel_backend.js') as { NodeJSKernelBackend: new (b: unknown, pkg: string) => object };
+  const { NodeJSKernelBackend } = req('./nodejs_kernel_backend.js') as {
+    NodeJSKernelBackend: new (b: unknown, pkg: string) => object;
+  };
   const makeBackend = (binding: RecordingBinding): FakeNodeBackend => {
-    const backend = new NodeJSKernelBackend(binding, '@tensorflow/tfjs-node-gpu') as FakeNodeBackend & Record<string, unknown>;
+    const backend = new NodeJSKernelBackend(binding, '@tensorflow/tfjs-node-gpu') as FakeNodeBackend &
+      Record<string, unknown>;
     backend.realOutputs = [];
     // the wrappers' inputs are the cpu backend's tensors: stand for them by index, and record their shapes
     backend.getInputTensorIds = (tensors: tf.TensorInfo[]) => {
@@ -90,18 +150,25 @@ function load(): Vendored {
     backend.createOutputTensor = () => {
       const real = backend.realOutputs.shift();
       if (!real) return tf.tensor1d([], 'float32');
-      const values = (tf.engine().backend as unknown as { readSync(id: object): tf.backend_util.BackendValues }).readSync(real.dataId);
+      const values = (
+        tf.engine().backend as unknown as { readSync(id: object): tf.backend_util.BackendValues }
+      ).readSync(real.dataId);
       return tf.tensor(values as Float32Array, real.shape, real.dtype);
     };
     // Identity's wrapper only counts a reference to its input; the cpu kernel did the real counting
     backend.incRef = () => {};
     // anything else that looked a cpu tensor up here would make tfjs MOVE its data into this backend: refuse
-    backend.tensorMap = { get: (id: object) => { throw new Error(`tfjs-node's backend looked up a tensor it does not own (${String(id)})`); } };
+    backend.tensorMap = {
+      get: (id: object) => {
+        throw new Error(`tfjs-node's backend looked up a tensor it does not own (${String(id)})`);
+      },
+    };
     return backend;
   };
   // nodejs_kernel_backend's createTensorsTypeOpAttr reads the binding's constants from tf.findBackend('tensorflow')
   const typeBinding = new RecordingBinding();
-  if (!tf.findBackend('tensorflow')) tf.registerBackend('tensorflow', () => makeBackend(typeBinding) as unknown as tf.KernelBackend, -100);
+  if (!tf.findBackend('tensorflow'))
+    tf.registerBackend('tensorflow', () => makeBackend(typeBinding) as unknown as tf.KernelBackend, -100);
   vendored = { kernels, registered, makeBackend };
   return vendored;
 }
@@ -124,14 +191,23 @@ const SHAPE_ONLY: Record<string, (args: Parameters<KernelFunc>[0]) => number[]> 
 };
 
 function convInfo(x: number[], f: number[], a: tf.NamedAttrMap, depthwise: boolean): tf.backend_util.Conv2DInfo {
-  return tf.backend_util.computeConv2DInfo(x as [number, number, number, number], f as [number, number, number, number],
-    a.strides as number, (a.dilations as number | undefined) ?? 1, a.pad as 'valid', a.dimRoundingMode as 'floor' | undefined, depthwise);
+  return tf.backend_util.computeConv2DInfo(
+    x as [number, number, number, number],
+    f as [number, number, number, number],
+    a.strides as number,
+    (a.dilations as number | undefined) ?? 1,
+    a.pad as 'valid',
+    a.dimRoundingMode as 'floor' | undefined,
+    depthwise,
+  );
 }
 
 function shapeOnly(kernel: string, args: Parameters<KernelFunc>[0]): tf.TensorInfo | undefined {
   const shape = SHAPE_ONLY[kernel]?.(args);
   if (!shape) return undefined;
-  const backend = args.backend as { makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): tf.TensorInfo };
+  const backend = args.backend as {
+    makeTensorInfo(shape: number[], dtype: 'float32', values: Float32Array): tf.TensorInfo;
+  };
   return backend.makeTensorInfo(shape, 'float32', new Float32Array(shape.reduce((a, b) => a * b, 1)));
 }
 
@@ -140,7 +216,10 @@ export async function withShapeOnlyConvolutions<T>(fn: () => Promise<T> | T): Pr
   const originals = Object.keys(SHAPE_ONLY).map((k) => tf.getKernel(k, 'cpu') as unknown as KernelConfig);
   for (const cfg of originals) {
     tf.unregisterKernel(cfg.kernelName, 'cpu');
-    tf.registerKernel({ ...cfg, kernelFunc: ((args: Parameters<KernelFunc>[0]) => shapeOnly(cfg.kernelName, args)!) as unknown as tf.KernelFunc } as tf.KernelConfig);
+    tf.registerKernel({
+      ...cfg,
+      kernelFunc: ((args: Parameters<KernelFunc>[0]) => shapeOnly(cfg.kernelName, args)!) as unknown as tf.KernelFunc,
+    } as tf.KernelConfig);
   }
   try {
     return await fn();
@@ -153,7 +232,12 @@ export async function withShapeOnlyConvolutions<T>(fn: () => Promise<T> | T): Pr
 }
 
 /** Runs one dispatched cpu kernel's arguments through tfjs-node's wrapper of the same kernel. */
-function throughTfjsNode(v: Vendored, kernel: string, args: Parameters<KernelFunc>[0], real: tf.TensorInfo[]): Dispatch {
+function throughTfjsNode(
+  v: Vendored,
+  kernel: string,
+  args: Parameters<KernelFunc>[0],
+  real: tf.TensorInfo[],
+): Dispatch {
   const cfg = v.kernels.get(kernel);
   if (!cfg) {
     const why = v.registered.kernels[kernel]
@@ -180,8 +264,12 @@ function throughTfjsNode(v: Vendored, kernel: string, args: Parameters<KernelFun
  * Runs `fn` with every cpu kernel also sent through tfjs-node's wrapper; returns fn's result and the dispatches.
  * The cpu backend must be active. `shapeOnlyConvolutions`: see SHAPE_ONLY.
  */
-export async function recordTfjsNode<T>(fn: () => Promise<T> | T, opts: { shapeOnlyConvolutions?: boolean } = {}): Promise<{ result: T; dispatches: Dispatch[] }> {
-  if (tf.getBackend() !== 'cpu') throw new Error(`recordTfjsNode: backend '${tf.getBackend()}' is active, expected cpu`);
+export async function recordTfjsNode<T>(
+  fn: () => Promise<T> | T,
+  opts: { shapeOnlyConvolutions?: boolean } = {},
+): Promise<{ result: T; dispatches: Dispatch[] }> {
+  if (tf.getBackend() !== 'cpu')
+    throw new Error(`recordTfjsNode: backend '${tf.getBackend()}' is active, expected cpu`);
   const v = load();
   const dispatches: Dispatch[] = [];
   const originals = tf.getKernelsForBackend('cpu') as unknown as KernelConfig[];
@@ -196,7 +284,11 @@ export async function recordTfjsNode<T>(fn: () => Promise<T> | T, opts: { shapeO
         // be recorded twice; the outer dispatch is what the step asked for
         if (depth === 0) {
           depth++;
-          try { dispatches.push(throughTfjsNode(v, cfg.kernelName, args, asList(out))); } finally { depth--; }
+          try {
+            dispatches.push(throughTfjsNode(v, cfg.kernelName, args, asList(out)));
+          } finally {
+            depth--;
+          }
         }
         return out;
       }) as unknown as tf.KernelFunc,

@@ -20,7 +20,8 @@ export function onBoth(fn: () => tf.Tensor | tf.Tensor[]): [Float32Array[], Floa
 /** max |actual - expected| within tol relative to the largest reference value (a reference of zeros tests nothing). */
 export function assertClose(actual: Float32Array, expected: Float32Array, what: string, tol = 1e-5): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
-  let maxDiff = 0, scale = 0;
+  let maxDiff = 0,
+    scale = 0;
   for (let i = 0; i < expected.length; i++) {
     maxDiff = Math.max(maxDiff, Math.abs(actual[i]! - expected[i]!));
     scale = Math.max(scale, Math.abs(expected[i]!));

@@ -11,7 +11,8 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 export function copyInto(t: tf.Tensor, dst: Float32Array, offset: number): void {
   if (t.dtype !== 'float32') throw new Error(`copyInto: tensor of dtype ${t.dtype}, expected float32`);
-  if (offset + t.size > dst.length) throw new RangeError(`copyInto: ${t.size} values at ${offset} do not fit in ${dst.length}`);
+  if (offset + t.size > dst.length)
+    throw new RangeError(`copyInto: ${t.size} values at ${offset} do not fit in ${dst.length}`);
   if (tf.getBackend() === 'wasm') {
     dst.set((tf.backend() as BackendWasm).typedArrayFromHeap(t) as Float32Array, offset);
   } else {

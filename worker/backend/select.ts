@@ -38,7 +38,13 @@ export const CUDA_REQUIREMENT = 'CUDA 11.2 and cuDNN 8.1';
 
 /** A worker that was given a GPU cannot use it: it stops instead of training on the CPU unnoticed. */
 export class GpuUnavailableError extends Error {
-  constructor(message: string, readonly rank: number | undefined) { super(message); this.name = 'GpuUnavailableError'; }
+  constructor(
+    message: string,
+    readonly rank: number | undefined,
+  ) {
+    super(message);
+    this.name = 'GpuUnavailableError';
+  }
 }
 
 type NativeLoad = { ok: true } | { ok: false; why: string };
@@ -55,7 +61,6 @@ async function loadNative(pkg: string, importPackage: (pkg: string) => Promise<u
     return { ok: false, why: `${pkg} failed to load: ${e.message.split('\n')[0]}` };
   }
 }
-
 
 async function activate(name: string): Promise<void> {
   if (!(await tf.setBackend(name))) throw new Error(`backend '${name}' is registered but failed to initialise`);
@@ -89,25 +94,41 @@ export async function selectBackend(requested: BackendRequest, opts: SelectBacke
     } else {
       await activateWasm();
     }
-    const gpuNote = opts.gpuAssigned ? `, on purpose: a GPU is assigned (${cuda}) but backend '${requested}' was asked for` : '';
-    chosen = { name: requested, reason: 'requested', device: `CPU (${requested === 'wasm' ? 'WebAssembly' : 'JavaScript'}${gpuNote})` };
+    const gpuNote = opts.gpuAssigned
+      ? `, on purpose: a GPU is assigned (${cuda}) but backend '${requested}' was asked for`
+      : '';
+    chosen = {
+      name: requested,
+      reason: 'requested',
+      device: `CPU (${requested === 'wasm' ? 'WebAssembly' : 'JavaScript'}${gpuNote})`,
+    };
   } else if (opts.gpuAssigned) {
     const result = await loadNative(NODE_GPU, importPackage);
     if (!result.ok) {
-      throw new GpuUnavailableError(`${who}: a GPU is assigned (${cuda}) but ${result.why}; backend '${requested}' does not fall back ` +
-        `to the CPU. Install it with \`npm install ${NODE_GPU}\` (needs ${CUDA_REQUIREMENT}), or train on the CPU on purpose ` +
-        `with -o backend=wasm or -o use_gpu=False`, opts.rank);
+      throw new GpuUnavailableError(
+        `${who}: a GPU is assigned (${cuda}) but ${result.why}; backend '${requested}' does not fall back ` +
+          `to the CPU. Install it with \`npm install ${NODE_GPU}\` (needs ${CUDA_REQUIREMENT}), or train on the CPU on purpose ` +
+          `with -o backend=wasm or -o use_gpu=False`,
+        opts.rank,
+      );
     }
     await activate('tensorflow');
     // tfjs-node's NodeJSKernelBackend sets isUsingGpuDevice from the binding: whether TensorFlow registered a GPU
     const native = tf.backend() as unknown as { isUsingGpuDevice?: boolean };
     if (native.isUsingGpuDevice !== true) {
-      throw new GpuUnavailableError(`${who}: ${NODE_GPU} loaded but TensorFlow found no usable GPU (${cuda}); it would ` +
-        `train on the CPU. Likely cause: the CUDA libraries cannot be loaded or do not match (libtensorflow 2.9.1 ` +
-        `needs ${CUDA_REQUIREMENT}; check LD_LIBRARY_PATH and nvidia-smi, and run with TF_CPP_MIN_LOG_LEVEL=0 to see ` +
-        `TensorFlow's own reason), or the device id is not visible to this process`, opts.rank);
+      throw new GpuUnavailableError(
+        `${who}: ${NODE_GPU} loaded but TensorFlow found no usable GPU (${cuda}); it would ` +
+          `train on the CPU. Likely cause: the CUDA libraries cannot be loaded or do not match (libtensorflow 2.9.1 ` +
+          `needs ${CUDA_REQUIREMENT}; check LD_LIBRARY_PATH and nvidia-smi, and run with TF_CPP_MIN_LOG_LEVEL=0 to see ` +
+          `TensorFlow's own reason), or the device id is not visible to this process`,
+        opts.rank,
+      );
     }
-    chosen = { name: 'tensorflow', reason: requested === 'auto' ? `auto: ${NODE_GPU}` : `requested, via ${NODE_GPU}`, device: `GPU (${cuda})` };
+    chosen = {
+      name: 'tensorflow',
+      reason: requested === 'auto' ? `auto: ${NODE_GPU}` : `requested, via ${NODE_GPU}`,
+      device: `GPU (${cuda})`,
+    };
   } else {
     const candidates = requested === 'auto' ? [NODE_CPU] : [NODE_CPU, NODE_GPU];
     const failures: string[] = [];
@@ -115,15 +136,24 @@ export async function selectBackend(requested: BackendRequest, opts: SelectBacke
     let loaded: string | undefined;
     for (const pkg of candidates) {
       const result = await loadNative(pkg, importPackage);
-      if (result.ok) { loaded = pkg; break; }
+      if (result.ok) {
+        loaded = pkg;
+        break;
+      }
       failures.push(result.why);
     }
     if (loaded) {
       await activate('tensorflow');
-      chosen = { name: 'tensorflow', reason: requested === 'auto' ? `auto: ${loaded}` : `requested, via ${loaded}`, device: 'CPU (libtensorflow)' };
+      chosen = {
+        name: 'tensorflow',
+        reason: requested === 'auto' ? `auto: ${loaded}` : `requested, via ${loaded}`,
+        device: 'CPU (libtensorflow)',
+      };
     } else if (requested === 'tensorflow') {
-      throw new Error(`backend 'tensorflow' cannot load (${failures.join('; ')}): install it with ` +
-        `\`npm install ${NODE_CPU}\` (CPU) or \`npm install ${NODE_GPU}\` (CUDA GPU), or choose backend 'wasm'`);
+      throw new Error(
+        `backend 'tensorflow' cannot load (${failures.join('; ')}): install it with ` +
+          `\`npm install ${NODE_CPU}\` (CPU) or \`npm install ${NODE_GPU}\` (CUDA GPU), or choose backend 'wasm'`,
+      );
     } else {
       await activateWasm();
       chosen = { name: 'wasm', reason: failures.join('; '), device: 'CPU (WebAssembly)' };

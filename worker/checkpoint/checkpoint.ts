@@ -33,12 +33,24 @@ export interface TrainState {
   extra?: Record<string, unknown>;
 }
 
-interface Manifest { format: string; version: 1; weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[] }
+interface Manifest {
+  format: string;
+  version: 1;
+  weightsManifest: { paths: string[]; weights: tf.io.WeightsManifestEntry[] }[];
+}
 
-async function writeTensors(dir: string, base: string, tensors: Map<string, tf.Tensor>): Promise<tf.io.WeightsManifestEntry[]> {
+async function writeTensors(
+  dir: string,
+  base: string,
+  tensors: Map<string, tf.Tensor>,
+): Promise<tf.io.WeightsManifestEntry[]> {
   const named = [...tensors].map(([name, tensor]) => ({ name, tensor }));
   const { data, specs } = await tf.io.encodeWeights(named);
-  const manifest: Manifest = { format: CHECKPOINT_FORMAT, version: 1, weightsManifest: [{ paths: [`${base}.bin`], weights: specs }] };
+  const manifest: Manifest = {
+    format: CHECKPOINT_FORMAT,
+    version: 1,
+    weightsManifest: [{ paths: [`${base}.bin`], weights: specs }],
+  };
   writeFileSynced(path.join(dir, `${base}.bin`), new Uint8Array(data));
   writeFileSynced(path.join(dir, `${base}.json`), JSON.stringify(manifest));
   return specs;
@@ -61,17 +73,29 @@ function readCheckpointFile(file: string, limit: { max?: number; expect?: number
     fd = fs.openSync(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new CheckpointError(`${file}: cannot open it (${code === 'ELOOP' ? 'a symlink; a checkpoint holds regular files' : code ?? (e as Error).message})`, file);
+    throw new CheckpointError(
+      `${file}: cannot open it (${code === 'ELOOP' ? 'a symlink; a checkpoint holds regular files' : (code ?? (e as Error).message)})`,
+      file,
+    );
   }
   try {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new CheckpointError(`${file} is not a regular file`, file);
-    if (limit.expect !== undefined && st.size !== limit.expect) throw new CheckpointError(`${file} is ${st.size} bytes, but ${limit.describe ?? 'the manifest describes'} ${limit.expect}`, file);
-    if (limit.max !== undefined && st.size > limit.max) throw new CheckpointError(`${file} is ${st.size} bytes, more than the ${limit.max} a checkpoint file of this kind may have`, file);
+    if (limit.expect !== undefined && st.size !== limit.expect)
+      throw new CheckpointError(
+        `${file} is ${st.size} bytes, but ${limit.describe ?? 'the manifest describes'} ${limit.expect}`,
+        file,
+      );
+    if (limit.max !== undefined && st.size > limit.max)
+      throw new CheckpointError(
+        `${file} is ${st.size} bytes, more than the ${limit.max} a checkpoint file of this kind may have`,
+        file,
+      );
     const buf = Buffer.allocUnsafe(st.size);
-    for (let done = 0; done < buf.length;) {
+    for (let done = 0; done < buf.length; ) {
       const n = fs.readSync(fd, buf, done, buf.length - done, done);
-      if (n === 0) throw new CheckpointError(`${file} ended at byte ${done} while being read (${st.size} expected)`, file);
+      if (n === 0)
+        throw new CheckpointError(`${file} ended at byte ${done} while being read (${st.size} expected)`, file);
       done += n;
     }
     return buf;
@@ -102,7 +126,10 @@ export function readCheckpointTensors(dir: string, base: string): Map<string, tf
   const file = path.join(dir, `${base}.json`);
   const manifest = readCheckpointJson(file) as Partial<Manifest> | null;
   if (manifest === null || typeof manifest !== 'object' || manifest.format !== CHECKPOINT_FORMAT) {
-    throw new CheckpointError(`${file}: not a checkpoint of this tool (format ${JSON.stringify((manifest as { format?: unknown } | null)?.format ?? null)})`, file);
+    throw new CheckpointError(
+      `${file}: not a checkpoint of this tool (format ${JSON.stringify((manifest as { format?: unknown } | null)?.format ?? null)})`,
+      file,
+    );
   }
   const group = Array.isArray(manifest.weightsManifest) ? manifest.weightsManifest[0] : undefined;
   if (!group || !Array.isArray(group.paths) || group.paths.length === 0 || !Array.isArray(group.weights)) {
@@ -110,22 +137,45 @@ export function readCheckpointTensors(dir: string, base: string): Map<string, tf
   }
   group.paths.forEach((p, i) => {
     if (typeof p !== 'string' || !PLAIN_FILE_NAME.test(p)) {
-      throw new CheckpointError(`${file}: paths[${i}] ${JSON.stringify(p)} is not a plain file name in the checkpoint directory`, file);
+      throw new CheckpointError(
+        `${file}: paths[${i}] ${JSON.stringify(p)} is not a plain file name in the checkpoint directory`,
+        file,
+      );
     }
   });
   let total = 0;
   for (const [i, w] of group.weights.entries()) {
     const bytes = DTYPE_BYTES[w?.dtype as string];
-    if (typeof w?.name !== 'string' || bytes === undefined || w.quantization !== undefined || !Array.isArray(w.shape) || !w.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new CheckpointError(`${file}: weights[${i}] ${JSON.stringify(w?.name ?? null)}: shape ${JSON.stringify(w?.shape ?? null)}, dtype ${JSON.stringify(w?.dtype ?? null)} is not a tensor this tool writes`, file);
+    if (
+      typeof w?.name !== 'string' ||
+      bytes === undefined ||
+      w.quantization !== undefined ||
+      !Array.isArray(w.shape) ||
+      !w.shape.every((d) => Number.isSafeInteger(d) && d >= 0)
+    ) {
+      throw new CheckpointError(
+        `${file}: weights[${i}] ${JSON.stringify(w?.name ?? null)}: shape ${JSON.stringify(w?.shape ?? null)}, dtype ${JSON.stringify(w?.dtype ?? null)} is not a tensor this tool writes`,
+        file,
+      );
     }
     total += w.shape.reduce((a, b) => a * b, 1) * bytes;
   }
-  if (total > MAX_WEIGHTS_BYTES) throw new CheckpointError(`${file}: the manifest describes ${total} bytes of tensors, more than ${MAX_WEIGHTS_BYTES}`, file);
+  if (total > MAX_WEIGHTS_BYTES)
+    throw new CheckpointError(
+      `${file}: the manifest describes ${total} bytes of tensors, more than ${MAX_WEIGHTS_BYTES}`,
+      file,
+    );
   // this tool writes one file per manifest
-  if (group.paths.length !== 1) throw new CheckpointError(`${file}: ${group.paths.length} weight files listed; a checkpoint of this tool has one`, file);
+  if (group.paths.length !== 1)
+    throw new CheckpointError(
+      `${file}: ${group.paths.length} weight files listed; a checkpoint of this tool has one`,
+      file,
+    );
   const bin = readCheckpointFile(path.join(dir, group.paths[0]), { expect: total, describe: 'the manifest describes' });
-  const decoded = tf.io.decodeWeights(bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength) as ArrayBuffer, group.weights);
+  const decoded = tf.io.decodeWeights(
+    bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength) as ArrayBuffer,
+    group.weights,
+  );
   return new Map(Object.entries(decoded));
 }
 
@@ -142,7 +192,11 @@ function writeFileSynced(file: string, data: string | Uint8Array): void {
 /** fsync a directory, so that the renames in it survive a power cut, not only a crash */
 function syncDir(dir: string): void {
   const fd = fs.openSync(dir, 'r');
-  try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**
@@ -152,12 +206,18 @@ function syncDir(dir: string): void {
  * `<dir>.old`, then the new one into `<dir>`. A process killed between the two leaves only `<dir>.old`, which
  * `resolveCheckpoint` falls back to, so some complete checkpoint is always there under the name.
  */
-export async function saveCheckpoint(dir: string, model: HarDNet, opt: Optimizer | undefined, state: TrainState): Promise<void> {
+export async function saveCheckpoint(
+  dir: string,
+  model: HarDNet,
+  opt: Optimizer | undefined,
+  state: TrainState,
+): Promise<void> {
   const parent = path.dirname(dir);
   const base = path.basename(dir);
   fs.mkdirSync(parent, { recursive: true });
   // temporary copies of saves that were killed earlier (this process writes one save at a time)
-  for (const n of fs.readdirSync(parent)) if (n.startsWith(`.${base}.tmp-`)) fs.rmSync(path.join(parent, n), { recursive: true, force: true });
+  for (const n of fs.readdirSync(parent))
+    if (n.startsWith(`.${base}.tmp-`)) fs.rmSync(path.join(parent, n), { recursive: true, force: true });
   const tmp = fs.mkdtempSync(path.join(parent, `.${base}.tmp-`));
   const old = `${dir}.old`;
   try {
@@ -166,7 +226,11 @@ export async function saveCheckpoint(dir: string, model: HarDNet, opt: Optimizer
     writeFileSynced(path.join(tmp, 'model.json'), JSON.stringify(layersModelJson(model, specs, 'weights.bin')));
     if (opt) {
       const velocities = opt.velocityTensors();
-      try { await writeTensors(tmp, 'optimizer', velocities); } finally { tf.dispose([...velocities.values()]); }
+      try {
+        await writeTensors(tmp, 'optimizer', velocities);
+      } finally {
+        tf.dispose([...velocities.values()]);
+      }
     }
     writeFileSynced(path.join(tmp, 'state.json'), JSON.stringify(state, null, 1));
     if (isCheckpoint(dir)) {
@@ -206,12 +270,20 @@ export function readState(dir: string): TrainState {
 /** Load weights (and the optimizer's velocities when given) and return the saved state. */
 export function loadCheckpoint(requested: string, model: HarDNet, opt?: Optimizer): TrainState {
   const dir = resolveCheckpoint(requested);
-  if (!dir) throw new CheckpointError(`checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`, requested);
+  if (!dir)
+    throw new CheckpointError(
+      `checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`,
+      requested,
+    );
   const state = readState(dir);
   loadCheckpointWeights(dir, model);
   if (opt && fs.existsSync(path.join(dir, 'optimizer.json'))) {
     const velocities = readCheckpointTensors(dir, 'optimizer');
-    try { opt.loadVelocities(velocities, path.join(dir, 'optimizer.json')); } finally { tf.dispose([...velocities.values()]); }
+    try {
+      opt.loadVelocities(velocities, path.join(dir, 'optimizer.json'));
+    } finally {
+      tf.dispose([...velocities.values()]);
+    }
   }
   return state;
 }
@@ -219,7 +291,11 @@ export function loadCheckpoint(requested: string, model: HarDNet, opt?: Optimize
 /** Assign a checkpoint's weights to the model, checking every name and shape first. */
 export function loadCheckpointWeights(requested: string, model: HarDNet): void {
   const dir = resolveCheckpoint(requested);
-  if (!dir) throw new CheckpointError(`checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`, requested);
+  if (!dir)
+    throw new CheckpointError(
+      `checkpoint '${requested}' does not exist or is incomplete (no state.json/weights.json)`,
+      requested,
+    );
   const tensors = readCheckpointTensors(dir, 'weights');
   try {
     const missing = model.specs.filter((s) => !tensors.has(s.name)).map((s) => s.name);
@@ -229,10 +305,13 @@ export function loadCheckpointWeights(requested: string, model: HarDNet): void {
       .filter((s) => tensors.has(s.name) && tensors.get(s.name)!.shape.join(',') !== s.tfShape.join(','))
       .map((s) => `${s.name}: file [${tensors.get(s.name)!.shape}], model [${s.tfShape}]`);
     if (missing.length + unexpected.length + misShaped.length > 0) {
-      throw new CheckpointError(`${dir}: checkpoint does not match ${model.variant.name} with ${model.classes} classes: ` +
-        `missing ${JSON.stringify(missing.slice(0, 10))}, unexpected ${JSON.stringify(unexpected.slice(0, 10))}, mis-shaped ${JSON.stringify(misShaped.slice(0, 10))}`);
+      throw new CheckpointError(
+        `${dir}: checkpoint does not match ${model.variant.name} with ${model.classes} classes: ` +
+          `missing ${JSON.stringify(missing.slice(0, 10))}, unexpected ${JSON.stringify(unexpected.slice(0, 10))}, mis-shaped ${JSON.stringify(misShaped.slice(0, 10))}`,
+      );
     }
-    for (const s of model.specs) (s.trainable ? model.weights : model.buffers).get(s.name)!.assign(tensors.get(s.name)!);
+    for (const s of model.specs)
+      (s.trainable ? model.weights : model.buffers).get(s.name)!.assign(tensors.get(s.name)!);
   } finally {
     tf.dispose([...tensors.values()]);
   }
@@ -241,7 +320,14 @@ export function loadCheckpointWeights(requested: string, model: HarDNet): void {
 /** The complete checkpoint with the highest epoch number under `<root>` (`--resume auto`), if any. */
 export function latestCheckpoint(root: string): string | undefined {
   if (!fs.existsSync(root)) return undefined;
-  const epochs = [...new Set(fs.readdirSync(root).map((n) => /^(\d+)(\.old)?$/.exec(n)?.[1]).filter((n) => n !== undefined))]
+  const epochs = [
+    ...new Set(
+      fs
+        .readdirSync(root)
+        .map((n) => /^(\d+)(\.old)?$/.exec(n)?.[1])
+        .filter((n) => n !== undefined),
+    ),
+  ]
     .filter((n) => resolveCheckpoint(path.join(root, n)))
     .map(Number)
     .sort((a, b) => b - a);

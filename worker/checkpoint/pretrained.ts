@@ -13,7 +13,10 @@ import { loadTorchWeights } from './torch_weights.js';
 export async function loadPretrained(model: HarDNet, file: string): Promise<void> {
   if (resolveCheckpoint(file)) return loadCheckpointWeights(file, model);
   if (!fs.existsSync(file)) throw new ConfigError(`pretrained_model '${file}' does not exist`);
-  if (fs.statSync(file).isDirectory()) throw new ConfigError(`pretrained_model '${file}' is a directory but not a checkpoint (no weights.json/state.json)`);
+  if (fs.statSync(file).isDirectory())
+    throw new ConfigError(
+      `pretrained_model '${file}' is a directory but not a checkpoint (no weights.json/state.json)`,
+    );
   // a weights.json whose directory is no complete checkpoint: the checkpoint loader names what is missing
   if (path.basename(file) === 'weights.json') return loadCheckpointWeights(path.dirname(file), model);
   return loadTorchWeights(model, file);

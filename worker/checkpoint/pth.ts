@@ -35,12 +35,25 @@ export type StateDict = Map<string, TorchTensor>;
 const NESTED_STATE_DICT_KEYS = ['state_dict', 'model', 'model_state_dict'];
 
 const ELEMENT_SIZE: Record<TorchDtype, number> = {
-  float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, uint8: 1, bool: 1,
+  float32: 4,
+  float64: 8,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  uint8: 1,
+  bool: 1,
 };
 
 const STORAGE_DTYPES: Record<string, TorchDtype> = {
-  FloatStorage: 'float32', DoubleStorage: 'float64', HalfStorage: 'float16', BFloat16Storage: 'bfloat16',
-  LongStorage: 'int64', IntStorage: 'int32', ByteStorage: 'uint8', BoolStorage: 'bool',
+  FloatStorage: 'float32',
+  DoubleStorage: 'float64',
+  HalfStorage: 'float16',
+  BFloat16Storage: 'bfloat16',
+  LongStorage: 'int64',
+  IntStorage: 'int32',
+  ByteStorage: 'uint8',
+  BoolStorage: 'bool',
 };
 
 // The pickle's view of a storage (resolved from its persistent id); bytes are attached after unpickling.
@@ -67,7 +80,10 @@ class TensorRef {
 
 // Marks a storage class such as torch.FloatStorage; pickle only passes it around inside persistent ids.
 class StorageType {
-  constructor(readonly name: string, readonly dtype: TorchDtype | undefined) {}
+  constructor(
+    readonly name: string,
+    readonly dtype: TorchDtype | undefined,
+  ) {}
 }
 
 class PthError extends Error {}
@@ -93,12 +109,15 @@ export async function readPth(file: string): Promise<StateDict> {
 
 /** Parses the bytes of a `.pth` file; `nameForErrors` starts every error message. */
 export function parsePth(buf: Uint8Array, nameForErrors: string): StateDict {
-  if (endianness() !== 'LE') throw new CheckpointError(`${nameForErrors}: .pth storages are little-endian; this host is not`, nameForErrors);
+  if (endianness() !== 'LE')
+    throw new CheckpointError(`${nameForErrors}: .pth storages are little-endian; this host is not`, nameForErrors);
   try {
     return isZip(buf) ? parseZip(buf) : parseLegacy(buf);
   } catch (e) {
     if (e instanceof PthError) throw new CheckpointError(`${nameForErrors}: ${e.message}`, nameForErrors);
-    throw new CheckpointError(`${nameForErrors}: not a readable .pth file: ${(e as Error).message}`, nameForErrors, { cause: e });
+    throw new CheckpointError(`${nameForErrors}: not a readable .pth file: ${(e as Error).message}`, nameForErrors, {
+      cause: e,
+    });
   }
 }
 
@@ -111,7 +130,12 @@ const MAX_PICKLE_BYTES = 64 << 20;
 /** one storage (HarDNet's largest tensor is 4 MB; a whole HarDNet85 is 150 MB) */
 const MAX_STORAGE_BYTES = 1 << 30;
 
-interface ZipEntryInfo { name: string; size: number; originalSize: number; compression: number }
+interface ZipEntryInfo {
+  name: string;
+  size: number;
+  originalSize: number;
+  compression: number;
+}
 
 interface WantedEntry {
   max: number;
@@ -129,8 +153,10 @@ function inflateEntries(buf: Uint8Array, want: Map<string, WantedEntry>): Record
     const w = want.get(e.name);
     if (w === undefined) return false;
     if (w.bytes !== undefined && e.originalSize !== w.bytes) throw new PthError(w.mismatch!(e.originalSize));
-    if (e.originalSize > w.max) throw new PthError(`${e.name} is ${e.originalSize} bytes uncompressed, more than the ${w.max} allowed`);
-    if (e.compression === 0 && e.size !== e.originalSize) throw new PthError(`${e.name}: a stored entry of ${e.size} bytes claims ${e.originalSize} uncompressed`);
+    if (e.originalSize > w.max)
+      throw new PthError(`${e.name} is ${e.originalSize} bytes uncompressed, more than the ${w.max} allowed`);
+    if (e.compression === 0 && e.size !== e.originalSize)
+      throw new PthError(`${e.name}: a stored entry of ${e.size} bytes claims ${e.originalSize} uncompressed`);
     return true;
   };
   try {
@@ -145,7 +171,12 @@ function parseZip(buf: Uint8Array): StateDict {
   // The central directory alone (names and claimed sizes), nothing inflated yet.
   const listing: ZipEntryInfo[] = [];
   try {
-    unzipSync(buf, { filter: (e) => { listing.push(e); return false; } });
+    unzipSync(buf, {
+      filter: (e) => {
+        listing.push(e);
+        return false;
+      },
+    });
   } catch (e) {
     throw new PthError(`corrupt or truncated zip archive (${(e as Error).message})`);
   }
@@ -153,10 +184,13 @@ function parseZip(buf: Uint8Array): StateDict {
   const pklName = listing.map((e) => e.name).find((n) => /^[^/]+\/data\.pkl$/.test(n));
   if (pklName === undefined) throw new PthError('zip archive has no <folder>/data.pkl: not a torch.save file');
   const top = pklName.slice(0, -'data.pkl'.length);
-  const head = inflateEntries(buf, new Map([
-    [pklName, { max: MAX_PICKLE_BYTES }],
-    [`${top}byteorder`, { max: 16 }],
-  ]));
+  const head = inflateEntries(
+    buf,
+    new Map([
+      [pklName, { max: MAX_PICKLE_BYTES }],
+      [`${top}byteorder`, { max: 16 }],
+    ]),
+  );
   const byteorder = head[`${top}byteorder`];
   if (byteorder !== undefined && new TextDecoder().decode(byteorder).trim() !== 'little') {
     throw new PthError('big-endian .pth files are not supported');
@@ -168,7 +202,11 @@ function parseZip(buf: Uint8Array): StateDict {
     for (const ref of refs) {
       const bytes = ref.numel * ELEMENT_SIZE[ref.dtype];
       const name = `${top}data/${ref.key}`;
-      want.set(name, { bytes, max: MAX_STORAGE_BYTES, mismatch: (n) => `${name} is ${n} bytes, but data.pkl declares ${ref.numel} ${ref.dtype} (${bytes} bytes)` });
+      want.set(name, {
+        bytes,
+        max: MAX_STORAGE_BYTES,
+        mismatch: (n) => `${name} is ${n} bytes, but data.pkl declares ${ref.numel} ${ref.dtype} (${bytes} bytes)`,
+      });
     }
     const entries = inflateEntries(buf, want);
     return (ref) => {
@@ -199,7 +237,9 @@ function storageNumel(v: unknown, key: unknown): number {
 
 // Legacy layout: magic-number pickle, protocol pickle, sys-info pickle, the object, the list of storage keys,
 // then for each key in that order an int64 element count and the raw storage.
-const LEGACY_MAGIC = Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]);
+const LEGACY_MAGIC = Uint8Array.from([
+  0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e,
+]);
 
 function parseLegacy(buf: Uint8Array): StateDict {
   // The magic number is a 10-byte pickle LONG1 that pickleparser cannot represent, so compare its bytes.
@@ -229,9 +269,11 @@ function parseLegacy(buf: Uint8Array): StateDict {
     if (root === undefined) throw new PthError(`legacy storage ${describe(key)} is listed but never used`);
     if (pos + 8 > buf.length) throw new PthError(`truncated: storage ${root.key} header is past the end of the file`);
     const numel = Number(view.getBigInt64(pos, true));
-    if (numel !== root.numel) throw new PthError(`storage ${root.key} holds ${numel} elements, but the pickle declares ${root.numel}`);
+    if (numel !== root.numel)
+      throw new PthError(`storage ${root.key} holds ${numel} elements, but the pickle declares ${root.numel}`);
     const end = pos + 8 + numel * ELEMENT_SIZE[root.dtype];
-    if (end > buf.length) throw new PthError(`truncated: storage ${root.key} needs ${end} bytes, file has ${buf.length}`);
+    if (end > buf.length)
+      throw new PthError(`truncated: storage ${root.key} needs ${end} bytes, file has ${buf.length}`);
     // Copy into a fresh buffer: typed-array views need aligned offsets, and storages sit at any byte offset
     // here. (Buffer#slice would not copy, hence the Uint8Array constructor.)
     rootBytes.set(root.key, new Uint8Array(buf.subarray(pos + 8, end)));
@@ -262,7 +304,9 @@ function legacyStorage(pid: unknown, roots: Map<string, StorageRef>): StorageRef
     const offset = Number(viewMeta[1]);
     const numel = Number(viewMeta[2]);
     if (!isCount(offset) || !isCount(numel) || offset + numel > root.numel) {
-      throw new PthError(`storage view ${describe(viewMeta[0])} (offset ${describe(offset)}, ${describe(numel)} elements) is not inside storage ${key} of ${root.numel} elements`);
+      throw new PthError(
+        `storage view ${describe(viewMeta[0])} (offset ${describe(offset)}, ${describe(numel)} elements) is not inside storage ${key} of ${root.numel} elements`,
+      );
     }
     return new StorageRef(dtype, key, numel, offset);
   }
@@ -293,7 +337,8 @@ function torchNames(): NameRegistry {
   names.register('torch._utils', '_rebuild_parameter_with_state', (data: unknown) => data);
   // Tensor subclasses / tensors with attributes: _rebuild_from_type_v2(func, type, args, state).
   names.register('torch._tensor', '_rebuild_from_type_v2', (func: unknown, _type: unknown, args: unknown) => {
-    if (typeof func !== 'function' || !Array.isArray(args)) throw new PthError('malformed _rebuild_from_type_v2 record');
+    if (typeof func !== 'function' || !Array.isArray(args))
+      throw new PthError('malformed _rebuild_from_type_v2 record');
     return func(...args);
   });
   for (const [name, dtype] of Object.entries(STORAGE_DTYPES)) {
@@ -334,7 +379,10 @@ function unpickle(reader: BufferReader, resolveStorage: (pid: unknown) => Storag
 }
 
 // Picks the dict of tensors out of what was unpickled and materialises every tensor.
-function collectStateDict(obj: unknown, storagesFor: (refs: StorageRef[]) => (ref: StorageRef) => Uint8Array): StateDict {
+function collectStateDict(
+  obj: unknown,
+  storagesFor: (refs: StorageRef[]) => (ref: StorageRef) => Uint8Array,
+): StateDict {
   if (!(obj instanceof Map)) throw new PthError(`top-level object is ${describe(obj)}, not a dict of tensors`);
   let dict: Map<unknown, unknown> = obj;
   if (![...dict.values()].some((v) => v instanceof TensorRef)) {
@@ -358,8 +406,14 @@ function collectStateDict(obj: unknown, storagesFor: (refs: StorageRef[]) => (re
     const st = value.storage;
     const seen = roots.get(st.key);
     if (seen === undefined) roots.set(st.key, st);
-    else if (st.elementOffset === 0 && seen.elementOffset === 0 && (seen.dtype !== st.dtype || seen.numel !== st.numel)) {
-      throw new PthError(`storage ${st.key} is declared twice, differently (${seen.numel} ${seen.dtype}, then ${st.numel} ${st.dtype})`);
+    else if (
+      st.elementOffset === 0 &&
+      seen.elementOffset === 0 &&
+      (seen.dtype !== st.dtype || seen.numel !== st.numel)
+    ) {
+      throw new PthError(
+        `storage ${st.key} is declared twice, differently (${seen.numel} ${seen.dtype}, then ${st.numel} ${st.dtype})`,
+      );
     }
   }
   const bytesOf = storagesFor([...roots.values()]);
@@ -382,12 +436,17 @@ function materialise(ref: TensorRef, bytes: Uint8Array, soleUser: boolean, name:
   // A stride of 0 repeats one element along a dimension: from a single stored float it would make a tensor of
   // any size. torch only writes one on a dimension of size 1, where it means nothing.
   const zero = strides.findIndex((st, i) => st === 0 && shape[i] > 1);
-  if (zero >= 0) throw new PthError(`tensor ${name}: stride 0 on dimension ${zero} of size ${shape[zero]} (only a dimension of size 1 may have one)`);
+  if (zero >= 0)
+    throw new PthError(
+      `tensor ${name}: stride 0 on dimension ${zero} of size ${shape[zero]} (only a dimension of size 1 may have one)`,
+    );
   const numel = shape.reduce((a, b) => a * b, 1);
   // Distinct strides of one storage can still overlap ((1, 1)); a state_dict tensor never has more elements than
   // its storage, so neither may a tensor here: what is allocated stays bounded by what the file declares.
   if (numel > storage.numel) {
-    throw new PthError(`tensor ${name}: ${numel} elements, more than the ${storage.numel} its storage ${storage.key} declares`);
+    throw new PthError(
+      `tensor ${name}: ${numel} elements, more than the ${storage.numel} its storage ${storage.key} declares`,
+    );
   }
   const offset = storage.elementOffset + ref.storageOffset;
   const available = Math.floor(bytes.byteLength / size);
@@ -425,14 +484,20 @@ function rawView(dtype: TorchDtype, bytes: Uint8Array): Contiguous {
   // copy anyway if a caller's buffer ever breaks that, rather than fail with a RangeError.
   if (bytes.byteOffset % ELEMENT_SIZE[dtype] !== 0) bytes = new Uint8Array(bytes);
   switch (dtype) {
-    case 'float32': return new Float32Array(bytes.buffer, bytes.byteOffset, n);
-    case 'float64': return new Float64Array(bytes.buffer, bytes.byteOffset, n);
+    case 'float32':
+      return new Float32Array(bytes.buffer, bytes.byteOffset, n);
+    case 'float64':
+      return new Float64Array(bytes.buffer, bytes.byteOffset, n);
     case 'float16':
-    case 'bfloat16': return new Uint16Array(bytes.buffer, bytes.byteOffset, n);
-    case 'int64': return new BigInt64Array(bytes.buffer, bytes.byteOffset, n);
-    case 'int32': return new Int32Array(bytes.buffer, bytes.byteOffset, n);
+    case 'bfloat16':
+      return new Uint16Array(bytes.buffer, bytes.byteOffset, n);
+    case 'int64':
+      return new BigInt64Array(bytes.buffer, bytes.byteOffset, n);
+    case 'int32':
+      return new Int32Array(bytes.buffer, bytes.byteOffset, n);
     case 'uint8':
-    case 'bool': return bytes.subarray(0, n);
+    case 'bool':
+      return bytes.subarray(0, n);
   }
 }
 
@@ -464,8 +529,10 @@ function gather<T extends Contiguous>(src: T, shape: number[], strides: number[]
 
 function toOutputType(dtype: TorchDtype, data: Contiguous): TorchTensor['data'] {
   switch (dtype) {
-    case 'float64': return new Float32Array(data as Float64Array);
-    case 'float16': return halfToFloat32(data as Uint16Array);
+    case 'float64':
+      return new Float32Array(data as Float64Array);
+    case 'float16':
+      return halfToFloat32(data as Uint16Array);
     case 'bfloat16': {
       // bfloat16 is the top half of a float32.
       const out = new Uint32Array(data.length);
@@ -473,7 +540,8 @@ function toOutputType(dtype: TorchDtype, data: Contiguous): TorchTensor['data'] 
       for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
       return new Float32Array(out.buffer);
     }
-    default: return data;
+    default:
+      return data;
   }
 }
 
@@ -488,9 +556,13 @@ function halfToFloat32(src: Uint16Array): Float32Array {
       const exp = (h >> 10) & 0x1f;
       const frac = h & 0x3ff;
       halfTable[h] =
-        exp === 0 ? sign * frac * 2 ** -24
-        : exp === 31 ? (frac ? NaN : sign * Infinity)
-        : sign * (1 + frac / 1024) * 2 ** (exp - 15);
+        exp === 0
+          ? sign * frac * 2 ** -24
+          : exp === 31
+            ? frac
+              ? NaN
+              : sign * Infinity
+            : sign * (1 + frac / 1024) * 2 ** (exp - 15);
     }
   }
   const out = new Float32Array(src.length);

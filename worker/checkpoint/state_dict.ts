@@ -27,7 +27,9 @@ export function checkStateDict(expected: Map<string, number[]>, got: StateDict, 
     section('unexpected in the file', unexpected),
     section('mis-shaped', misShaped),
   ].filter((s) => s !== '');
-  const hint = unexpected.some((n) => n.startsWith('module.')) ? '\n(names start with "module.": saved from DataParallel?)' : '';
+  const hint = unexpected.some((n) => n.startsWith('module.'))
+    ? '\n(names start with "module.": saved from DataParallel?)'
+    : '';
   throw new CheckpointError(
     `${file}: state_dict does not match the model: ${missing.length} missing, ${unexpected.length} unexpected, ` +
       `${misShaped.length} mis-shaped\n${sections.join('\n')}${hint}`,
@@ -56,9 +58,11 @@ type TensorLike = { shape: readonly number[]; data: TorchTensor['data'] };
 
 function floatData(t: TensorLike, rank: number, name: string, layout: string): Float32Array {
   if (!(t.data instanceof Float32Array)) throw new CheckpointError(`${name}: expected float data for ${layout}`);
-  if (t.shape.length !== rank) throw new CheckpointError(`${name}: expected a ${layout} tensor, got shape ${formatShape(t.shape)}`);
+  if (t.shape.length !== rank)
+    throw new CheckpointError(`${name}: expected a ${layout} tensor, got shape ${formatShape(t.shape)}`);
   const numel = t.shape.reduce((a, b) => a * b, 1);
-  if (t.data.length !== numel) throw new CheckpointError(`${name}: ${t.data.length} values for shape ${formatShape(t.shape)}`);
+  if (t.data.length !== numel)
+    throw new CheckpointError(`${name}: ${t.data.length} values for shape ${formatShape(t.shape)}`);
   return t.data;
 }
 
@@ -83,7 +87,8 @@ export function torchConvToHWIO(t: TensorLike, name = 'conv weight'): FloatTenso
 export function torchDepthwiseToHWC1(t: TensorLike, name = 'depthwise weight'): FloatTensor {
   const src = floatData(t, 4, name, 'depthwise [C,1,kh,kw]');
   const [c, one, h, w] = t.shape;
-  if (one !== 1) throw new CheckpointError(`${name}: depthwise weight must be [C,1,kh,kw], got ${formatShape(t.shape)}`);
+  if (one !== 1)
+    throw new CheckpointError(`${name}: depthwise weight must be [C,1,kh,kw], got ${formatShape(t.shape)}`);
   const dst = new Float32Array(src.length);
   let p = 0;
   for (let cc = 0; cc < c; cc++) {

@@ -5,7 +5,13 @@
 import { CheckpointError } from '../../shared/errors.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { readPth, type StateDict } from './pth.js';
-import { checkStateDict, torchConvToHWIO, torchDepthwiseToHWC1, torchLinearToInOut, type FloatTensor } from './state_dict.js';
+import {
+  checkStateDict,
+  torchConvToHWIO,
+  torchDepthwiseToHWC1,
+  torchLinearToInOut,
+  type FloatTensor,
+} from './state_dict.js';
 import type { HarDNet } from '../model/hardnet.js';
 import type { ParamSpec } from '../model/plan.js';
 
@@ -17,11 +23,15 @@ export function expectedTorchShapes(model: HarDNet): Map<string, number[]> {
 function toTfLayout(s: ParamSpec, sd: StateDict): FloatTensor {
   const t = sd.get(s.name)!;
   switch (s.kind) {
-    case 'conv': return torchConvToHWIO(t, s.name);
-    case 'depthwise': return torchDepthwiseToHWC1(t, s.name);
-    case 'fc_weight': return torchLinearToInOut(t, s.name);
+    case 'conv':
+      return torchConvToHWIO(t, s.name);
+    case 'depthwise':
+      return torchDepthwiseToHWC1(t, s.name);
+    case 'fc_weight':
+      return torchLinearToInOut(t, s.name);
     default:
-      if (!(t.data instanceof Float32Array)) throw new CheckpointError(`${s.name}: expected float data, got ${t.dtype}`);
+      if (!(t.data instanceof Float32Array))
+        throw new CheckpointError(`${s.name}: expected float data, got ${t.dtype}`);
       return { shape: t.shape, data: t.data };
   }
 }

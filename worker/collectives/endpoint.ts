@@ -26,10 +26,16 @@ export function prepareIpcDir(socketPath: string): boolean {
     fs.mkdirSync(dir, { mode: 0o700 });
     return true;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new EndpointError(`cannot create the socket directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+      throw new EndpointError(
+        `cannot create the socket directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
   }
   const why = notPrivateDir(dir);
-  if (why !== undefined) throw new EndpointError(`the socket directory ${dir} ${why}; it was not made by this job (another user squatting the name?)`);
+  if (why !== undefined)
+    throw new EndpointError(
+      `the socket directory ${dir} ${why}; it was not made by this job (another user squatting the name?)`,
+    );
   return false;
 }
 
@@ -42,10 +48,16 @@ export async function assertIpcPathFree(socketPath: string, endpoint: string): P
   if (!fs.existsSync(socketPath)) return;
   const inUse = await new Promise<boolean>((resolve) => {
     const s = net.connect(socketPath);
-    s.once('connect', () => { s.destroy(); resolve(true); });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once('error', () => resolve(false));
   });
-  if (inUse) throw new EndpointError(`endpoint ${endpoint} is already in use by another process (a socket is listening at ${socketPath})`);
+  if (inUse)
+    throw new EndpointError(
+      `endpoint ${endpoint} is already in use by another process (a socket is listening at ${socketPath})`,
+    );
 }
 
 /**
@@ -53,6 +65,15 @@ export async function assertIpcPathFree(socketPath: string, endpoint: string): P
  * launcher made stays for the whole job (across restarts), so that its name cannot be taken in between.
  */
 export function removeIpcPath(socketPath: string, createdDir: boolean): void {
-  try { fs.rmSync(socketPath, { force: true }); } catch { /* already gone */ }
-  if (createdDir) try { fs.rmdirSync(path.dirname(socketPath)); } catch { /* other ranks' sockets are still there, or already removed */ }
+  try {
+    fs.rmSync(socketPath, { force: true });
+  } catch {
+    /* already gone */
+  }
+  if (createdDir)
+    try {
+      fs.rmdirSync(path.dirname(socketPath));
+    } catch {
+      /* other ranks' sockets are still there, or already removed */
+    }
 }

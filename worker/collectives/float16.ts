@@ -23,7 +23,7 @@ const scratchF = new Float32Array(1);
 const scratchU = new Uint32Array(scratchF.buffer);
 const F16_MAX_BITS = (127 + 16) << 23; // 65536.0: this and above become infinity
 const F32_INF_BITS = 255 << 23;
-const DENORM_MAGIC_BITS = ((127 - 15) + (23 - 10) + 1) << 23; // 0.5
+const DENORM_MAGIC_BITS = (127 - 15 + (23 - 10) + 1) << 23; // 0.5
 const DENORM_MAGIC = 0.5;
 
 /** Bit pattern of the half nearest to x (ties to even). */
@@ -35,7 +35,7 @@ export function floatToHalfBits(x: number): number {
   let o: number;
   if (u >= F16_MAX_BITS) {
     o = u > F32_INF_BITS ? 0x7e00 : 0x7c00;
-  } else if (u < (113 << 23)) {
+  } else if (u < 113 << 23) {
     // subnormal half or zero: let a float addition with round-to-nearest-even place the 10 mantissa bits
     scratchU[0] = u;
     scratchF[0] = scratchF[0] + DENORM_MAGIC;

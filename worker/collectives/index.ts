@@ -50,18 +50,28 @@ export async function createProcessGroup(env: WorkerEnv, opts: ProcessGroupOptio
   const timeoutMs = opts.timeoutMs ?? 30 * 60_000;
   const warnAfterMs = opts.warnAfterMs ?? 60_000;
   const wireDtype = opts.wireDtype ?? 'float32';
-  if (opts.security !== undefined && opts.security !== 'curve' && opts.security !== 'plain') throw new RangeError(`security must be curve or plain, not ${JSON.stringify(opts.security)}`);
-  if (wireDtype !== 'float32' && wireDtype !== 'float16') throw new RangeError(`allreduce_dtype must be float32 or float16, not ${JSON.stringify(wireDtype)}`);
-  if (env.endpoints.length !== env.worldSize) throw new CollectiveError(`rank ${env.rank}: ${env.endpoints.length} endpoints for a world size of ${env.worldSize}`);
+  if (opts.security !== undefined && opts.security !== 'curve' && opts.security !== 'plain')
+    throw new RangeError(`security must be curve or plain, not ${JSON.stringify(opts.security)}`);
+  if (wireDtype !== 'float32' && wireDtype !== 'float16')
+    throw new RangeError(`allreduce_dtype must be float32 or float16, not ${JSON.stringify(wireDtype)}`);
+  if (env.endpoints.length !== env.worldSize)
+    throw new CollectiveError(
+      `rank ${env.rank}: ${env.endpoints.length} endpoints for a world size of ${env.worldSize}`,
+    );
   const chunkBytes = opts.chunkBytes ?? 4 << 20;
   let secret = opts.secret;
   if (secret === undefined) {
     if (env.secretFd === undefined) {
-      throw new SecretError(`rank ${env.rank}: no job secret (HARDNET_SECRET_FD is not set): a group of ${env.worldSize} ranks needs the launcher's CURVE keys`);
+      throw new SecretError(
+        `rank ${env.rank}: no job secret (HARDNET_SECRET_FD is not set): a group of ${env.worldSize} ranks needs the launcher's CURVE keys`,
+      );
     }
     secret = await readJobSecret(env.secretFd);
   }
-  if (secret.jobId !== env.jobId) throw new SecretError(`rank ${env.rank}: the job secret is for job ${JSON.stringify(secret.jobId)}, but this is job ${JSON.stringify(env.jobId)}`);
+  if (secret.jobId !== env.jobId)
+    throw new SecretError(
+      `rank ${env.rank}: the job secret is for job ${JSON.stringify(secret.jobId)}, but this is job ${JSON.stringify(env.jobId)}`,
+    );
   const link = await RingLink.open({
     rank: env.rank,
     worldSize: env.worldSize,

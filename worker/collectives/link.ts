@@ -15,7 +15,17 @@ import { assertIpcPathFree, EndpointError, ipcPath, prepareIpcDir, removeIpcPath
 import { plainCredentials, registerZapDomain, unregisterZapDomain, zapDomainOf } from './zap.js';
 import * as fs from 'node:fs';
 import { SHM_ROOT, ShmReader, ShmWriter, shmUnavailable } from './shm.js';
-import { decodeHeader, describe, encodeHeader, FIXED_HEADER_BYTES, Op, OP_NAMES, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
+import {
+  decodeHeader,
+  describe,
+  encodeHeader,
+  FIXED_HEADER_BYTES,
+  Op,
+  OP_NAMES,
+  payloadInSharedMemory,
+  WireDtype,
+  type Header,
+} from './wire.js';
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string) => void;
 
@@ -50,10 +60,16 @@ const REJECT_WARN_INTERVAL_MS = 10_000;
 class RateLimitedWarning {
   private last = -Infinity;
   private unreported = 0;
-  constructor(private readonly log: LogFn, private readonly intervalMs = REJECT_WARN_INTERVAL_MS) {}
+  constructor(
+    private readonly log: LogFn,
+    private readonly intervalMs = REJECT_WARN_INTERVAL_MS,
+  ) {}
   warn(msg: string): void {
     const now = Date.now();
-    if (now - this.last < this.intervalMs) { this.unreported++; return; }
+    if (now - this.last < this.intervalMs) {
+      this.unreported++;
+      return;
+    }
     const more = this.unreported;
     this.unreported = 0;
     this.last = now;
@@ -147,21 +163,29 @@ export class RingLink {
     // Both mechanisms go through the ZAP handler, registered before the bind: without it libzmq admits any CURVE
     // client that knows the server public key, whatever its own key.
     const zapDomain = zapDomainOf(o.secret);
-    await registerZapDomain(zapDomain, mech === 'plain'
-      ? { mechanism: 'PLAIN', ...creds }
-      : { mechanism: 'CURVE', clientPublicKeys: [o.secret.curve.clientPublicKey] });
+    await registerZapDomain(
+      zapDomain,
+      mech === 'plain'
+        ? { mechanism: 'PLAIN', ...creds }
+        : { mechanism: 'CURVE', clientPublicKeys: [o.secret.curve.clientPublicKey] },
+    );
     const pull = new zmq.Pull({
       ...(mech === 'curve'
         ? { curveServer: true, curveSecretKey: o.secret.curve.serverSecretKey, zapDomain }
         : { plainServer: true, zapDomain }),
       linger: 0,
       // a frame larger than any the job sends is refused from its length, before libzmq allocates it
-      maxMessageSize: Math.max(o.maxPayloadBytes, SMALL_PAYLOAD_BYTES) + FIXED_HEADER_BYTES + Buffer.byteLength(o.jobId),
+      maxMessageSize:
+        Math.max(o.maxPayloadBytes, SMALL_PAYLOAD_BYTES) + FIXED_HEADER_BYTES + Buffer.byteLength(o.jobId),
       ...heartbeat,
     });
     const push = new zmq.Push({
       ...(mech === 'curve'
-        ? { curveServerKey: o.secret.curve.serverPublicKey, curvePublicKey: o.secret.curve.clientPublicKey, curveSecretKey: o.secret.curve.clientSecretKey }
+        ? {
+            curveServerKey: o.secret.curve.serverPublicKey,
+            curvePublicKey: o.secret.curve.clientPublicKey,
+            curveSecretKey: o.secret.curve.clientSecretKey,
+          }
         : { plainUsername: creds.username, plainPassword: creds.password }),
       linger: 0,
       // ring neighbours must not be dropped: queue rather than fail while the successor is still starting
@@ -182,7 +206,10 @@ export class RingLink {
       unregisterZapDomain(zapDomain);
       if (err instanceof EndpointError) throw new CollectiveError(`rank ${o.rank}: ${err.message}`, o.rank);
       const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'EADDRINUSE' ? 'the address is already in use (another job or a stale process holds it)' : (err as Error).message;
+      const why =
+        code === 'EADDRINUSE'
+          ? 'the address is already in use (another job or a stale process holds it)'
+          : (err as Error).message;
       throw new CollectiveError(`rank ${o.rank} cannot bind its endpoint ${own}: ${why}`, o.rank);
     }
     push.connect(o.endpoints[nextRank]);
@@ -192,9 +219,13 @@ export class RingLink {
       try {
         if (why === undefined) shmOut = ShmWriter.create(o.jobId, o.rank);
       } catch (err) {
-        o.log('warn', `rank ${o.rank}: cannot create its shared-memory file (${(err as Error).message}); allReduce payloads go through the socket`);
+        o.log(
+          'warn',
+          `rank ${o.rank}: cannot create its shared-memory file (${(err as Error).message}); allReduce payloads go through the socket`,
+        );
       }
-      if (why !== undefined) o.log('warn', `rank ${o.rank}: no shared memory (${why}); allReduce payloads go through the socket`);
+      if (why !== undefined)
+        o.log('warn', `rank ${o.rank}: no shared memory (${why}); allReduce payloads go through the socket`);
     }
     return new RingLink(o, pull, push, sockPath, createdDir, zapDomain, shmOut);
   }
@@ -211,19 +242,28 @@ export class RingLink {
       try {
         for await (const ev of this.pull.events) {
           if (ev.type === 'accept') preAuth++;
-          else if (ev.type === 'handshake') { preAuth = Math.max(0, preAuth - 1); authed++; this.prevGoneAt = undefined; }
-          else if (ev.type.startsWith('handshake:error')) {
+          else if (ev.type === 'handshake') {
+            preAuth = Math.max(0, preAuth - 1);
+            authed++;
+            this.prevGoneAt = undefined;
+          } else if (ev.type.startsWith('handshake:error')) {
             preAuth = Math.max(0, preAuth - 1);
             strangerDisconnectsDue++;
             // a flood of strangers must not become a flood of log lines
-            this.rejectWarning.warn(`rank ${this.o.rank}: rejected a connection to ${(ev as { address?: string }).address ?? this.o.endpoints[this.o.rank]} that does not hold the job secret (${ev.type})`);
+            this.rejectWarning.warn(
+              `rank ${this.o.rank}: rejected a connection to ${(ev as { address?: string }).address ?? this.o.endpoints[this.o.rank]} that does not hold the job secret (${ev.type})`,
+            );
           } else if (ev.type === 'disconnect') {
             if (strangerDisconnectsDue > 0) strangerDisconnectsDue--;
-            else if (authed > 0) { authed--; if (authed === 0) this.prevGoneAt = Date.now(); }
-            else if (preAuth > 0) preAuth--;
+            else if (authed > 0) {
+              authed--;
+              if (authed === 0) this.prevGoneAt = Date.now();
+            } else if (preAuth > 0) preAuth--;
           }
         }
-      } catch { /* observer ends when the socket closes */ }
+      } catch {
+        /* observer ends when the socket closes */
+      }
     })();
   }
 
@@ -234,10 +274,17 @@ export class RingLink {
           if (ev.type === 'handshake') this.nextGoneAt = undefined;
           else if (ev.type === 'disconnect') this.nextGoneAt = Date.now();
           else if (ev.type === 'handshake:error:auth' || ev.type === 'handshake:error:protocol') {
-            this.fail(new CollectiveError(`rank ${this.o.rank}: the CURVE handshake with rank ${this.next} at ${this.o.endpoints[this.next]} failed (${ev.type}): is it running with another job's secret, or another security mechanism?`, this.next));
+            this.fail(
+              new CollectiveError(
+                `rank ${this.o.rank}: the CURVE handshake with rank ${this.next} at ${this.o.endpoints[this.next]} failed (${ev.type}): is it running with another job's secret, or another security mechanism?`,
+                this.next,
+              ),
+            );
           }
         }
-      } catch { /* observer ends when the socket closes */ }
+      } catch {
+        /* observer ends when the socket closes */
+      }
     })();
   }
 
@@ -256,9 +303,11 @@ export class RingLink {
   /** One line for the worker log: the neighbours, transports and where allReduce payloads go. */
   describe(): string {
     const scheme = (e: string) => `${e.split('://')[0]} (${this.o.security ?? DEFAULT_SECURITY})`;
-    return `ring of ${this.o.worldSize} ranks, rank ${this.prev} -> ${this.o.rank} over ${scheme(this.o.endpoints[this.o.rank])}, ` +
+    return (
+      `ring of ${this.o.worldSize} ranks, rank ${this.prev} -> ${this.o.rank} over ${scheme(this.o.endpoints[this.o.rank])}, ` +
       `-> rank ${this.next} over ${scheme(this.o.endpoints[this.next])}; allReduce payloads to rank ${this.next} ` +
-      (this.shmOut ? `via /dev/shm (${this.shmOut.mapped ? 'mapped' : 'pwrite/pread'})` : 'in the messages');
+      (this.shmOut ? `via /dev/shm (${this.shmOut.mapped ? 'mapped' : 'pwrite/pread'})` : 'in the messages')
+    );
   }
 
   /**
@@ -275,9 +324,14 @@ export class RingLink {
     try {
       const st = fs.statfsSync(SHM_ROOT);
       free = st.bavail * st.bsize;
-    } catch { /* no figure: try, and let a failed write say why */ }
+    } catch {
+      /* no figure: try, and let a failed write say why */
+    }
     const mb = (x: number) => `${(x / 1e6).toFixed(1)} MB`;
-    let why = free >= extra * this.o.worldSize ? undefined : `${SHM_ROOT} has ${mb(free)} free, too little for ${mb(extra)} more per rank`;
+    let why =
+      free >= extra * this.o.worldSize
+        ? undefined
+        : `${SHM_ROOT} has ${mb(free)} free, too little for ${mb(extra)} more per rank`;
     if (why === undefined) {
       try {
         this.shmOut.reserve(parity, bytes);
@@ -289,8 +343,11 @@ export class RingLink {
     }
     if (!this.shmWarned) {
       this.shmWarned = true;
-      this.o.log('warn', `rank ${this.o.rank}: ${why}; allReduce payloads go through the socket (slower). ` +
-        'Give the container a larger /dev/shm (docker --shm-size), or set HARDNET_SHM_DISABLE=1 to silence this');
+      this.o.log(
+        'warn',
+        `rank ${this.o.rank}: ${why}; allReduce payloads go through the socket (slower). ` +
+          'Give the container a larger /dev/shm (docker --shm-size), or set HARDNET_SHM_DISABLE=1 to silence this',
+      );
     }
     return false;
   }
@@ -300,8 +357,12 @@ export class RingLink {
     try {
       this.shmOut!.write(parity, src, position);
     } catch (err) {
-      const e = new CollectiveError(`rank ${this.o.rank} in ${ctx.name} #${ctx.seq}: cannot write its payload to shared memory (${this.shmOut!.files[parity]}): ` +
-        `${(err as Error).message}${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? `; ${SHM_ROOT} is full (df ${SHM_ROOT}); set HARDNET_SHM_DISABLE=1 to use the sockets` : ''}`, this.o.rank, ctx.seq);
+      const e = new CollectiveError(
+        `rank ${this.o.rank} in ${ctx.name} #${ctx.seq}: cannot write its payload to shared memory (${this.shmOut!.files[parity]}): ` +
+          `${(err as Error).message}${(err as NodeJS.ErrnoException).code === 'ENOSPC' ? `; ${SHM_ROOT} is full (df ${SHM_ROOT}); set HARDNET_SHM_DISABLE=1 to use the sockets` : ''}`,
+        this.o.rank,
+        ctx.seq,
+      );
       this.fail(e);
       throw e;
     }
@@ -327,7 +388,10 @@ export class RingLink {
       this.shmIn ??= ShmReader.open(this.o.jobId, this.prev);
       return use(this.shmIn);
     } catch (err) {
-      throw this.protocol(`rank ${this.o.rank} in ${ctx.name} #${ctx.seq}: cannot read rank ${this.prev}'s payload from shared memory: ${(err as Error).message}`, ctx);
+      throw this.protocol(
+        `rank ${this.o.rank} in ${ctx.name} #${ctx.seq}: cannot read rank ${this.prev}'s payload from shared memory: ${(err as Error).message}`,
+        ctx,
+      );
     }
   }
 
@@ -337,15 +401,26 @@ export class RingLink {
     const now = Date.now();
     const where = `${ctx.name} #${ctx.seq}`;
     if (this.prevGoneAt !== undefined && now - this.prevGoneAt > DRAIN_GRACE_MS && waitingOn === 'receive') {
-      throw new CollectiveError(`rank ${this.o.rank}: rank ${this.prev} disconnected (died, was stopped or closed its group) during ${where}`, this.prev, ctx.seq);
+      throw new CollectiveError(
+        `rank ${this.o.rank}: rank ${this.prev} disconnected (died, was stopped or closed its group) during ${where}`,
+        this.prev,
+        ctx.seq,
+      );
     }
     if (this.nextGoneAt !== undefined && now - this.nextGoneAt > DRAIN_GRACE_MS) {
-      throw new CollectiveError(`rank ${this.o.rank}: rank ${this.next} disconnected (died, was stopped or closed its group) during ${where}`, this.next, ctx.seq);
+      throw new CollectiveError(
+        `rank ${this.o.rank}: rank ${this.next} disconnected (died, was stopped or closed its group) during ${where}`,
+        this.next,
+        ctx.seq,
+      );
     }
     if (!ctx.warned && now - ctx.started >= this.o.warnAfterMs) {
       ctx.warned = true;
       const missing = ctx.missing();
-      this.o.log('warn', `rank ${this.o.rank}: ${where} has waited ${Math.round((now - ctx.started) / 1000)} s; still missing data from rank(s) ${missing.join(', ')} (waiting to ${waitingOn} via rank ${waitingOn === 'receive' ? this.prev : this.next}); the limit is ${Math.round(this.o.timeoutMs / 1000)} s`);
+      this.o.log(
+        'warn',
+        `rank ${this.o.rank}: ${where} has waited ${Math.round((now - ctx.started) / 1000)} s; still missing data from rank(s) ${missing.join(', ')} (waiting to ${waitingOn} via rank ${waitingOn === 'receive' ? this.prev : this.next}); the limit is ${Math.round(this.o.timeoutMs / 1000)} s`,
+      );
     }
     if (now >= ctx.deadline) {
       const secs = Math.round((now - ctx.started) / 1000);
@@ -353,18 +428,33 @@ export class RingLink {
       // nothing at all is the rank that never joined. One that did send is only stalled by someone upstream:
       // wait a little longer for the abort from the rank that saw the culprit, so every rank names the same one.
       if (ctx.received === 0 || waitingOn === 'send') {
-        throw new CollectiveError(`rank ${this.o.rank}: ${where} timed out after ${secs} s: rank ${this.prev} sent nothing in this collective (never joined it, or is stuck before it)`, this.prev, ctx.seq);
+        throw new CollectiveError(
+          `rank ${this.o.rank}: ${where} timed out after ${secs} s: rank ${this.prev} sent nothing in this collective (never joined it, or is stuck before it)`,
+          this.prev,
+          ctx.seq,
+        );
       }
       if (now >= ctx.deadline + ABORT_WAIT_MS) {
-        throw new CollectiveError(`rank ${this.o.rank}: ${where} timed out after ${secs} s: rank ${this.prev} stopped sending part-way (still missing data from rank(s) ${ctx.missing().join(', ')})`, this.prev, ctx.seq);
+        throw new CollectiveError(
+          `rank ${this.o.rank}: ${where} timed out after ${secs} s: rank ${this.prev} stopped sending part-way (still missing data from rank(s) ${ctx.missing().join(', ')})`,
+          this.prev,
+          ctx.seq,
+        );
       }
     }
   }
 
   private setTimeout(which: 'receive' | 'send', ctx: OpContext): void {
     const ms = Math.max(1, Math.min(POLL_MS, ctx.deadline - Date.now()));
-    if (which === 'receive') { if (ms !== this.recvTimeoutSet) { this.pull.receiveTimeout = ms; this.recvTimeoutSet = ms; } }
-    else if (ms !== this.sendTimeoutSet) { this.push.sendTimeout = ms; this.sendTimeoutSet = ms; }
+    if (which === 'receive') {
+      if (ms !== this.recvTimeoutSet) {
+        this.pull.receiveTimeout = ms;
+        this.recvTimeoutSet = ms;
+      }
+    } else if (ms !== this.sendTimeoutSet) {
+      this.push.sendTimeout = ms;
+      this.sendTimeoutSet = ms;
+    }
   }
 
   async send(frames: [Buffer, Buffer | Uint8Array], ctx: OpContext): Promise<void> {
@@ -397,25 +487,38 @@ export class RingLink {
       ctx.received++;
       const h = frames.length === 2 ? decodeHeader(frames[0]) : undefined;
       const where = `rank ${this.o.rank} in ${ctx.name} #${ctx.seq}`;
-      if (h === undefined) throw this.protocol(`${where}: received a message that is not a collective message (${frames.length} frames)`, ctx);
-      if (h.jobId !== this.o.jobId) throw this.protocol(`${where}: received ${describe(h)}, but this is job ${JSON.stringify(this.o.jobId)}`, ctx);
+      if (h === undefined)
+        throw this.protocol(
+          `${where}: received a message that is not a collective message (${frames.length} frames)`,
+          ctx,
+        );
+      if (h.jobId !== this.o.jobId)
+        throw this.protocol(`${where}: received ${describe(h)}, but this is job ${JSON.stringify(this.o.jobId)}`, ctx);
       if (h.op === Op.abort) {
         // Checked before it is acted on: only the predecessor sends to this rank, and an abort belongs to this
         // collective or the one before (a rank that sent all it had in collective k can fail while its successor
         // has already moved on to k + 1). Anything else is a replay or a forgery: ignored, it ends nothing.
-        if (h.from === this.prev && (h.seq === ctx.seq || h.seq + 1 === ctx.seq) && frames[1].length === h.bytes) throw this.onAbort(h, frames[1], ctx);
+        if (h.from === this.prev && (h.seq === ctx.seq || h.seq + 1 === ctx.seq) && frames[1].length === h.bytes)
+          throw this.onAbort(h, frames[1], ctx);
         ctx.received--;
-        this.ignoredWarning.warn(`rank ${this.o.rank} in ${ctx.name} #${ctx.seq}: ignored an abort claiming to be from rank ${h.from} for collective #${h.seq} ` +
-          `(only rank ${this.prev} sends to this rank, and only an abort of #${ctx.seq - 1} or #${ctx.seq} counts)`);
+        this.ignoredWarning.warn(
+          `rank ${this.o.rank} in ${ctx.name} #${ctx.seq}: ignored an abort claiming to be from rank ${h.from} for collective #${h.seq} ` +
+            `(only rank ${this.prev} sends to this rank, and only an abort of #${ctx.seq - 1} or #${ctx.seq} counts)`,
+        );
         continue;
       }
-      if (h.from !== this.prev) throw this.protocol(`${where}: received ${describe(h)}, but only rank ${this.prev} sends to this rank`, ctx);
+      if (h.from !== this.prev)
+        throw this.protocol(`${where}: received ${describe(h)}, but only rank ${this.prev} sends to this rank`, ctx);
       const viaShm = payloadInSharedMemory(h);
       if (viaShm && !((h.op === Op.reduceScatter || h.op === Op.allGatherChunks) && h.dtype === WireDtype.float32)) {
-        throw this.protocol(`${where}: ${describe(h)} claims a shared-memory payload, which only float32 allReduce messages have`, ctx);
+        throw this.protocol(
+          `${where}: ${describe(h)} claims a shared-memory payload, which only float32 allReduce messages have`,
+          ctx,
+        );
       }
       const inMessage = viaShm ? 0 : h.bytes; // shared-memory payloads come as an empty frame
-      if (inMessage !== frames[1].length) throw this.protocol(`${where}: ${describe(h)} carries ${frames[1].length} payload bytes`, ctx);
+      if (inMessage !== frames[1].length)
+        throw this.protocol(`${where}: ${describe(h)} carries ${frames[1].length} payload bytes`, ctx);
       return [h, frames[1]];
     }
   }
@@ -439,17 +542,29 @@ export class RingLink {
 
   private wrap(err: unknown, ctx: OpContext, verb: string, peer: number): CollectiveError {
     if (err instanceof CollectiveError) return err;
-    const e = new CollectiveError(`rank ${this.o.rank}: cannot ${verb} rank ${peer} in ${ctx.name} #${ctx.seq}: ${(err as Error).message}`, peer, ctx.seq);
+    const e = new CollectiveError(
+      `rank ${this.o.rank}: cannot ${verb} rank ${peer} in ${ctx.name} #${ctx.seq}: ${(err as Error).message}`,
+      peer,
+      ctx.seq,
+    );
     this.fail(e);
     return e;
   }
 
   private onAbort(h: Header, payload: Buffer, ctx: OpContext): CollectiveError {
     let info: { culprit?: number; origin?: number; reason?: string } = {};
-    try { info = JSON.parse(payload.toString('utf8')); } catch { /* keep the defaults */ }
+    try {
+      info = JSON.parse(payload.toString('utf8'));
+    } catch {
+      /* keep the defaults */
+    }
     const culprit = typeof info.culprit === 'number' ? info.culprit : h.from;
     const origin = typeof info.origin === 'number' ? info.origin : h.from;
-    const e = new CollectiveError(`rank ${this.o.rank}: ${ctx.name} #${ctx.seq} aborted: ${info.reason ?? 'a peer failed'} (reported by rank ${origin})`, culprit, ctx.seq);
+    const e = new CollectiveError(
+      `rank ${this.o.rank}: ${ctx.name} #${ctx.seq} aborted: ${info.reason ?? 'a peer failed'} (reported by rank ${origin})`,
+      culprit,
+      ctx.seq,
+    );
     this.fail(e);
     if (this.next !== origin && this.next !== culprit) this.sendAbortRaw(payload, h.seq);
     return e;
@@ -460,7 +575,10 @@ export class RingLink {
     this.fail(err);
     if (err.culprit === this.next) return;
     // the reason is cut so that the message stays under every receiver's maximum message size
-    const payload = Buffer.from(JSON.stringify({ culprit: err.culprit, origin: this.o.rank, reason: err.message.slice(0, 4000) }), 'utf8');
+    const payload = Buffer.from(
+      JSON.stringify({ culprit: err.culprit, origin: this.o.rank, reason: err.message.slice(0, 4000) }),
+      'utf8',
+    );
     this.sendAbortRaw(payload, seq);
   }
 
@@ -469,8 +587,12 @@ export class RingLink {
     try {
       this.push.sendTimeout = 0;
       this.sendTimeoutSet = 0;
-      this.push.send([this.header(Op.abort, WireDtype.bytes, seq, 0, payload.length), payload]).catch(() => { /* successor gone too */ });
-    } catch { /* a send already in flight: the successor will time out on its own */ }
+      this.push.send([this.header(Op.abort, WireDtype.bytes, seq, 0, payload.length), payload]).catch(() => {
+        /* successor gone too */
+      });
+    } catch {
+      /* a send already in flight: the successor will time out on its own */
+    }
   }
 
   /**
@@ -487,7 +609,13 @@ export class RingLink {
     this.shmIn?.close();
     if (this.ownIpcPath !== undefined) removeIpcPath(this.ownIpcPath, this.createdIpcDir);
     unregisterZapDomain(this.zapDomain);
-    this.rejectWarning.flush((n) => `rank ${this.o.rank}: rejected ${n} more connection(s) that do not hold the job secret since the last warning`);
-    this.ignoredWarning.flush((n) => `rank ${this.o.rank}: ignored ${n} more abort(s) that were not from rank ${this.prev} in the current collective`);
+    this.rejectWarning.flush(
+      (n) =>
+        `rank ${this.o.rank}: rejected ${n} more connection(s) that do not hold the job secret since the last warning`,
+    );
+    this.ignoredWarning.flush(
+      (n) =>
+        `rank ${this.o.rank}: ignored ${n} more abort(s) that were not from rank ${this.prev} in the current collective`,
+    );
   }
 }

@@ -23,7 +23,7 @@
  * Outbox/Inbox and the wire codec of ring_payloads.ts; the loops below are the same for all of them.
  */
 import type { WorkerEnv } from '../../shared/env.js';
-import { CollectiveError, RingLink, SMALL_PAYLOAD_BYTES, type LogFn, type OpContext } from './link.js';
+import { CollectiveError, type RingLink, SMALL_PAYLOAD_BYTES, type LogFn, type OpContext } from './link.js';
 import { bytesOf, FLOAT32_WIRE, Float16Wire, Inbox, Outbox, type WireCodec } from './ring_payloads.js';
 import { addBlocks } from './sum.js';
 import { Op, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
@@ -76,12 +76,16 @@ export class SoloGroup implements ProcessGroup {
   readonly worldSize = 1;
   readonly description = 'a single worker: no sockets, every collective is the identity';
   readonly bytesSent = { allReduce: 0, other: 0 };
-  async allReduce(): Promise<void> { /* sum or mean of one rank is the buffer itself */ }
+  async allReduce(): Promise<void> {
+    /* sum or mean of one rank is the buffer itself */
+  }
   async broadcast(_buf: Float32Array, root = 0): Promise<void> {
     if (root !== 0) throw new RangeError(`broadcast root ${root} is not a rank of a group of size 1`);
   }
   async barrier(): Promise<void> {}
-  async allGather(values: number[]): Promise<number[][]> { return [values.slice()]; }
+  async allGather(values: number[]): Promise<number[][]> {
+    return [values.slice()];
+  }
   async close(): Promise<void> {}
 }
 
@@ -106,7 +110,11 @@ export class RingGroup implements ProcessGroup {
 
   private readonly codec: WireCodec;
 
-  constructor(private readonly link: RingLink, env: WorkerEnv, private readonly t: GroupTuning) {
+  constructor(
+    private readonly link: RingLink,
+    env: WorkerEnv,
+    private readonly t: GroupTuning,
+  ) {
     this.rank = env.rank;
     this.worldSize = env.worldSize;
     this.codec = t.wireDtype === 'float16' ? new Float16Wire() : FLOAT32_WIRE;
@@ -118,20 +126,38 @@ export class RingGroup implements ProcessGroup {
 
   private ctx(name: string, missing: () => number[]): OpContext {
     const started = Date.now();
-    return { name, seq: ++this.seq, started, deadline: started + this.t.timeoutMs, warned: false, received: 0, missing };
+    return {
+      name,
+      seq: ++this.seq,
+      started,
+      deadline: started + this.t.timeoutMs,
+      warned: false,
+      received: 0,
+      missing,
+    };
   }
 
   /** Run one collective; a failure poisons the group and is passed round the ring. */
   private async run<T>(ctx: OpContext, body: () => Promise<T>): Promise<T> {
     if (this.closed) throw new CollectiveError(`rank ${this.rank}: ${ctx.name} #${ctx.seq} on a closed process group`);
-    if (this.busy) throw new CollectiveError(`rank ${this.rank}: ${ctx.name} #${ctx.seq} started while another collective is still running (await each collective)`);
+    if (this.busy)
+      throw new CollectiveError(
+        `rank ${this.rank}: ${ctx.name} #${ctx.seq} started while another collective is still running (await each collective)`,
+      );
     const failed = this.link.failed;
     if (failed) throw failed;
     this.busy = true;
     try {
       return await body();
     } catch (err) {
-      const e = err instanceof CollectiveError ? err : new CollectiveError(`rank ${this.rank}: ${ctx.name} #${ctx.seq} failed: ${(err as Error).message}`, undefined, ctx.seq);
+      const e =
+        err instanceof CollectiveError
+          ? err
+          : new CollectiveError(
+              `rank ${this.rank}: ${ctx.name} #${ctx.seq} failed: ${(err as Error).message}`,
+              undefined,
+              ctx.seq,
+            );
       this.link.abort(e, ctx.seq);
       throw e;
     } finally {
@@ -159,14 +185,17 @@ export class RingGroup implements ProcessGroup {
   }
 
   async allReduce(buf: Float32Array, op: 'sum' | 'mean'): Promise<void> {
-    if (op !== 'sum' && op !== 'mean') throw new RangeError(`allReduce op must be 'sum' or 'mean', not ${JSON.stringify(op)}`);
+    if (op !== 'sum' && op !== 'mean')
+      throw new RangeError(`allReduce op must be 'sum' or 'mean', not ${JSON.stringify(op)}`);
     const N = this.worldSize;
     const r = this.rank;
     const n = buf.length;
     const codec = this.codec;
     const chunkElems = Math.max(1, Math.floor(this.t.chunkBytes / 4));
     let heardFrom = 0; // ring steps completed: ranks r-1 .. r-heardFrom have contributed
-    const ctx = this.ctx('allReduce', () => Array.from({ length: N - 1 - Math.min(heardFrom, N - 1) }, (_, k) => (r + N - 1 - heardFrom - k) % N));
+    const ctx = this.ctx('allReduce', () =>
+      Array.from({ length: N - 1 - Math.min(heardFrom, N - 1) }, (_, k) => (r + N - 1 - heardFrom - k) % N),
+    );
     this.timing.calls++;
     await this.run(ctx, async () => {
       // float32 payloads to a successor on this host go through shared memory (shm.ts), at running offsets in
@@ -199,7 +228,11 @@ export class RingGroup implements ProcessGroup {
         this.link.expect(h, op, codec.dtype, ctx.seq, index, mine.length * codec.elemBytes, ctx);
         if (!codec.sharedMemory && payloadInSharedMemory(h)) {
           // float16 payloads always travel in the message: a flag saying otherwise is no peer of this job's
-          throw new CollectiveError(`rank ${r}: allReduce #${ctx.seq}: rank ${this.link.prev} announced a float16 payload in shared memory`, this.link.prev, ctx.seq);
+          throw new CollectiveError(
+            `rank ${r}: allReduce #${ctx.seq}: rank ${this.link.prev} announced a float16 payload in shared memory`,
+            this.link.prev,
+            ctx.seq,
+          );
         }
         return [h, payload] as const;
       };
@@ -238,7 +271,11 @@ export class RingGroup implements ProcessGroup {
             // forward what was received; a copy when it now lives only in the caller's array, which the caller
             // may change as soon as allReduce returns (zeromq may not have sent it by then)
             const inMessage = payload.length === mine.length * codec.elemBytes;
-            await io.outbox.send(Op.allGatherChunks, agTx++, io.outbox.shared ? bytesOf(mine) : inMessage ? payload : Buffer.from(bytesOf(mine)));
+            await io.outbox.send(
+              Op.allGatherChunks,
+              agTx++,
+              io.outbox.shared ? bytesOf(mine) : inMessage ? payload : Buffer.from(bytesOf(mine)),
+            );
           }
         }
         heardFrom = step;
@@ -251,7 +288,14 @@ export class RingGroup implements ProcessGroup {
    * they are already in our shared-memory file. With `last` the result is final (divided by `divisor`) and is
    * also kept in `mine`.
    */
-  private combine(io: RingIo, h: Header, payload: Buffer, mine: Float32Array, divisor: number, last: boolean): [Uint8Array, boolean] {
+  private combine(
+    io: RingIo,
+    h: Header,
+    payload: Buffer,
+    mine: Float32Array,
+    divisor: number,
+    last: boolean,
+  ): [Uint8Array, boolean] {
     const { outbox, inbox, native } = io;
     if (!this.codec.sharedMemory || (!outbox.shared && !payloadInSharedMemory(h))) {
       // summed in the received buffer (any alignment), which is then forwarded
@@ -267,13 +311,20 @@ export class RingGroup implements ProcessGroup {
     // the partial comes from the message or the predecessor's file, the result goes to our file or, when the
     // successor is not on this host, into a new message
     const out = outbox.shared ? undefined : Buffer.allocUnsafe(mine.length * 4);
-    addBlocks(inbox.reader(h, payload), mine, divisor, out ? (src2, o) => out.set(src2, o) : outbox.nextWriter(), last ? mine : undefined);
+    addBlocks(
+      inbox.reader(h, payload),
+      mine,
+      divisor,
+      out ? (src2, o) => out.set(src2, o) : outbox.nextWriter(),
+      last ? mine : undefined,
+    );
     return [out ?? bytesOf(mine), !out];
   }
 
   async broadcast(buf: Float32Array, root = 0): Promise<void> {
     const N = this.worldSize;
-    if (!Number.isInteger(root) || root < 0 || root >= N) throw new RangeError(`broadcast root ${root} is not a rank of a group of size ${N}`);
+    if (!Number.isInteger(root) || root < 0 || root >= N)
+      throw new RangeError(`broadcast root ${root} is not a rank of a group of size ${N}`);
     const ctx = this.ctx('broadcast', () => [root]);
     const chunkElems = Math.max(1, Math.floor(this.t.chunkBytes / 4));
     const forward = this.link.next !== root;
@@ -284,12 +335,21 @@ export class RingGroup implements ProcessGroup {
         if (this.rank === root) {
           // a copy: the root returns as soon as its sends are queued and may then change its weights
           const payload = Buffer.from(new Uint8Array(part.buffer, part.byteOffset, part.byteLength));
-          await this.send('other', [this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload], ctx);
+          await this.send(
+            'other',
+            [this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload],
+            ctx,
+          );
         } else {
           const [h, payload] = await this.link.recv(ctx);
           this.link.expect(h, Op.broadcast, WireDtype.float32, ctx.seq, k, part.byteLength, ctx);
           bytesOf(part).set(payload);
-          if (forward) await this.send('other', [this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload], ctx);
+          if (forward)
+            await this.send(
+              'other',
+              [this.link.header(Op.broadcast, WireDtype.float32, ctx.seq, k, payload.length), payload],
+              ctx,
+            );
         }
       }
     });
@@ -297,7 +357,10 @@ export class RingGroup implements ProcessGroup {
 
   async allGather(values: number[]): Promise<number[][]> {
     // every receiver drops frames larger than its maximum message size (link.ts): say so here instead
-    if (values.length * 8 > SMALL_PAYLOAD_BYTES) throw new RangeError(`allGather of ${values.length} values: at most ${SMALL_PAYLOAD_BYTES / 8} (it is for metrics; use allReduce or broadcast for arrays)`);
+    if (values.length * 8 > SMALL_PAYLOAD_BYTES)
+      throw new RangeError(
+        `allGather of ${values.length} values: at most ${SMALL_PAYLOAD_BYTES / 8} (it is for metrics; use allReduce or broadcast for arrays)`,
+      );
     return this.ringGather('allGather', Op.allGather, values);
   }
 
@@ -320,8 +383,15 @@ export class RingGroup implements ProcessGroup {
         const [h, payload] = await this.link.recv(ctx);
         const expectOrigin = (r - step + N) % N;
         this.link.expect(h, op, WireDtype.bytes, ctx.seq, expectOrigin, payload.length, ctx);
-        if (payload.length % 8 !== 0) throw new CollectiveError(`rank ${r}: ${name} #${ctx.seq}: rank ${expectOrigin}'s values are ${payload.length} bytes, not a whole number of float64`, this.link.prev, ctx.seq);
-        out[expectOrigin] = Array.from(new Float64Array(payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.length)));
+        if (payload.length % 8 !== 0)
+          throw new CollectiveError(
+            `rank ${r}: ${name} #${ctx.seq}: rank ${expectOrigin}'s values are ${payload.length} bytes, not a whole number of float64`,
+            this.link.prev,
+            ctx.seq,
+          );
+        out[expectOrigin] = Array.from(
+          new Float64Array(payload.buffer.slice(payload.byteOffset, payload.byteOffset + payload.length)),
+        );
         carry = payload;
         origin = expectOrigin;
       }

@@ -107,10 +107,14 @@ export class Outbox {
   /** Announce one payload; in shared memory it is first written at the running offset unless the sum already put it there. */
   send(op: number, index: number, bytes: Uint8Array, written = false): Promise<void> {
     const { link, ctx } = this;
-    if (!this.shared) return this.sendFrames([link.header(op, this.codec.dtype, ctx.seq, index, bytes.length), bytes], 0);
+    if (!this.shared)
+      return this.sendFrames([link.header(op, this.codec.dtype, ctx.seq, index, bytes.length), bytes], 0);
     if (!written) link.writeShared(this.parity, bytes, this.position, ctx);
     this.position += bytes.length;
-    return this.sendFrames([link.header(op, this.codec.dtype, ctx.seq, index, bytes.length, FLAG_SHARED_MEMORY), EMPTY], bytes.length);
+    return this.sendFrames(
+      [link.header(op, this.codec.dtype, ctx.seq, index, bytes.length, FLAG_SHARED_MEMORY), EMPTY],
+      bytes.length,
+    );
   }
 
   /** our file's region for the next payload, mapped, for a sum that writes there in place (undefined: not mapped) */

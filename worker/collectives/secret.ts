@@ -35,11 +35,16 @@ export async function readJobSecret(fd: number, timeoutMs = 30_000): Promise<Job
       const buf = Buffer.alloc(4096);
       let n: number;
       try {
-        n = await new Promise<number>((resolve, reject) => fs.read(fd, buf, 0, buf.length, null, (err, bytes) => (err ? reject(err) : resolve(bytes))));
+        n = await new Promise<number>((resolve, reject) =>
+          fs.read(fd, buf, 0, buf.length, null, (err, bytes) => (err ? reject(err) : resolve(bytes))),
+        );
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         // a non-blocking pipe with nothing written yet
-        if (code === 'EAGAIN' && Date.now() < deadline) { await new Promise((r) => setTimeout(r, 5)); continue; }
+        if (code === 'EAGAIN' && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 5));
+          continue;
+        }
         throw new SecretError(`cannot read the job secret from ${where}: ${(err as Error).message}`);
       }
       if (n === 0) break;
@@ -49,12 +54,20 @@ export async function readJobSecret(fd: number, timeoutMs = 30_000): Promise<Job
       if (total > 64 * 1024) throw new SecretError(`job secret on ${where} is longer than 64 KiB without a newline`);
     }
   } finally {
-    try { fs.closeSync(fd); } catch { /* already closed: nothing to release */ }
+    try {
+      fs.closeSync(fd);
+    } catch {
+      /* already closed: nothing to release */
+    }
   }
   const text = Buffer.concat(chunks).toString('utf8');
   const line = text.split('\n')[0];
   if (line.trim() === '') throw new SecretError(`no job secret arrived on ${where} (the pipe was closed empty)`);
   let parsed: unknown;
-  try { parsed = JSON.parse(line); } catch { throw new SecretError(`job secret on ${where} is not valid JSON`); }
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    throw new SecretError(`job secret on ${where} is not valid JSON`);
+  }
   return validateJobSecret(parsed, where);
 }

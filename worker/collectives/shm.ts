@@ -28,7 +28,7 @@ import { CollectiveError } from '../../shared/errors.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { shmJobDir, shmJobDirFromLauncher } from '../../shared/env.js';
-import { assertPrivateFile, nativeShm, NO_FOLLOW, SHM_ROOT } from '../sys/shm.js';
+import { assertPrivateFile, nativeShm, NO_FOLLOW } from '../sys/shm.js';
 
 export { nativeShm, SHM_ROOT, shmUnavailable, type NativeShm } from '../sys/shm.js';
 
@@ -37,9 +37,18 @@ function shmFilePath(jobId: string, rank: number, parity: number, root: string |
 }
 
 function tryRemove(file: string): void {
-  try { fs.rmSync(file, { force: true }); } catch { /* already gone */ }
+  try {
+    fs.rmSync(file, { force: true });
+  } catch {
+    /* already gone */
+  }
   // the launcher's directory stays for the whole job (it removes it); one a rank made goes with its last file
-  if (!shmJobDirFromLauncher()) try { fs.rmdirSync(path.dirname(file)); } catch { /* other ranks' files are still there, or already removed */ }
+  if (!shmJobDirFromLauncher())
+    try {
+      fs.rmdirSync(path.dirname(file));
+    } catch {
+      /* other ranks' files are still there, or already removed */
+    }
 }
 
 /** The two files (even and odd allReduce calls) this rank writes its ring payloads into; its successor reads them. */
@@ -91,7 +100,7 @@ export class ShmWriter {
       return;
     }
     const fd = this.fds[parity];
-    for (let done = 0; done < src.length;) done += fs.writeSync(fd, src, done, src.length - done, position + done);
+    for (let done = 0; done < src.length; ) done += fs.writeSync(fd, src, done, src.length - done, position + done);
   }
 
   close(): void {
@@ -142,7 +151,10 @@ export class ShmReader {
     let view = this.maps[parity];
     if (view === undefined || end > view.length) {
       const size = fs.fstatSync(this.fds[parity]).size;
-      if (end > size) throw new CollectiveError(`shared-memory file ${this.files[parity]} is ${size} bytes, too short for the ${end - position} bytes announced at ${position}`);
+      if (end > size)
+        throw new CollectiveError(
+          `shared-memory file ${this.files[parity]} is ${size} bytes, too short for the ${end - position} bytes announced at ${position}`,
+        );
       view = this.maps[parity] = new Uint8Array(m.map(this.fds[parity], size, false, false));
     }
     return view;
@@ -164,9 +176,12 @@ export class ShmReader {
       dst.set(view.subarray(position, end));
       return;
     }
-    for (let done = 0; done < dst.length;) {
+    for (let done = 0; done < dst.length; ) {
       const n = fs.readSync(fd, dst, done, dst.length - done, position + done);
-      if (n === 0) throw new CollectiveError(`shared-memory file ${this.files[parity]} ends at ${position + done}, before the ${dst.length} bytes announced at ${position}`);
+      if (n === 0)
+        throw new CollectiveError(
+          `shared-memory file ${this.files[parity]} ends at ${position + done}, before the ${dst.length} bytes announced at ${position}`,
+        );
       done += n;
     }
   }

@@ -20,7 +20,13 @@ interface SumExports {
 /** floats per block: two blocks (512 KiB) fit in L2 next to the chunk being received */
 const BLOCK = 1 << 16;
 
-interface Kernel { ex: SumExports; accAt: number; srcAt: number; u8: Uint8Array; f32: Float32Array }
+interface Kernel {
+  ex: SumExports;
+  accAt: number;
+  srcAt: number;
+  u8: Uint8Array;
+  f32: Float32Array;
+}
 let kernel: Kernel | undefined;
 
 /** Instantiated once per process (synchronously: the module is 1 KB); its memory never grows afterwards. */
@@ -49,9 +55,16 @@ export type BlockWriter = (src: Uint8Array, offset: number) => void;
  * block by block. When `alsoInto` is given the result is written there too (the owner of a segment keeps the
  * final values it forwards).
  */
-export function addBlocks(read: BlockReader, mine: Float32Array, divisor: number, write: BlockWriter, alsoInto?: Float32Array): void {
+export function addBlocks(
+  read: BlockReader,
+  mine: Float32Array,
+  divisor: number,
+  write: BlockWriter,
+  alsoInto?: Float32Array,
+): void {
   const n = mine.length;
-  if (alsoInto !== undefined && alsoInto.length !== n) throw new RangeError(`addBlocks: result target of ${alsoInto.length} floats for ${n}`);
+  if (alsoInto !== undefined && alsoInto.length !== n)
+    throw new RangeError(`addBlocks: result target of ${alsoInto.length} floats for ${n}`);
   const k = sumKernel();
   for (let off = 0; off < n; off += BLOCK) {
     const m = Math.min(BLOCK, n - off);
@@ -67,7 +80,13 @@ export function addBlocks(read: BlockReader, mine: Float32Array, divisor: number
 /** addBlocks in place in `acc`, which holds float32 values as bytes (a received message: any byte offset). */
 export function addChunk(acc: Uint8Array, mine: Float32Array, divisor = 1, alsoInto?: Float32Array): void {
   if (acc.length !== mine.length * 4) throw new RangeError(`addChunk: ${acc.length} bytes for ${mine.length} floats`);
-  addBlocks((dst, o) => dst.set(acc.subarray(o, o + dst.length)), mine, divisor, (src, o) => acc.set(src, o), alsoInto);
+  addBlocks(
+    (dst, o) => dst.set(acc.subarray(o, o + dst.length)),
+    mine,
+    divisor,
+    (src, o) => acc.set(src, o),
+    alsoInto,
+  );
 }
 
 /** acc[i] += src[i] */

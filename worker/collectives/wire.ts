@@ -38,7 +38,7 @@ export const OP_NAMES: Record<number, string> = {
   3: 'broadcast',
   4: 'allGather',
   5: 'barrier',
-  0xff: 'abort',
+  255: 'abort',
 };
 
 export interface Header {

@@ -17,13 +17,21 @@ import { z85Encode } from '../../shared/job_secret.js';
 
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
 
-interface PlainCredentials { username: string; password: string }
+interface PlainCredentials {
+  username: string;
+  password: string;
+}
 export type ZapExpectation =
   | ({ mechanism: 'PLAIN' } & PlainCredentials)
   /** z85-encoded client public keys admitted */
   | { mechanism: 'CURVE'; clientPublicKeys: string[] };
 
-interface Domain { mechanism: 'PLAIN' | 'CURVE'; check: (credentials: Buffer[]) => boolean; refs: number; key: string }
+interface Domain {
+  mechanism: 'PLAIN' | 'CURVE';
+  check: (credentials: Buffer[]) => boolean;
+  refs: number;
+  key: string;
+}
 
 const domains = new Map<string, Domain>();
 let handler: zmq.Reply | undefined;
@@ -31,7 +39,9 @@ let starting: Promise<void> | undefined;
 
 /** The PLAIN credentials of a job: never the key itself, a hash of it (so a leak does not reveal the CURVE key). */
 export function plainCredentials(secret: JobSecret): PlainCredentials {
-  const password = createHash('sha256').update(`hardnet-plain\0${secret.jobId}\0${secret.curve.serverSecretKey}`).digest('base64');
+  const password = createHash('sha256')
+    .update(`hardnet-plain\0${secret.jobId}\0${secret.curve.serverSecretKey}`)
+    .digest('base64');
   return { username: secret.jobId, password };
 }
 
@@ -65,9 +75,18 @@ async function serve(sock: zmq.Reply): Promise<void> {
       const mechanism = frames[5]?.toString('utf8');
       const want = domains.get(domain);
       const ok = version === '1.0' && want !== undefined && mechanism === want.mechanism && want.check(frames.slice(6));
-      await sock.send(['1.0', frames[1] ?? '', ok ? '200' : '400', ok ? 'OK' : 'not a member of this job', ok ? domain : '', '']);
+      await sock.send([
+        '1.0',
+        frames[1] ?? '',
+        ok ? '200' : '400',
+        ok ? 'OK' : 'not a member of this job',
+        ok ? domain : '',
+        '',
+      ]);
     }
-  } catch { /* the handler socket was closed with its last domain */ }
+  } catch {
+    /* the handler socket was closed with its last domain */
+  }
 }
 
 /**
@@ -77,12 +96,15 @@ async function serve(sock: zmq.Reply): Promise<void> {
 export async function registerZapDomain(domain: string, expect: ZapExpectation): Promise<void> {
   const e = expectationOf(expect);
   const had = domains.get(domain);
-  if (had !== undefined && had.key !== e.key) throw new Error(`ZAP domain ${domain} is already registered with other credentials`);
+  if (had !== undefined && had.key !== e.key)
+    throw new Error(`ZAP domain ${domain} is already registered with other credentials`);
   domains.set(domain, { ...e, refs: (had?.refs ?? 0) + 1 });
   if (handler === undefined) {
     const sock = new zmq.Reply({ linger: 0 });
     handler = sock;
-    starting = sock.bind(ZAP_ENDPOINT).then(() => { void serve(sock); });
+    starting = sock.bind(ZAP_ENDPOINT).then(() => {
+      void serve(sock);
+    });
   }
   await starting;
 }

@@ -19,12 +19,21 @@ import { loadConfig } from '../../shared/config.js';
 import { positiveInt } from './args.js';
 
 export interface InferOptions {
-  image_file?: string; model?: string; pretrained_model?: string; classes_num?: string;
-  resize_short?: string; crop_size?: string; top_k: string; backend: string;
+  image_file?: string;
+  model?: string;
+  pretrained_model?: string;
+  classes_num?: string;
+  resize_short?: string;
+  crop_size?: string;
+  top_k: string;
+  backend: string;
 }
 
 /** What a checkpoint of this tool tells about its run: state.json, and the VALID transforms of its saved config. */
-function runOf(weights: string, log: (m: string) => void): { state?: TrainState; valid?: { ops: PaddleTransformOp[]; file: string } } {
+function runOf(
+  weights: string,
+  log: (m: string) => void,
+): { state?: TrainState; valid?: { ops: PaddleTransformOp[]; file: string } } {
   const dir = resolveCheckpoint(weights);
   if (!dir) return {};
   const state = readState(dir);
@@ -55,23 +64,31 @@ export function listImages(target: string): string[] {
     }
   };
   walk(target);
-  if (out.length === 0) throw new UsageError(`infer: folder '${target}' holds no image files (${[...IMAGE_EXTENSIONS].join(' ')})`);
+  if (out.length === 0)
+    throw new UsageError(`infer: folder '${target}' holds no image files (${[...IMAGE_EXTENSIONS].join(' ')})`);
   return out;
 }
 
 /** Indices and values of the k largest probabilities, largest first (ties: lower class id first). */
 export function topK(probs: Float32Array, k: number): { id: number; p: number }[] {
-  return Array.from(probs, (p, id) => ({ id, p })).sort((a, b) => b.p - a.p || a.id - b.id).slice(0, k);
+  return Array.from(probs, (p, id) => ({ id, p }))
+    .sort((a, b) => b.p - a.p || a.id - b.id)
+    .slice(0, k);
 }
 
 export async function infer(o: InferOptions, out: (line: string) => void = console.log): Promise<number> {
   if (!o.image_file) throw new UsageError('infer: -i/--image_file is required (an image file or a folder)');
-  if (!o.pretrained_model) throw new UsageError('infer: --pretrained_model is required (an official .pth or a checkpoint of this tool)');
+  if (!o.pretrained_model)
+    throw new UsageError('infer: --pretrained_model is required (an official .pth or a checkpoint of this tool)');
   const log = (m: string) => process.stderr.write(`${m}\n`);
   const run = runOf(o.pretrained_model, log);
   const modelName = o.model ?? run.state?.model;
-  if (!modelName) throw new UsageError('infer: --model is required (e.g. --model HarDNet68) unless --pretrained_model is a checkpoint of this tool');
-  const classes = o.classes_num !== undefined ? positiveInt(o.classes_num, '--classes_num') : run.state?.classesNum ?? 1000;
+  if (!modelName)
+    throw new UsageError(
+      'infer: --model is required (e.g. --model HarDNet68) unless --pretrained_model is a checkpoint of this tool',
+    );
+  const classes =
+    o.classes_num !== undefined ? positiveInt(o.classes_num, '--classes_num') : (run.state?.classesNum ?? 1000);
   const k = Math.min(positiveInt(o.top_k, '--top_k'), classes);
   const files = listImages(o.image_file);
   const explicitSize = o.resize_short !== undefined || o.crop_size !== undefined;
@@ -88,7 +105,11 @@ export async function infer(o: InferOptions, out: (line: string) => void = conso
 
   // a GPU is visible unless CUDA_VISIBLE_DEVICES hides them all ('' or -1, CUDA's spellings for none)
   const visible = process.env.CUDA_VISIBLE_DEVICES;
-  await selectBackend(o.backend as BackendName, { gpuAssigned: visible !== undefined && visible !== '' && visible !== '-1', visibleDevices: visible, log });
+  await selectBackend(o.backend as BackendName, {
+    gpuAssigned: visible !== undefined && visible !== '' && visible !== '-1',
+    visibleDevices: visible,
+    log,
+  });
   const model = new HarDNet(modelName, classes);
   try {
     await loadPretrained(model, o.pretrained_model);
@@ -101,7 +122,9 @@ export async function infer(o: InferOptions, out: (line: string) => void = conso
       const p = (await probs.data()) as Float32Array;
       probs.dispose();
       out(`Current image file: ${file}`);
-      topK(p, k).forEach((t, i) => out(`\ttop${i + 1}, class id: ${t.id}, probability: ${t.p.toFixed(4)}`));
+      topK(p, k).forEach((t, i) => {
+        out(`\ttop${i + 1}, class id: ${t.id}, probability: ${t.p.toFixed(4)}`);
+      });
     }
   } finally {
     model.dispose();

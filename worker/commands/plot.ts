@@ -32,7 +32,8 @@ export function resolveMetricsFile(target: string): string {
   const direct = path.join(target, 'metrics.jsonl');
   if (fs.existsSync(direct)) return direct;
   // model_save_dir holds one directory per architecture: accept it when exactly one of them has metrics
-  const nested = fs.readdirSync(target, { withFileTypes: true })
+  const nested = fs
+    .readdirSync(target, { withFileTypes: true })
     .filter((d) => d.isDirectory() && fs.existsSync(path.join(target, d.name, 'metrics.jsonl')))
     .map((d) => path.join(target, d.name, 'metrics.jsonl'));
   if (nested.length === 1) return nested[0];
@@ -63,7 +64,11 @@ function thin(points: [number, number][], max = 1500): [number, number][] {
   const per = points.length / max;
   for (let b = 0; b < max; b++) {
     const chunk = points.slice(Math.floor(b * per), Math.floor((b + 1) * per));
-    if (chunk.length) out.push([chunk.reduce((s, p) => s + p[0], 0) / chunk.length, chunk.reduce((s, p) => s + p[1], 0) / chunk.length]);
+    if (chunk.length)
+      out.push([
+        chunk.reduce((s, p) => s + p[0], 0) / chunk.length,
+        chunk.reduce((s, p) => s + p[1], 0) / chunk.length,
+      ]);
   }
   return out;
 }
@@ -76,7 +81,14 @@ export function buildPanels(records: MetricsRecord[]): Panel[] {
   const stepsPerEpoch = Math.max(1, ...(ends.length ? ends : trainSteps.map((r) => r.step + 1)));
   const x = (r: MetricsRecord): number => r.epoch + r.step / stepsPerEpoch;
   const curve = (pick: (r: MetricsRecord) => number | undefined | null): [number, number][] =>
-    thin(trainSteps.flatMap((r) => { const v = pick(r); return num(v) ? [[x(r), v] as [number, number]] : []; }).sort((a, b) => a[0] - b[0]));
+    thin(
+      trainSteps
+        .flatMap((r) => {
+          const v = pick(r);
+          return num(v) ? [[x(r), v] as [number, number]] : [];
+        })
+        .sort((a, b) => a[0] - b[0]),
+    );
 
   // validation: one point per epoch at its end; from the END record, else the mean of that epoch's step records
   const validByEpoch = new Map<number, { loss: number[]; top1: number[]; end?: MetricsRecord }>();
@@ -121,7 +133,10 @@ export function buildPanels(records: MetricsRecord[]): Panel[] {
 
 /** 1-2-5 ticks covering [lo, hi]. */
 function niceTicks(lo: number, hi: number, target = 5): number[] {
-  if (hi === lo) { hi = lo + (lo === 0 ? 1 : Math.abs(lo) * 0.1); lo = lo - (lo === 0 ? 0 : Math.abs(lo) * 0.1); }
+  if (hi === lo) {
+    hi = lo + (lo === 0 ? 1 : Math.abs(lo) * 0.1);
+    lo = lo - (lo === 0 ? 0 : Math.abs(lo) * 0.1);
+  }
   const raw = (hi - lo) / target;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
@@ -151,10 +166,14 @@ function panelSvg(p: Panel, ox: number, oy: number): string {
   const h = PANEL_H - M.top - M.bottom;
   const all = p.series.flatMap((s) => s.points);
   const out: string[] = [`<g transform="translate(${ox},${oy})" ${FONT}>`];
-  out.push(`<text x="${PANEL_W / 2}" y="24" font-size="17" font-weight="bold" text-anchor="middle">${esc(p.title)}</text>`);
+  out.push(
+    `<text x="${PANEL_W / 2}" y="24" font-size="17" font-weight="bold" text-anchor="middle">${esc(p.title)}</text>`,
+  );
   out.push(`<rect x="${M.left}" y="${M.top}" width="${w}" height="${h}" fill="white" stroke="#444"/>`);
   if (all.length === 0) {
-    out.push(`<text x="${M.left + w / 2}" y="${M.top + h / 2}" font-size="14" text-anchor="middle" fill="#888">no data</text></g>`);
+    out.push(
+      `<text x="${M.left + w / 2}" y="${M.top + h / 2}" font-size="14" text-anchor="middle" fill="#888">no data</text></g>`,
+    );
     return out.join('\n');
   }
   const xs = niceTicks(Math.min(0, ...all.map((q) => q[0])), Math.max(...all.map((q) => q[0])));
@@ -169,7 +188,9 @@ function panelSvg(p: Panel, ox: number, oy: number): string {
   const yStep = ys.length > 1 ? ys[1] - ys[0] : 1;
   for (const t of xs) {
     out.push(`<line x1="${sx(t)}" y1="${M.top}" x2="${sx(t)}" y2="${M.top + h}" stroke="#e5e5e5"/>`);
-    out.push(`<text x="${sx(t)}" y="${M.top + h + 18}" font-size="12" text-anchor="middle">${tickLabel(t, xStep)}</text>`);
+    out.push(
+      `<text x="${sx(t)}" y="${M.top + h + 18}" font-size="12" text-anchor="middle">${tickLabel(t, xStep)}</text>`,
+    );
   }
   for (const t of ys) {
     out.push(`<line x1="${M.left}" y1="${sy(t)}" x2="${M.left + w}" y2="${sy(t)}" stroke="#e5e5e5"/>`);
@@ -177,13 +198,18 @@ function panelSvg(p: Panel, ox: number, oy: number): string {
   }
   out.push(`<rect x="${M.left}" y="${M.top}" width="${w}" height="${h}" fill="none" stroke="#444"/>`);
   out.push(`<text x="${M.left + w / 2}" y="${PANEL_H - 14}" font-size="13" text-anchor="middle">epoch</text>`);
-  out.push(`<text transform="translate(16,${M.top + h / 2}) rotate(-90)" font-size="13" text-anchor="middle">${esc(p.yLabel)}</text>`);
+  out.push(
+    `<text transform="translate(16,${M.top + h / 2}) rotate(-90)" font-size="13" text-anchor="middle">${esc(p.yLabel)}</text>`,
+  );
   p.series.forEach((s, i) => {
     if (s.points.length === 0) return;
     const pts = s.points.map(([a, b]) => `${sx(a).toFixed(1)},${sy(b).toFixed(1)}`).join(' ');
-    out.push(`<polyline points="${pts}" fill="none" stroke="${s.color}" stroke-width="${s.markers ? 2 : 1.5}" stroke-linejoin="round"/>`);
+    out.push(
+      `<polyline points="${pts}" fill="none" stroke="${s.color}" stroke-width="${s.markers ? 2 : 1.5}" stroke-linejoin="round"/>`,
+    );
     if (s.markers || s.points.length === 1) {
-      for (const [a, b] of s.points) out.push(`<circle cx="${sx(a).toFixed(1)}" cy="${sy(b).toFixed(1)}" r="4" fill="${s.color}"/>`);
+      for (const [a, b] of s.points)
+        out.push(`<circle cx="${sx(a).toFixed(1)}" cy="${sy(b).toFixed(1)}" r="4" fill="${s.color}"/>`);
     }
     // legend, top right inside the plot
     const ly = M.top + 18 + i * 20;
@@ -220,7 +246,9 @@ export async function plot(opts: PlotOptions, out: (line: string) => void = cons
   if (records.length === 0) throw new PlotError(`plot: ${file} has no records yet`);
   const output = opts.output ?? path.join(path.dirname(file), 'curves.png');
   fs.mkdirSync(path.dirname(path.resolve(output)), { recursive: true });
-  await sharp(Buffer.from(curvesSvg(records, path.dirname(file)))).png().toFile(output);
+  await sharp(Buffer.from(curvesSvg(records, path.dirname(file))))
+    .png()
+    .toFile(output);
   out(`curves of ${records.length} records from ${file}: ${output}`);
   return output;
 }

@@ -4,16 +4,30 @@ import { resolveVariant } from '../model/variants.js';
 import { buildPlan, countModel } from '../model/plan.js';
 import { positiveInt } from './args.js';
 
-export interface SummaryOptions { model?: string; image_size: string; classes_num: string; json?: boolean }
+export interface SummaryOptions {
+  model?: string;
+  image_size: string;
+  classes_num: string;
+  json?: boolean;
+}
 
 export function summary(o: SummaryOptions, out: (line: string) => void = console.log): number {
-  if (!o.model) throw new UsageError("summary: --model is required (e.g. --model HarDNet68)");
+  if (!o.model) throw new UsageError('summary: --model is required (e.g. --model HarDNet68)');
   const variant = resolveVariant(o.model);
   const imageSize = positiveInt(o.image_size, '--image_size');
   const classes = positiveInt(o.classes_num, '--classes_num');
   const c = countModel(buildPlan(variant, classes), imageSize);
   if (o.json) {
-    out(JSON.stringify({ model: variant.name, params: c.params, bn_buffers: c.bnBuffers, macs: c.macs, image_size: imageSize, classes_num: classes }));
+    out(
+      JSON.stringify({
+        model: variant.name,
+        params: c.params,
+        bn_buffers: c.bnBuffers,
+        macs: c.macs,
+        image_size: imageSize,
+        classes_num: classes,
+      }),
+    );
     return 0;
   }
   const n = (v: number) => v.toLocaleString('en-US');

@@ -11,8 +11,20 @@ import type { Rng } from '../../shared/rng.js';
 import type { RawImage } from './image.js';
 
 type OpName =
-  | 'shearX' | 'shearY' | 'translateX' | 'translateY' | 'rotate' | 'color' | 'posterize' | 'solarize'
-  | 'contrast' | 'sharpness' | 'brightness' | 'autocontrast' | 'equalize' | 'invert';
+  | 'shearX'
+  | 'shearY'
+  | 'translateX'
+  | 'translateY'
+  | 'rotate'
+  | 'color'
+  | 'posterize'
+  | 'solarize'
+  | 'contrast'
+  | 'sharpness'
+  | 'brightness'
+  | 'autocontrast'
+  | 'equalize'
+  | 'invert';
 
 function linspace(a: number, b: number, n: number): number[] {
   return Array.from({ length: n }, (_, i) => a + ((b - a) * i) / (n - 1));
@@ -241,10 +253,16 @@ export function applyOp(img: RawImage, op: OpName, magnitude: number, rng: Rng):
       return blend(greyOf(img), img, 1 + magnitude * sign());
     case 'posterize': {
       const mask = ~((1 << (8 - magnitude)) - 1) & 0xff;
-      return mapLut(img, sameLut((v) => v & mask));
+      return mapLut(
+        img,
+        sameLut((v) => v & mask),
+      );
     }
     case 'solarize':
-      return mapLut(img, sameLut((v) => (v < magnitude ? v : 255 - v)));
+      return mapLut(
+        img,
+        sameLut((v) => (v < magnitude ? v : 255 - v)),
+      );
     case 'contrast':
       return blend(meanLuma(img), img, 1 + magnitude * sign());
     case 'sharpness':
@@ -256,7 +274,10 @@ export function applyOp(img: RawImage, op: OpName, magnitude: number, rng: Rng):
     case 'equalize':
       return equalize(img);
     case 'invert':
-      return mapLut(img, sameLut((v) => 255 - v));
+      return mapLut(
+        img,
+        sameLut((v) => 255 - v),
+      );
   }
 }
 

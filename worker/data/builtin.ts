@@ -13,7 +13,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
-import { FASHION_MNIST_LABELS, readFashionMnistSplits, writeLabelNames, writeSplit, type GreySplit } from './prepare.js';
+import {
+  FASHION_MNIST_LABELS,
+  readFashionMnistSplits,
+  writeLabelNames,
+  writeSplit,
+  type GreySplit,
+} from './prepare.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
@@ -83,13 +89,26 @@ export function readBuiltinSubset(dir = builtinDir()): { meta: Meta; train: Grey
   const payload = zlib.brotliDecompressSync(fs.readFileSync(path.join(dir, PAYLOAD)));
   const n = meta.train + meta.val;
   const per = meta.rows * meta.cols;
-  if (payload.length !== n + Math.ceil((n * per) / 2)) throw new DataError(`${path.join(dir, PAYLOAD)}: corrupt (${payload.length} bytes)`);
+  if (payload.length !== n + Math.ceil((n * per) / 2))
+    throw new DataError(`${path.join(dir, PAYLOAD)}: corrupt (${payload.length} bytes)`);
   const labels = payload.subarray(0, n);
   const pixels = unpack4(payload.subarray(n), n * per);
   return {
     meta,
-    train: { name: 'train', labels: labels.subarray(0, meta.train), images: pixels.subarray(0, meta.train * per), rows: meta.rows, cols: meta.cols },
-    val: { name: 'val', labels: labels.subarray(meta.train), images: pixels.subarray(meta.train * per), rows: meta.rows, cols: meta.cols },
+    train: {
+      name: 'train',
+      labels: labels.subarray(0, meta.train),
+      images: pixels.subarray(0, meta.train * per),
+      rows: meta.rows,
+      cols: meta.cols,
+    },
+    val: {
+      name: 'val',
+      labels: labels.subarray(meta.train),
+      images: pixels.subarray(meta.train * per),
+      rows: meta.rows,
+      cols: meta.cols,
+    },
   };
 }
 
@@ -130,7 +149,12 @@ export async function ensureBuiltinFashionMnist(outDir: string): Promise<Builtin
   if (fs.existsSync(outDir) && !current(outDir)) {
     // an older version (or a copy left by an interrupted run before this scheme): move it aside first
     const old = `${tmp}.old`;
-    try { fs.renameSync(outDir, old); fs.rmSync(old, { recursive: true, force: true }); } catch { /* another worker moved it */ }
+    try {
+      fs.renameSync(outDir, old);
+      fs.rmSync(old, { recursive: true, force: true });
+    } catch {
+      /* another worker moved it */
+    }
   }
   try {
     fs.renameSync(tmp, outDir);
@@ -141,7 +165,11 @@ export async function ensureBuiltinFashionMnist(outDir: string): Promise<Builtin
   return result;
 }
 
-if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url) && process.argv[2] === '--make') {
+if (
+  process.argv[1] &&
+  path.resolve(process.argv[1]) === fileURLToPath(import.meta.url) &&
+  process.argv[2] === '--make'
+) {
   const src = process.argv[3] ?? '/usr/share/datasets/fashion-mnist';
   const dir = path.resolve(HERE, '../../../datasets/fashion-mnist-mini');
   makeBuiltinSubset(src, dir);

@@ -32,7 +32,8 @@ export function loadFileList(opts: FileListOptions): Sample[] {
   const { fileList, dataDir } = opts;
   const delimiter = opts.delimiter ?? ' ';
   if (!fileList) throw new DatasetError('file_list is empty: set TRAIN.file_list / VALID.file_list');
-  if (dataDir === undefined || dataDir === null) throw new DatasetError(`data_dir is not set for file list ${fileList}`);
+  if (dataDir === undefined || dataDir === null)
+    throw new DatasetError(`data_dir is not set for file list ${fileList}`);
   if (!fs.existsSync(fileList)) throw new DatasetError(`file_list not found: ${fileList}`);
   if (!fs.statSync(fileList).isFile()) throw new DatasetError(`file_list is not a file: ${fileList}`);
   if (!fs.existsSync(dataDir) || !fs.statSync(dataDir).isDirectory()) {
@@ -55,7 +56,8 @@ export function loadFileList(opts: FileListOptions): Sample[] {
       );
     }
     const [rel, labelText] = fields;
-    if (!/^-?\d+$/.test(labelText)) throw new DatasetError(`${where}: label ${JSON.stringify(labelText)} is not an integer`);
+    if (!/^-?\d+$/.test(labelText))
+      throw new DatasetError(`${where}: label ${JSON.stringify(labelText)} is not an integer`);
     const label = Number(labelText);
     if (label < 0 || (opts.classesNum !== undefined && label >= opts.classesNum)) {
       throw new DatasetError(`${where}: label ${label} is outside [0, ${opts.classesNum ?? 'classes_num'})`);

@@ -8,13 +8,19 @@
  * alone whether a file is an image.
  */
 
-export interface ImageSize { width: number; height: number }
+export interface ImageSize {
+  width: number;
+  height: number;
+}
 
 /** EXIF orientation from a TIFF block (APP1 payload after "Exif\0\0"), or 1. */
 function exifOrientation(b: Uint8Array, start: number, end: number): number {
   const le = b[start] === 0x49 && b[start + 1] === 0x49; // "II" little-endian, "MM" big-endian
   const u16 = (o: number) => (le ? b[o] | (b[o + 1] << 8) : (b[o] << 8) | b[o + 1]);
-  const u32 = (o: number) => (le ? (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16)) + b[o + 3] * 2 ** 24 : b[o] * 2 ** 24 + ((b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]));
+  const u32 = (o: number) =>
+    le
+      ? (b[o] | (b[o + 1] << 8) | (b[o + 2] << 16)) + b[o + 3] * 2 ** 24
+      : b[o] * 2 ** 24 + ((b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]);
   if (start + 8 > end || u16(start + 2) !== 42) return 1;
   const ifd = start + u32(start + 4);
   if (ifd + 2 > end) return 1;
@@ -33,7 +39,10 @@ function jpegSize(b: Uint8Array): ImageSize | undefined {
   while (o + 4 <= b.length) {
     if (b[o] !== 0xff) return undefined;
     const marker = b[o + 1];
-    if (marker === 0xff) { o++; continue; } // fill byte
+    if (marker === 0xff) {
+      o++;
+      continue;
+    } // fill byte
     const len = (b[o + 2] << 8) | b[o + 3];
     const seg = o + 4;
     if (marker === 0xe1 && b[seg] === 0x45 && b[seg + 1] === 0x78 && b[seg + 2] === 0x69 && b[seg + 3] === 0x66) {
@@ -58,7 +67,7 @@ function pngSize(b: Uint8Array): ImageSize | undefined {
   const type = (o: number) => String.fromCharCode(b[o], b[o + 1], b[o + 2], b[o + 3]);
   if (b.length < 33 || type(12) !== 'IHDR') return undefined;
   // sharp applies an eXIf chunk's orientation too: leave such files to it
-  for (let o = 8; o + 8 <= b.length;) {
+  for (let o = 8; o + 8 <= b.length; ) {
     const t = type(o + 4);
     if (t === 'eXIf') return undefined;
     if (t === 'IDAT' || t === 'IEND') break;

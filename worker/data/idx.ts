@@ -25,6 +25,7 @@ export function readIdx(file: string): IdxArray {
   for (let i = 0; i < nd; i++) dims.push(buf.readUInt32BE(4 + 4 * i));
   const start = 4 + 4 * nd;
   const size = dims.reduce((a, b) => a * b, 1);
-  if (buf.length < start + size) throw new DataError(`${file}: truncated (${buf.length - start} of ${size} data bytes)`);
+  if (buf.length < start + size)
+    throw new DataError(`${file}: truncated (${buf.length - start} of ${size} data bytes)`);
   return { dims, data: new Uint8Array(buf.buffer, buf.byteOffset + start, size) };
 }

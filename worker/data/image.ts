@@ -30,7 +30,14 @@ export function rawImage(data: Uint8Array, width: number, height: number): RawIm
 
 /** uint8 RGB HWC -> float32 HWC without scaling (ToCHWImage on an unnormalized image). */
 export function rawToFloat(img: RawImage): FloatImage {
-  return { kind: 'float', data: Float32Array.from(img.data), width: img.width, height: img.height, channels: 3, layout: 'HWC' };
+  return {
+    kind: 'float',
+    data: Float32Array.from(img.data),
+    width: img.width,
+    height: img.height,
+    channels: 3,
+    layout: 'HWC',
+  };
 }
 
 export function hwcToChw(img: FloatImage): FloatImage {

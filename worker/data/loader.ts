@@ -115,7 +115,15 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.samples = o.samples;
     this.log = o.log ?? ((m) => console.warn(m));
     this.decodeCache = o.decodeCacheBytes ? this.makeCache(o.decodeCacheBytes, o.sharedDecodeCacheFile) : undefined;
-    this.transform = typeof o.transforms === 'function' ? o.transforms : buildTransforms(o.transforms, { seed: o.seed, channelsLast: true, cache: this.decodeCache, maxImagePixels: o.maxImagePixels });
+    this.transform =
+      typeof o.transforms === 'function'
+        ? o.transforms
+        : buildTransforms(o.transforms, {
+            seed: o.seed,
+            channelsLast: true,
+            cache: this.decodeCache,
+            maxImagePixels: o.maxImagePixels,
+          });
     this.sampler = new DistributedBatchSampler({
       datasetSize: o.samples.length,
       batchSize: o.batchSize,
@@ -140,7 +148,9 @@ export class DataLoader implements AsyncIterable<Batch> {
       try {
         return new SharedDecodeCache(sharedFile, this.samples.length, bytes, native);
       } catch (e) {
-        this.log(`WARNING: cannot share the decode cache through ${sharedFile} (${(e as Error).message}); each worker keeps its own`);
+        this.log(
+          `WARNING: cannot share the decode cache through ${sharedFile} (${(e as Error).message}); each worker keeps its own`,
+        );
       }
     }
     return new DecodeCache(bytes);
@@ -155,7 +165,12 @@ export class DataLoader implements AsyncIterable<Batch> {
     this.sampler.setEpoch(epoch);
   }
 
-  private async loadOne(index: number, epoch: number, position: number, dest?: Float32Array): Promise<{ out: TransformOutput; index: number }> {
+  private async loadOne(
+    index: number,
+    epoch: number,
+    position: number,
+    dest?: Float32Array,
+  ): Promise<{ out: TransformOutput; index: number }> {
     let idx = index;
     const rng = new Mulberry32(mixSeed(this.seed, epoch, position, 0x5eed));
     for (let attempt = 0; ; attempt++) {
@@ -194,13 +209,19 @@ export class DataLoader implements AsyncIterable<Batch> {
     const per = h * w * c;
     const images = this.takeBuffer(per * indices.length);
     const rest = await Promise.all(
-      indices.slice(1).map((idx, k) => this.loadOne(idx, epoch, firstPosition + k + 1, images.subarray((k + 1) * per, (k + 2) * per))),
+      indices
+        .slice(1)
+        .map((idx, k) =>
+          this.loadOne(idx, epoch, firstPosition + k + 1, images.subarray((k + 1) * per, (k + 2) * per)),
+        ),
     );
     const loaded = [head, ...rest];
     const labels = new Int32Array(loaded.length);
     loaded.forEach(({ out, index }, k) => {
       if (out.data.length !== per) {
-        throw new DataError(`${this.samples[index].path}: transformed to ${out.shape.join('x')}, but the batch is ${h}x${w}x${c}; add a crop/resize to the transforms`);
+        throw new DataError(
+          `${this.samples[index].path}: transformed to ${out.shape.join('x')}, but the batch is ${h}x${w}x${c}; add a crop/resize to the transforms`,
+        );
       }
       if (out.data.buffer === images.buffer && out.data.byteOffset === images.byteOffset + k * per * 4) {
         // already in place
@@ -208,7 +229,8 @@ export class DataLoader implements AsyncIterable<Batch> {
       else {
         const plane = h * w;
         const base = k * per;
-        for (let p = 0; p < plane; p++) for (let ch = 0; ch < c; ch++) images[base + p * c + ch] = out.data[ch * plane + p];
+        for (let p = 0; p < plane; p++)
+          for (let ch = 0; ch < c; ch++) images[base + p * c + ch] = out.data[ch * plane + p];
       }
       labels[k] = this.samples[index].label;
     });
@@ -225,7 +247,11 @@ export class DataLoader implements AsyncIterable<Batch> {
     const batches = [...this.sampler]; // advances a shuffling sampler's epoch, like paddle
     this.badSamples = 0;
     const positions: number[] = [];
-    batches.reduce((p, b) => (positions.push(p), p + b.length), 0);
+    let start = 0;
+    for (const b of batches) {
+      positions.push(start);
+      start += b.length;
+    }
     const pending: Array<Promise<Omit<Batch, 'readerCost'>>> = [];
     let next = 0;
     const fill = () => {
@@ -245,7 +271,9 @@ export class DataLoader implements AsyncIterable<Batch> {
       yield { ...batch, readerCost };
     }
     if (this.badSamples > 0) {
-      this.log(`WARNING: epoch ${epoch}: ${this.badSamples} bad sample(s) were replaced (set strict_data: true to fail instead)`);
+      this.log(
+        `WARNING: epoch ${epoch}: ${this.badSamples} bad sample(s) were replaced (set strict_data: true to fail instead)`,
+      );
     }
   }
 }
@@ -270,8 +298,17 @@ export interface DataSectionConfig {
 export function loaderFromConfig(
   section: DataSectionConfig,
   o: {
-    mode: 'train' | 'valid'; classesNum?: number; rank?: number; worldSize?: number; strictData?: boolean; seed?: number; prefetch?: number;
-    log?: (m: string) => void; sharedDecodeCacheFile?: string; decodeCache?: boolean; maxImagePixels?: number;
+    mode: 'train' | 'valid';
+    classesNum?: number;
+    rank?: number;
+    worldSize?: number;
+    strictData?: boolean;
+    seed?: number;
+    prefetch?: number;
+    log?: (m: string) => void;
+    sharedDecodeCacheFile?: string;
+    decodeCache?: boolean;
+    maxImagePixels?: number;
   },
 ): DataLoader {
   const worldSize = o.worldSize ?? 1;
@@ -279,9 +316,15 @@ export function loaderFromConfig(
   if (!Number.isInteger(section.batch_size) || perWorker < 1) {
     throw new DataError(`batch_size ${section.batch_size} is global and must be at least the world size ${worldSize}`);
   }
-  let samples = loadFileList({ fileList: section.file_list, dataDir: section.data_dir, delimiter: section.delimiter, classesNum: o.classesNum });
+  let samples = loadFileList({
+    fileList: section.file_list,
+    dataDir: section.data_dir,
+    delimiter: section.delimiter,
+    classesNum: o.classesNum,
+  });
   const train = o.mode === 'train';
-  if (train && section.shuffle_seed !== undefined && section.shuffle_seed !== null) samples = shuffleLines(samples, section.shuffle_seed);
+  if (train && section.shuffle_seed !== undefined && section.shuffle_seed !== null)
+    samples = shuffleLines(samples, section.shuffle_seed);
   return new DataLoader({
     samples,
     transforms: section.transforms,

@@ -24,13 +24,16 @@ function normal(rng: Rng): number {
 
 /** Gamma(shape, 1), Marsaglia and Tsang (2000); shape < 1 via Gamma(shape + 1) * U^(1/shape). */
 export function sampleGamma(shape: number, rng: Rng): number {
-  if (shape < 1) return sampleGamma(shape + 1, rng) * Math.pow(1 - rng.random(), 1 / shape);
+  if (shape < 1) return sampleGamma(shape + 1, rng) * (1 - rng.random()) ** (1 / shape);
   const d = shape - 1 / 3;
   const c = 1 / Math.sqrt(9 * d);
   for (;;) {
     let x: number;
     let v: number;
-    do { x = normal(rng); v = 1 + c * x; } while (v <= 0);
+    do {
+      x = normal(rng);
+      v = 1 + c * x;
+    } while (v <= 0);
     v = v * v * v;
     const u = 1 - rng.random();
     if (Math.log(u) < 0.5 * x * x + d - d * v + d * Math.log(v)) return d * v;
@@ -53,7 +56,13 @@ function permutation(n: number, rng: Rng): Int32Array {
 }
 
 /** x = lam * x + (1 - lam) * x[perm] over a batch of NHWC images. */
-export function mixup(images: Float32Array, labels: Int32Array, shape: [number, number, number, number], alpha: number, rng: Rng): MixedBatch {
+export function mixup(
+  images: Float32Array,
+  labels: Int32Array,
+  shape: [number, number, number, number],
+  alpha: number,
+  rng: Rng,
+): MixedBatch {
   const lam = sampleBeta(alpha, alpha, rng);
   const perm = permutation(shape[0], rng);
   const per = shape[1] * shape[2] * shape[3];
@@ -67,18 +76,34 @@ export function mixup(images: Float32Array, labels: Int32Array, shape: [number, 
 }
 
 /** The box PaddleClas cuts: side ratio sqrt(1 - lam), centre uniform over the image, clipped to it. */
-export function cutmixBox(h: number, w: number, lam: number, rng: Rng): { y1: number; y2: number; x1: number; x2: number } {
+export function cutmixBox(
+  h: number,
+  w: number,
+  lam: number,
+  rng: Rng,
+): { y1: number; y2: number; x1: number; x2: number } {
   const ratio = Math.sqrt(1 - lam);
   const cutH = Math.trunc(h * ratio);
   const cutW = Math.trunc(w * ratio);
   const cy = rng.randint(0, h - 1);
   const cx = rng.randint(0, w - 1);
   const clip = (v: number, hi: number) => Math.min(Math.max(v, 0), hi);
-  return { y1: clip(cy - (cutH >> 1), h), y2: clip(cy + (cutH >> 1), h), x1: clip(cx - (cutW >> 1), w), x2: clip(cx + (cutW >> 1), w) };
+  return {
+    y1: clip(cy - (cutH >> 1), h),
+    y2: clip(cy + (cutH >> 1), h),
+    x1: clip(cx - (cutW >> 1), w),
+    x2: clip(cx + (cutW >> 1), w),
+  };
 }
 
 /** Paste a box of x[perm] into x; lam corrected to 1 - box area / image area. */
-export function cutmix(images: Float32Array, labels: Int32Array, shape: [number, number, number, number], alpha: number, rng: Rng): MixedBatch {
+export function cutmix(
+  images: Float32Array,
+  labels: Int32Array,
+  shape: [number, number, number, number],
+  alpha: number,
+  rng: Rng,
+): MixedBatch {
   const [n, h, w, c] = shape;
   const box = cutmixBox(h, w, sampleBeta(alpha, alpha, rng), rng);
   const perm = permutation(n, rng);
@@ -95,11 +120,19 @@ export function cutmix(images: Float32Array, labels: Int32Array, shape: [number,
   return { images: out, labelsB: Int32Array.from(perm, (j) => labels[j]), lam };
 }
 
-export type MixOperator = (images: Float32Array, labels: Int32Array, shape: [number, number, number, number], rng: Rng) => MixedBatch;
+export type MixOperator = (
+  images: Float32Array,
+  labels: Int32Array,
+  shape: [number, number, number, number],
+  rng: Rng,
+) => MixedBatch;
 
 /** The operator a TRAIN.mix list names (PaddleClas applies its single entry). */
 export function mixOperatorFromConfig(mix: Record<string, { alpha?: number } | null>[] | undefined): MixOperator {
-  if (!mix || mix.length === 0) throw new ConfigError('config key TRAIN.mix: use_mix is True but TRAIN.mix lists no operator (MixupOperator or CutmixOperator)');
+  if (!mix || mix.length === 0)
+    throw new ConfigError(
+      'config key TRAIN.mix: use_mix is True but TRAIN.mix lists no operator (MixupOperator or CutmixOperator)',
+    );
   const [name, params] = Object.entries(mix[0])[0];
   const alpha = params?.alpha ?? 0.2;
   if (!(alpha > 0)) throw new ConfigError(`config key TRAIN.mix.0.${name}.alpha: must be > 0, got ${alpha}`);

@@ -12,7 +12,16 @@ import sharp from 'sharp';
 import { readIdx } from './idx.js';
 
 export const FASHION_MNIST_LABELS = [
-  'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
 ];
 
 export const SUPPORTED_DATASETS = ['fashion-mnist'];
@@ -32,7 +41,7 @@ export async function writeSplit(out: string, split: GreySplit, concurrency = 8)
   fs.mkdirSync(dir, { recursive: true });
   const n = split.labels.length;
   const per = split.rows * split.cols;
-  const width = String(n - 1).length < 5 ? 5 : String(n - 1).length;
+  const width = Math.max(5, String(n - 1).length);
   const names = Array.from({ length: n }, (_, i) => `${split.name}/${String(i).padStart(width, '0')}.png`);
   let next = 0;
   const worker = async () => {
@@ -67,23 +76,30 @@ function readFashionMnist(src: string, prefix: 'train' | 't10k', name: 'train' |
   const images = readIdx(find(`${prefix}-images-idx3-ubyte`));
   const labels = readIdx(find(`${prefix}-labels-idx1-ubyte`));
   if (images.dims.length !== 3 || labels.dims.length !== 1 || images.dims[0] !== labels.dims[0]) {
-    throw new DataError(`fashion-mnist ${prefix}: images ${images.dims.join('x')} do not match labels ${labels.dims.join('x')}`);
+    throw new DataError(
+      `fashion-mnist ${prefix}: images ${images.dims.join('x')} do not match labels ${labels.dims.join('x')}`,
+    );
   }
   const bad = labels.data.findIndex((l) => l > 9);
-  if (bad >= 0) throw new DataError(`fashion-mnist ${prefix}: label ${labels.data[bad]} at index ${bad} is outside [0, 10)`);
+  if (bad >= 0)
+    throw new DataError(`fashion-mnist ${prefix}: label ${labels.data[bad]} at index ${bad} is outside [0, 10)`);
   return { name, images: images.data, labels: labels.data, rows: images.dims[1], cols: images.dims[2] };
 }
 
 export function readFashionMnistSplits(src: string): { train: GreySplit; val: GreySplit } {
   if (!fs.existsSync(src)) {
-    throw new UsageError(`fashion-mnist: source directory ${src} not found (install the Debian package dataset-fashion-mnist or pass --src)`);
+    throw new UsageError(
+      `fashion-mnist: source directory ${src} not found (install the Debian package dataset-fashion-mnist or pass --src)`,
+    );
   }
   return { train: readFashionMnist(src, 'train', 'train'), val: readFashionMnist(src, 't10k', 'val') };
 }
 
 export async function prepareDataset(name: string, opts: { src: string; out: string }): Promise<void> {
   if (name !== 'fashion-mnist') {
-    throw new UsageError(`prepare: unknown dataset ${JSON.stringify(name)}; supported: ${SUPPORTED_DATASETS.join(', ')}`);
+    throw new UsageError(
+      `prepare: unknown dataset ${JSON.stringify(name)}; supported: ${SUPPORTED_DATASETS.join(', ')}`,
+    );
   }
   const { train, val } = readFashionMnistSplits(opts.src);
   fs.mkdirSync(opts.out, { recursive: true });

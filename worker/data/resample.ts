@@ -16,7 +16,17 @@ import { RESAMPLE_WASM_BASE64 } from './resample_wasm.js';
 interface ResampleExports {
   memory: WebAssembly.Memory;
   __heap_base: WebAssembly.Global;
-  resample_rgb(src: number, sw: number, sh: number, dst: number, ow: number, oh: number, flip: number, lut: number, scratch: number): void;
+  resample_rgb(
+    src: number,
+    sw: number,
+    sh: number,
+    dst: number,
+    ow: number,
+    oh: number,
+    flip: number,
+    lut: number,
+    scratch: number,
+  ): void;
   scratch_bytes(sw: number, sh: number, ow: number, oh: number): number;
 }
 
@@ -47,10 +57,18 @@ function flipBits(code: number | undefined): number {
  * luts[c][round(value)] (per-channel 256-entry tables, as NormalizeImage builds them) into `dest` (ow*oh*3 floats, HWC).
  */
 export function resampleNormalize(
-  src: Uint8Array, sw: number, sh: number, ow: number, oh: number, flip: number | undefined, luts: Float32Array, dest: Float32Array,
+  src: Uint8Array,
+  sw: number,
+  sh: number,
+  ow: number,
+  oh: number,
+  flip: number | undefined,
+  luts: Float32Array,
+  dest: Float32Array,
 ): void {
   if (src.length !== sw * sh * 3) throw new RangeError(`resampleNormalize: ${src.length} bytes is not ${sw}x${sh}x3`);
-  if (dest.length !== ow * oh * 3) throw new RangeError(`resampleNormalize: destination of ${dest.length} floats for ${ow}x${oh}x3`);
+  if (dest.length !== ow * oh * 3)
+    throw new RangeError(`resampleNormalize: destination of ${dest.length} floats for ${ow}x${oh}x3`);
   if (luts.length !== 768) throw new RangeError(`resampleNormalize: ${luts.length} lookup entries, expected 3 x 256`);
   const k = kernel();
   const lutAt = align(k.__heap_base.value as number);

@@ -39,9 +39,12 @@ export class DistributedBatchSampler implements Iterable<number[]> {
       throw new RangeError(`DistributedBatchSampler: dataset size must be a positive integer, got ${o.datasetSize}`);
     }
     if (!Number.isInteger(o.batchSize) || o.batchSize < 1) {
-      throw new RangeError(`DistributedBatchSampler: per-worker batch size must be a positive integer, got ${o.batchSize}`);
+      throw new RangeError(
+        `DistributedBatchSampler: per-worker batch size must be a positive integer, got ${o.batchSize}`,
+      );
     }
-    if (!Number.isInteger(worldSize) || worldSize < 1) throw new RangeError(`DistributedBatchSampler: bad world size ${worldSize}`);
+    if (!Number.isInteger(worldSize) || worldSize < 1)
+      throw new RangeError(`DistributedBatchSampler: bad world size ${worldSize}`);
     if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
       throw new RangeError(`DistributedBatchSampler: rank ${rank} is outside [0, ${worldSize})`);
     }

@@ -35,7 +35,12 @@ export class SharedDecodeCache implements ImageCache {
   hits = 0;
   misses = 0;
 
-  constructor(readonly file: string, readonly count: number, readonly budgetBytes: number, private readonly native: NativeShm) {
+  constructor(
+    readonly file: string,
+    readonly count: number,
+    readonly budgetBytes: number,
+    private readonly native: NativeShm,
+  ) {
     // O_CREAT without O_EXCL: the first worker creates it, the others open the same file
     const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | NO_FOLLOW, 0o600);
     try {
@@ -51,7 +56,9 @@ export class SharedDecodeCache implements ImageCache {
       const countThere = Atomics.compareExchange(this.header, 3, 0, count);
       const magicThere = Atomics.compareExchange(this.header, 0, 0, MAGIC);
       if ((countThere !== 0 && countThere !== count) || (magicThere !== 0 && magicThere !== MAGIC)) {
-        throw new DataError(`${file} holds another list's images (${countThere} samples, magic ${magicThere.toString(16)}; this list has ${count})`);
+        throw new DataError(
+          `${file} holds another list's images (${countThere} samples, magic ${magicThere.toString(16)}; this list has ${count})`,
+        );
       }
     } catch (e) {
       fs.closeSync(fd);
@@ -62,7 +69,11 @@ export class SharedDecodeCache implements ImageCache {
 
   /** Remove the file's name; the pages stay while any worker has it open. */
   unlinkName(): void {
-    try { fs.rmSync(this.file, { force: true }); } catch { /* another worker did */ }
+    try {
+      fs.rmSync(this.file, { force: true });
+    } catch {
+      /* another worker did */
+    }
   }
 
   /** Map the slots once the slot size is known (set by this or another worker); false when caching is off. */
@@ -78,7 +89,8 @@ export class SharedDecodeCache implements ImageCache {
     try {
       // a container's /dev/shm is often 64 MB: check before allocating (posix_fallocate in map)
       const st = fs.statfsSync(SHM_ROOT);
-      if (st.bavail * st.bsize < total - fs.fstatSync(this.fd).size) return this.off(`${SHM_ROOT} has too little room for ${(total / 1e6).toFixed(0)} MB`);
+      if (st.bavail * st.bsize < total - fs.fstatSync(this.fd).size)
+        return this.off(`${SHM_ROOT} has too little room for ${(total / 1e6).toFixed(0)} MB`);
       this.slots = new Uint8Array(this.native.map(this.fd, total, true, true)).subarray(this.dataStart);
     } catch (e) {
       return this.off(`cannot map ${(total / 1e6).toFixed(0)} MB: ${(e as Error).message}`);
@@ -104,25 +116,39 @@ export class SharedDecodeCache implements ImageCache {
 
   describe(): string {
     const n = this.size;
-    return `${n} of ${this.count} images (${((n * this.slotBytes) / 1e6).toFixed(1)} MB) shared by the workers of this host; ` +
-      `this worker since the start: hits ${this.hits}, misses ${this.misses}${this.disabled ? ` (off: ${this.offReason})` : ''}`;
+    return (
+      `${n} of ${this.count} images (${((n * this.slotBytes) / 1e6).toFixed(1)} MB) shared by the workers of this host; ` +
+      `this worker since the start: hits ${this.hits}, misses ${this.misses}${this.disabled ? ` (off: ${this.offReason})` : ''}`
+    );
   }
 
   get(_key: string, index?: number): RawImage | undefined {
-    if (index === undefined || index < 0 || index >= this.count || !this.ready() || Atomics.load(this.states, index) !== 1) {
+    if (
+      index === undefined ||
+      index < 0 ||
+      index >= this.count ||
+      !this.ready() ||
+      Atomics.load(this.states, index) !== 1
+    ) {
       this.misses++;
       return undefined;
     }
     this.hits++;
     const at = index * this.slotBytes;
-    return { kind: 'raw', data: this.slots!.slice(at, at + this.slotBytes), width: Atomics.load(this.header, 1), height: Atomics.load(this.header, 2) };
+    return {
+      kind: 'raw',
+      data: this.slots!.slice(at, at + this.slotBytes),
+      width: Atomics.load(this.header, 1),
+      height: Atomics.load(this.header, 2),
+    };
   }
 
   put(_key: string, img: RawImage, index?: number): void {
     if (index === undefined || index < 0 || index >= this.count || this.disabled) return;
     // the first image decides the slot size for every worker
     if (Atomics.compareExchange(this.header, 1, 0, img.width) === 0) Atomics.store(this.header, 2, img.height);
-    if (!this.ready() || img.width !== Atomics.load(this.header, 1) || img.height !== Atomics.load(this.header, 2)) return;
+    if (!this.ready() || img.width !== Atomics.load(this.header, 1) || img.height !== Atomics.load(this.header, 2))
+      return;
     if (Atomics.load(this.states, index) === 1) return;
     this.slots!.set(img.data, index * this.slotBytes);
     Atomics.store(this.states, index, 1);

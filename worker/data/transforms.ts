@@ -110,7 +110,9 @@ export class TransformError extends Error {}
  */
 function checkPixels(file: string, width: number, height: number, limit: number): void {
   if (width * height > limit) {
-    throw new TransformError(`${file}: ${width}x${height} is ${width * height} pixels, more than max_image_pixels (${limit}); raise that config key to accept such images`);
+    throw new TransformError(
+      `${file}: ${width}x${height} is ${width * height} pixels, more than max_image_pixels (${limit}); raise that config key to accept such images`,
+    );
   }
 }
 
@@ -120,7 +122,7 @@ async function decodePending(input: Buffer, file: string, maxPixels: number): Pr
     checkPixels(file, fromHeader.width, fromHeader.height, maxPixels);
     return { kind: 'pending', input, path: file, maxPixels, ...fromHeader };
   }
-  let meta: Awaited<ReturnType<ReturnType<typeof sharp>["metadata"]>>;
+  let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
   try {
     meta = await sharp(input, { limitInputPixels: maxPixels }).metadata();
   } catch (e) {
@@ -149,9 +151,16 @@ async function decodeWithSharp(img: PendingImage): Promise<RawImage> {
   try {
     const { data, info } = await s.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3 || info.width !== img.width || info.height !== img.height) {
-      throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${img.width}x${img.height}x3`);
+      throw new Error(
+        `decoded to ${info.width}x${info.height}x${info.channels}, expected ${img.width}x${img.height}x3`,
+      );
     }
-    return { kind: 'raw', data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+    return {
+      kind: 'raw',
+      data: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      width: info.width,
+      height: info.height,
+    };
   } catch (e) {
     throw new TransformError(`cannot decode ${img.path}: ${(e as Error).message}`);
   }
@@ -165,7 +174,14 @@ async function toRaw(img: Img, op: string): Promise<RawImage> {
 
 /** Crop a region: folded into the pending sharp pipeline when it can be, otherwise done on raw pixels. */
 async function extract(img: Img, r: Region, op: string): Promise<Img> {
-  if (r.width < 1 || r.height < 1 || r.left < 0 || r.top < 0 || r.left + r.width > img.width || r.top + r.height > img.height) {
+  if (
+    r.width < 1 ||
+    r.height < 1 ||
+    r.left < 0 ||
+    r.top < 0 ||
+    r.left + r.width > img.width ||
+    r.top + r.height > img.height
+  ) {
     throw new TransformError(
       `${op}: crop ${r.width}x${r.height}+${r.left}+${r.top} does not fit the ${img.width}x${img.height} image`,
     );
@@ -207,12 +223,20 @@ export function roundHalfEven(x: number): number {
 /** NormalizeImage.scale: a number or a string like "1./255." that PaddleClas eval()s; only a/b and a*b are allowed. */
 export function parseScale(v: unknown): number {
   if (typeof v === 'number') return v;
-  if (typeof v !== 'string') throw new TransformError(`NormalizeImage.scale must be a number or "a/b", got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string')
+    throw new TransformError(`NormalizeImage.scale must be a number or "a/b", got ${JSON.stringify(v)}`);
   const num = String.raw`\s*([0-9]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?)\s*`;
   const m = new RegExp(`^${num}(?:([/*])${num})?$`).exec(v);
   const a = m ? Number(m[1]) : NaN;
   const b = m && m[3] !== undefined ? Number(m[3]) : 1;
-  if (!m || m[1] === '' || m[1] === '.' || Number.isNaN(a) || Number.isNaN(b) || (m[2] && (m[3] === '' || m[3] === '.'))) {
+  if (
+    !m ||
+    m[1] === '' ||
+    m[1] === '.' ||
+    Number.isNaN(a) ||
+    Number.isNaN(b) ||
+    (m[2] && (m[3] === '' || m[3] === '.'))
+  ) {
     throw new TransformError(`NormalizeImage.scale ${JSON.stringify(v)} is not a number or "a/b"`);
   }
   return m[2] === '*' ? a * b : a / b;
@@ -270,7 +294,7 @@ function normalizeStep(p: Record<string, unknown>, writesOutput: boolean, fused:
   std.forEach((s, i) => {
     if (s === 0) throw new TransformError(`NormalizeImage.std[${i}] is 0`);
   });
-  const lutsFlat = Float32Array.from({ length: 768 }, (_, i) => (((i & 255) * scale - mean[i >> 8]) / std[i >> 8]));
+  const lutsFlat = Float32Array.from({ length: 768 }, (_, i) => ((i & 255) * scale - mean[i >> 8]) / std[i >> 8]);
   const luts = [0, 1, 2].map((c) => lutsFlat.subarray(c * 256, c * 256 + 256));
   const chw = p.order === 'chw';
   return async (img, ctx) => {
@@ -281,7 +305,13 @@ function normalizeStep(p: Record<string, unknown>, writesOutput: boolean, fused:
     if (fused && !chw && img.kind === 'pending' && img.resize?.fusable && !img.post) {
       // sharp decodes and crops; resize + flip + this normalisation are one pass into `out`
       const { width, height, fromWidth, fromHeight } = img.resize;
-      const crop = await decodeWithSharp({ ...img, resize: undefined, flip: undefined, width: fromWidth, height: fromHeight });
+      const crop = await decodeWithSharp({
+        ...img,
+        resize: undefined,
+        flip: undefined,
+        width: fromWidth,
+        height: fromHeight,
+      });
       resampleNormalize(crop.data, crop.width, crop.height, width, height, img.flip, lutsFlat, out);
       return { kind: 'float', data: out, width, height, channels: 3, layout: 'HWC' };
     }
@@ -345,7 +375,8 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
     case 'DecodeImage':
       // DecodeImage itself happens when the sample is read (see buildTransforms); to_rgb / channel_first=False
       // are the only combination PaddleClas configs use, and what sharp gives.
-      if (params.channel_first === true) throw new TransformError('DecodeImage.channel_first=True is not supported; use ToCHWImage');
+      if (params.channel_first === true)
+        throw new TransformError('DecodeImage.channel_first=True is not supported; use ToCHWImage');
       return (img) => img;
     case 'RandCropImage': {
       const [sw, sh] = sizePair(params.size, name);
@@ -359,7 +390,8 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
     }
     case 'RandFlipImage': {
       const code = Number(params.flip_code ?? 1);
-      if (![1, 0, -1].includes(code)) throw new TransformError(`RandFlipImage.flip_code must be 1, 0 or -1, got ${params.flip_code}`);
+      if (![1, 0, -1].includes(code))
+        throw new TransformError(`RandFlipImage.flip_code must be 1, 0 or -1, got ${params.flip_code}`);
       return async (img, { rng }) => {
         if (rng.randint(0, 1) !== 1) return img;
         // on a pending image the flip is recorded and done by whoever produces the pixels
@@ -370,7 +402,8 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
     case 'ResizeImage': {
       if (params.resize_short !== undefined && params.resize_short !== null) {
         const short = Number(params.resize_short);
-        if (!Number.isInteger(short) || short < 1) throw new TransformError(`ResizeImage.resize_short must be a positive integer, got ${params.resize_short}`);
+        if (!Number.isInteger(short) || short < 1)
+          throw new TransformError(`ResizeImage.resize_short must be a positive integer, got ${params.resize_short}`);
         return (img) => {
           const p = short / Math.min(img.width, img.height);
           return resize(img, roundHalfEven(img.width * p), roundHalfEven(img.height * p), name);
@@ -381,7 +414,12 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
     }
     case 'CropImage': {
       const [w, h] = sizePair(params.size, name);
-      return (img) => extract(img, { left: Math.floor((img.width - w) / 2), top: Math.floor((img.height - h) / 2), width: w, height: h }, name);
+      return (img) =>
+        extract(
+          img,
+          { left: Math.floor((img.width - w) / 2), top: Math.floor((img.height - h) / 2), width: w, height: h },
+          name,
+        );
     }
     case 'NormalizeImage':
       return normalizeStep(params, writesOutput, opts.fusedResample ?? true);
@@ -417,17 +455,24 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
   if (!Array.isArray(ops) || ops.length === 0) throw new TransformError('transforms must be a non-empty list');
   const names = ops.map((entry, i) => {
     const keys = entry && typeof entry === 'object' ? Object.keys(entry) : [];
-    if (keys.length !== 1) throw new TransformError(`transforms[${i}] must be a map with one op name, got ${JSON.stringify(entry)}`);
+    if (keys.length !== 1)
+      throw new TransformError(`transforms[${i}] must be a map with one op name, got ${JSON.stringify(entry)}`);
     return keys[0];
   });
   if (names[0] !== 'DecodeImage') throw new TransformError(`transforms[0] must be DecodeImage, got ${names[0]}`);
   // NormalizeImage may write into the caller's buffer only if nothing after it changes the data
   // (ToCHWImage under channelsLast is a no-op)
   const lastNormalize = names.lastIndexOf('NormalizeImage');
-  const normalizeIsFinal = lastNormalize >= 0 && names.slice(lastNormalize + 1).every((n) => n === 'ToCHWImage' && opts.channelsLast);
+  const normalizeIsFinal =
+    lastNormalize >= 0 && names.slice(lastNormalize + 1).every((n) => n === 'ToCHWImage' && opts.channelsLast);
   const steps = ops.map((entry, i) => {
     try {
-      return buildStep(names[i], (entry[names[i]] ?? {}) as Record<string, unknown>, opts, normalizeIsFinal && i === lastNormalize);
+      return buildStep(
+        names[i],
+        (entry[names[i]] ?? {}) as Record<string, unknown>,
+        opts,
+        normalizeIsFinal && i === lastNormalize,
+      );
     } catch (e) {
       throw new TransformError(`transforms[${i}] (${names[i]}): ${(e as Error).message}`);
     }
@@ -451,7 +496,8 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
     }
     for (const step of steps.slice(head)) img = await step(img, ctx);
     const f = img.kind === 'float' ? img : rawToFloat(await toRaw(img, 'output'));
-    const shape: [number, number, number] = f.layout === 'CHW' ? [f.channels, f.height, f.width] : [f.height, f.width, f.channels];
+    const shape: [number, number, number] =
+      f.layout === 'CHW' ? [f.channels, f.height, f.width] : [f.height, f.width, f.channels];
     return { data: f.data, shape, layout: f.layout };
   };
 
@@ -461,7 +507,9 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
       try {
         input = await fs.readFile(sample.path);
       } catch (e) {
-        throw new TransformError(`cannot read ${sample.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        throw new TransformError(
+          `cannot read ${sample.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        );
       }
     }
     let img: Img = await decodePending(input, sample.path, opts.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS);
@@ -471,10 +519,25 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
 }
 
 /** Stack HWC (or CHW, transposed) images of one size into one NHWC float32 batch. */
-export function toNHWCBatch(images: TransformOutput[]): { data: Float32Array; shape: [number, number, number, number] } {
+export function toNHWCBatch(images: TransformOutput[]): {
+  data: Float32Array;
+  shape: [number, number, number, number];
+} {
   if (images.length === 0) throw new Error('toNHWCBatch: no images');
   const hwc = images.map((im) =>
-    im.layout === 'HWC' ? im : { data: chwToHwc({ kind: 'float', data: im.data, channels: im.shape[0], height: im.shape[1], width: im.shape[2], layout: 'CHW' }).data, shape: [im.shape[1], im.shape[2], im.shape[0]] as [number, number, number] },
+    im.layout === 'HWC'
+      ? im
+      : {
+          data: chwToHwc({
+            kind: 'float',
+            data: im.data,
+            channels: im.shape[0],
+            height: im.shape[1],
+            width: im.shape[2],
+            layout: 'CHW',
+          }).data,
+          shape: [im.shape[1], im.shape[2], im.shape[0]] as [number, number, number],
+        },
   );
   const [h, w, c] = hwc[0].shape;
   const per = h * w * c;
@@ -505,7 +568,14 @@ export async function inferPreprocess(
       { DecodeImage: { to_rgb: true, channel_first: false } },
       { ResizeImage: { resize_short: o.resizeShort ?? 256 } },
       { CropImage: { size: o.crop ?? 224 } },
-      { NormalizeImage: { scale: '1./255.', mean: o.mean ?? [0.485, 0.456, 0.406], std: o.std ?? [0.229, 0.224, 0.225], order: '' } },
+      {
+        NormalizeImage: {
+          scale: '1./255.',
+          mean: o.mean ?? [0.485, 0.456, 0.406],
+          std: o.std ?? [0.229, 0.224, 0.225],
+          order: '',
+        },
+      },
     ],
     { channelsLast: true },
   );

@@ -34,14 +34,21 @@ function sumRows(x: tf.Tensor2D, scale = 1): tf.Tensor2D {
   return tf.matMul(onesRow(x.shape[0], scale), x);
 }
 
-export interface BatchMoments { mean: tf.Tensor1D; variance: tf.Tensor1D }
+export interface BatchMoments {
+  mean: tf.Tensor1D;
+  variance: tf.Tensor1D;
+}
 
 /**
  * y = BN(x) with batch statistics. `onMoments` receives the batch mean and biased variance (kept tensors, the
  * caller disposes them) for the running-statistics update.
  */
 export function batchNormTrain(
-  x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, onMoments?: (m: BatchMoments) => void,
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  epsilon: number,
+  onMoments?: (m: BatchMoments) => void,
   relu6 = false,
 ): tf.Tensor4D {
   const backend = tf.getBackend();
@@ -53,20 +60,31 @@ export function batchNormTrain(
 
 /** The fused kernels inside a customGrad: two kernel calls per BN layer and step instead of ~25 ops. */
 function fusedBatchNormTrain(
-  x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, onMoments: ((m: BatchMoments) => void) | undefined,
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  epsilon: number,
+  onMoments: ((m: BatchMoments) => void) | undefined,
   relu6: boolean,
 ): tf.Tensor4D {
   const attrs = { epsilon, relu6 };
   const f = tf.customGrad(((xIn: tf.Tensor, g: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
-    const [y, mean, variance] = tf.engine().runKernel(BATCH_NORM_TRAIN, { x: xIn, gamma: g, beta: b }, attrs) as tf.Tensor[];
+    const [y, mean, variance] = tf
+      .engine()
+      .runKernel(BATCH_NORM_TRAIN, { x: xIn, gamma: g, beta: b }, attrs) as tf.Tensor[];
     if (onMoments) onMoments({ mean: tf.keep(mean as tf.Tensor1D), variance: tf.keep(variance as tf.Tensor1D) });
     save([xIn, g, b, mean!, variance!]);
     return {
       value: y,
       gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => {
         const [sx, sg, sb, sm, sv] = saved as tf.Tensor[];
-        return tf.engine().runKernel(BATCH_NORM_GRAD,
-          { x: sx!, dy: dy as tf.Tensor, gamma: sg!, beta: sb!, mean: sm!, variance: sv! }, attrs) as tf.Tensor[];
+        return tf
+          .engine()
+          .runKernel(
+            BATCH_NORM_GRAD,
+            { x: sx!, dy: dy as tf.Tensor, gamma: sg!, beta: sb!, mean: sm!, variance: sv! },
+            attrs,
+          ) as tf.Tensor[];
       },
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
@@ -75,7 +93,11 @@ function fusedBatchNormTrain(
 
 /** The tensor-op version (any backend). */
 export function batchNormTrainOps(
-  x: tf.Tensor4D, gamma: tf.Tensor1D, beta: tf.Tensor1D, epsilon: number, onMoments?: (m: BatchMoments) => void,
+  x: tf.Tensor4D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  epsilon: number,
+  onMoments?: (m: BatchMoments) => void,
 ): tf.Tensor4D {
   const [n, h, w, c] = x.shape;
   const m = n * h * w;

@@ -36,15 +36,37 @@ function pad(x: SymbolicTensor, p: number, name: string): SymbolicTensor {
 function convLayer(l: ConvLayer, x: SymbolicTensor): SymbolicTensor {
   const p = Math.floor(l.k / 2);
   let y = pad(x, p, `${l.prefix}.pad`);
-  y = tfl.layers.conv2d({ filters: l.cout, kernelSize: l.k, strides: l.stride, padding: 'valid', useBias: false, name: `${l.prefix}.conv` }).apply(y) as SymbolicTensor;
-  y = tfl.layers.batchNormalization({ epsilon: 1e-5, momentum: 0.9, name: `${l.prefix}.norm` }).apply(y) as SymbolicTensor;
+  y = tfl.layers
+    .conv2d({
+      filters: l.cout,
+      kernelSize: l.k,
+      strides: l.stride,
+      padding: 'valid',
+      useBias: false,
+      name: `${l.prefix}.conv`,
+    })
+    .apply(y) as SymbolicTensor;
+  y = tfl.layers
+    .batchNormalization({ epsilon: 1e-5, momentum: 0.9, name: `${l.prefix}.norm` })
+    .apply(y) as SymbolicTensor;
   return tfl.layers.reLU({ maxValue: 6, name: `${l.prefix}.relu` }).apply(y) as SymbolicTensor;
 }
 
 function dwConvLayer(l: DWConvLayer, x: SymbolicTensor): SymbolicTensor {
   let y = pad(x, 1, `${l.prefix}.pad`);
-  y = tfl.layers.depthwiseConv2d({ kernelSize: 3, strides: l.stride, padding: 'valid', depthMultiplier: 1, useBias: false, name: `${l.prefix}.dwconv` }).apply(y) as SymbolicTensor;
-  return tfl.layers.batchNormalization({ epsilon: 1e-5, momentum: 0.9, name: `${l.prefix}.norm` }).apply(y) as SymbolicTensor;
+  y = tfl.layers
+    .depthwiseConv2d({
+      kernelSize: 3,
+      strides: l.stride,
+      padding: 'valid',
+      depthMultiplier: 1,
+      useBias: false,
+      name: `${l.prefix}.dwconv`,
+    })
+    .apply(y) as SymbolicTensor;
+  return tfl.layers
+    .batchNormalization({ epsilon: 1e-5, momentum: 0.9, name: `${l.prefix}.norm` })
+    .apply(y) as SymbolicTensor;
 }
 
 function concat(xs: SymbolicTensor[], name: string): SymbolicTensor {
@@ -59,21 +81,35 @@ export function buildLayersModel(plan: Entry[], name: string): tfl.LayersModel {
   let poolIndex = 0;
   for (const e of plan) {
     switch (e.kind) {
-      case 'conv': x = convLayer(e, x); break;
-      case 'dwconv': x = dwConvLayer(e, x); break;
+      case 'conv':
+        x = convLayer(e, x);
+        break;
+      case 'dwconv':
+        x = dwConvLayer(e, x);
+        break;
       case 'maxpool': {
         const n = `pool${poolIndex++}`;
-        x = tfl.layers.maxPooling2d({ poolSize: e.k, strides: e.stride, padding: 'valid', name: n }).apply(pad(x, e.pad, `${n}.pad`)) as SymbolicTensor;
+        x = tfl.layers
+          .maxPooling2d({ poolSize: e.k, strides: e.stride, padding: 'valid', name: n })
+          .apply(pad(x, e.pad, `${n}.pad`)) as SymbolicTensor;
         break;
       }
-      case 'dropout': x = tfl.layers.dropout({ rate: e.rate, name: `dropout${poolIndex++}` }).apply(x) as SymbolicTensor; break;
+      case 'dropout':
+        x = tfl.layers.dropout({ rate: e.rate, name: `dropout${poolIndex++}` }).apply(x) as SymbolicTensor;
+        break;
       case 'block': {
         const outs = [x];
         e.layers.forEach((l, i) => {
-          const inp = concat(e.links[i].map((j) => outs[j]), `${l.prefix}.concat`);
+          const inp = concat(
+            e.links[i].map((j) => outs[j]),
+            `${l.prefix}.concat`,
+          );
           outs.push(l.kind === 'comb' ? dwConvLayer(l.dw, convLayer(l.conv, inp)) : convLayer(l, inp));
         });
-        x = concat(e.outputs.map((j) => outs[j]), `${e.prefix}.concat`);
+        x = concat(
+          e.outputs.map((j) => outs[j]),
+          `${e.prefix}.concat`,
+        );
         break;
       }
       case 'head': {
@@ -93,7 +129,11 @@ const topologies = new Map<string, object>();
  * The model.json of a checkpoint whose weights.bin holds `specs` (our names, in file order): the Layers topology
  * plus a weightsManifest renaming each entry to its Layers name.
  */
-export function layersModelJson(model: HarDNet, specs: { name: string; shape: number[]; dtype: string }[], binFile: string): object {
+export function layersModelJson(
+  model: HarDNet,
+  specs: { name: string; shape: number[]; dtype: string }[],
+  binFile: string,
+): object {
   const key = `${model.variant.name}/${model.classes}`;
   let topology = topologies.get(key);
   if (!topology) {

@@ -5,7 +5,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-export interface FlatSlot { name: string; shape: number[]; offset: number; size: number }
+export interface FlatSlot {
+  name: string;
+  shape: number[];
+  offset: number;
+  size: number;
+}
 
 export function flatLayout(params: Map<string, tf.Tensor>): { slots: FlatSlot[]; size: number } {
   const slots: FlatSlot[] = [];

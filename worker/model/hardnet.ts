@@ -14,8 +14,15 @@ import { resolveVariant, type HarDNetVariant } from './variants.js';
 import { tfSeed } from '../../shared/rng.js';
 import { batchNormTrain, linear } from './batchnorm.js';
 import {
-  buildPlan, paramSpecs,
-  type ConvLayer, type DWConvLayer, type Entry, type HarDBlock, type Head, type MaxPool, type ParamSpec,
+  buildPlan,
+  paramSpecs,
+  type ConvLayer,
+  type DWConvLayer,
+  type Entry,
+  type HarDBlock,
+  type Head,
+  type MaxPool,
+  type ParamSpec,
 } from './plan.js';
 
 export const BN_EPSILON = 1e-5;
@@ -23,7 +30,12 @@ export const BN_EPSILON = 1e-5;
 export const BN_MOMENTUM = 0.1;
 
 /** Batch statistics of one BN layer from a training forward pass, to fold into the running statistics. */
-export interface BatchStats { prefix: string; mean: tf.Tensor1D; variance: tf.Tensor1D; count: number }
+export interface BatchStats {
+  prefix: string;
+  mean: tf.Tensor1D;
+  variance: tf.Tensor1D;
+  count: number;
+}
 
 export interface ForwardOptions {
   /** BN uses batch statistics (and records them in `batchStats`) */
@@ -120,9 +132,10 @@ function foldOnHost(runningMean: tf.Variable, runningVar: tf.Variable, groups: B
   // dataSync may return the backend's own array (cpu backend): read only, write into new arrays
   const rm = runningMean.dataSync() as Float32Array;
   const rv = runningVar.dataSync() as Float32Array;
-  const [bm, bu] = groups.length === 1
-    ? [groups[0].mean.dataSync() as Float32Array, unbiasedVariance(groups[0])]
-    : groupMoments(groups);
+  const [bm, bu] =
+    groups.length === 1
+      ? [groups[0].mean.dataSync() as Float32Array, unbiasedVariance(groups[0])]
+      : groupMoments(groups);
   const mean = new Float32Array(rm.length);
   const variance = new Float32Array(rv.length);
   for (let i = 0; i < rm.length; i++) {
@@ -172,12 +185,20 @@ function groupMoments(groups: BatchStats[]): [Float32Array, Float32Array] {
   for (const g of groups) {
     const gm = g.mean.dataSync() as Float32Array;
     const gu = unbiasedVariance(g);
-    for (let i = 0; i < channels; i++) { m[i] += (gm[i] * g.count) / total; u[i] += (gu[i] * g.count) / total; }
+    for (let i = 0; i < channels; i++) {
+      m[i] += (gm[i] * g.count) / total;
+      u[i] += (gu[i] * g.count) / total;
+    }
   }
   return [Float32Array.from(m), Float32Array.from(u)];
 }
 
-interface Ctx { model: HarDNet; opts: ForwardOptions; dropout: boolean; nextSeed: () => number }
+interface Ctx {
+  model: HarDNet;
+  opts: ForwardOptions;
+  dropout: boolean;
+  nextSeed: () => number;
+}
 
 /** Official initialisation: Xavier-normal convs, BN 1/0, running stats 0/1, PyTorch's default Linear. */
 function initialValue(s: ParamSpec, seed: number): tf.Tensor {
@@ -216,7 +237,14 @@ function batchNorm(ctx: Ctx, prefix: string, x: tf.Tensor4D, relu6 = false): tf.
   const [n, hh, ww] = x.shape;
   const group = ctx.opts.bnGroupSize ?? 0;
   const normalise = (part: tf.Tensor4D) =>
-    batchNormTrain(part, gamma, beta, BN_EPSILON, stats && ((m) => stats.push({ prefix, ...m, count: part.shape[0] * hh * ww })), relu6);
+    batchNormTrain(
+      part,
+      gamma,
+      beta,
+      BN_EPSILON,
+      stats && ((m) => stats.push({ prefix, ...m, count: part.shape[0] * hh * ww })),
+      relu6,
+    );
   if (group <= 0 || n <= group) return normalise(x);
   // ghost batch norm: each group of images on its own; every group's moments go to the running statistics
   const sizes = Array.from({ length: Math.ceil(n / group) }, (_, i) => Math.min(group, n - i * group));
@@ -235,24 +263,47 @@ function batchNorm(ctx: Ctx, prefix: string, x: tf.Tensor4D, relu6 = false): tf.
  * `padValue` is what the explicit pad fills in (0 for convolutions).
  */
 function symmetric<T extends tf.Tensor4D>(
-  x: tf.Tensor4D, k: number, stride: number, pad: number, op: (input: tf.Tensor4D, padding: 'valid' | 'same') => T, padValue = 0,
+  x: tf.Tensor4D,
+  k: number,
+  stride: number,
+  pad: number,
+  op: (input: tf.Tensor4D, padding: 'valid' | 'same') => T,
+  padValue = 0,
 ): T {
   if (pad === 0) return op(x, 'valid');
   if (stride === 1 && k % 2 === 1 && 2 * pad === k - 1) return op(x, 'same');
-  return op(tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], padValue), 'valid');
+  return op(
+    tf.pad(
+      x,
+      [
+        [0, 0],
+        [pad, pad],
+        [pad, pad],
+        [0, 0],
+      ],
+      padValue,
+    ),
+    'valid',
+  );
 }
 
 /** ConvLayer: conv k x k (padding k//2 on every side, no bias) -> BN -> ReLU6 */
 function convLayer(ctx: Ctx, l: ConvLayer, x: tf.Tensor4D): tf.Tensor4D {
   const w = ctx.model.weights.get(`${l.prefix}.conv.weight`)! as tf.Tensor4D;
-  const y = symmetric(x, l.k, l.stride, Math.floor(l.k / 2), (input, padding) => tf.conv2d(input, w, l.stride, padding));
+  const y = symmetric(x, l.k, l.stride, Math.floor(l.k / 2), (input, padding) =>
+    tf.conv2d(input, w, l.stride, padding),
+  );
   return batchNorm(ctx, l.prefix, y, true);
 }
 
 /** DWConvLayer: depthwise 3x3 (padding 1, no bias) -> BN; no activation */
 function dwConvLayer(ctx: Ctx, l: DWConvLayer, x: tf.Tensor4D): tf.Tensor4D {
   const w = ctx.model.weights.get(`${l.prefix}.dwconv.weight`)! as tf.Tensor4D;
-  return batchNorm(ctx, l.prefix, symmetric(x, 3, l.stride, 1, (input, padding) => tf.depthwiseConv2d(input, w, l.stride, padding)));
+  return batchNorm(
+    ctx,
+    l.prefix,
+    symmetric(x, 3, l.stride, 1, (input, padding) => tf.depthwiseConv2d(input, w, l.stride, padding)),
+  );
 }
 
 /**
@@ -274,20 +325,28 @@ function hardBlock(ctx: Ctx, b: HarDBlock, x: tf.Tensor4D): tf.Tensor4D {
     const input = ins.length > 1 ? tf.concat4d(ins, 3) : ins[0];
     outs.push(l.kind === 'comb' ? dwConvLayer(ctx, l.dw, convLayer(ctx, l.conv, input)) : convLayer(ctx, l, input));
   });
-  return tf.concat4d(b.outputs.map((j) => outs[j]), 3);
+  return tf.concat4d(
+    b.outputs.map((j) => outs[j]),
+    3,
+  );
 }
 
 function dropout<T extends tf.Tensor>(ctx: Ctx, x: T, rate: number): T {
-  return ctx.dropout && rate > 0 ? tf.dropout(x, rate, undefined, tfSeed(ctx.nextSeed())) as T : x;
+  return ctx.dropout && rate > 0 ? (tf.dropout(x, rate, undefined, tfSeed(ctx.nextSeed())) as T) : x;
 }
 
 function entry(ctx: Ctx, e: Exclude<Entry, Head>, x: tf.Tensor4D): tf.Tensor4D {
   switch (e.kind) {
-    case 'conv': return convLayer(ctx, e, x);
-    case 'dwconv': return dwConvLayer(ctx, e, x);
-    case 'maxpool': return maxPool(e, x);
-    case 'block': return hardBlock(ctx, e, x);
-    case 'dropout': return dropout(ctx, x, e.rate);
+    case 'conv':
+      return convLayer(ctx, e, x);
+    case 'dwconv':
+      return dwConvLayer(ctx, e, x);
+    case 'maxpool':
+      return maxPool(e, x);
+    case 'block':
+      return hardBlock(ctx, e, x);
+    case 'dropout':
+      return dropout(ctx, x, e.rate);
   }
 }
 
@@ -301,7 +360,8 @@ function globalAvgPool(x: tf.Tensor4D): tf.Tensor2D {
     const [n, h, w, c] = xIn.shape as [number, number, number, number];
     return {
       value: tf.mean(xIn, [1, 2]),
-      gradFunc: (dy: tf.Tensor | tf.Tensor[]) => tf.broadcastTo(tf.reshape(tf.div(dy as tf.Tensor, h * w), [n, 1, 1, c]), [n, h, w, c]),
+      gradFunc: (dy: tf.Tensor | tf.Tensor[]) =>
+        tf.broadcastTo(tf.reshape(tf.div(dy as tf.Tensor, h * w), [n, 1, 1, c]), [n, h, w, c]),
     };
   }) as unknown as Parameters<typeof tf.customGrad>[0]);
   return f(x) as tf.Tensor2D;

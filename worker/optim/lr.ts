@@ -29,15 +29,21 @@ function cosine(lr: number, t: number, period: number): number {
 export function makeSchedule(lrCfg: LearningRateConfig, shape: ScheduleShape): Schedule {
   const S = shape.stepsPerEpoch;
   const E = shape.epochs;
-  if (!(Number.isInteger(S) && S >= 1)) throw new ConfigError(`LEARNING_RATE: steps per epoch must be a positive integer, got ${S}`);
-  if (!(Number.isInteger(E) && E >= 1)) throw new ConfigError(`LEARNING_RATE: epochs must be a positive integer, got ${E}`);
+  if (!(Number.isInteger(S) && S >= 1))
+    throw new ConfigError(`LEARNING_RATE: steps per epoch must be a positive integer, got ${S}`);
+  if (!(Number.isInteger(E) && E >= 1))
+    throw new ConfigError(`LEARNING_RATE: epochs must be a positive integer, got ${E}`);
   const check = (t: number): void => {
-    if (!(Number.isInteger(t) && t >= 0)) throw new RangeError(`learning-rate schedule: iteration must be an integer >= 0, got ${t}`);
+    if (!(Number.isInteger(t) && t >= 0))
+      throw new RangeError(`learning-rate schedule: iteration must be an integer >= 0, got ${t}`);
   };
   switch (lrCfg.function) {
     case 'Cosine': {
       const { lr } = lrCfg.params;
-      return (t) => (check(t), cosine(lr, t, S * E));
+      return (t) => {
+        check(t);
+        return cosine(lr, t, S * E);
+      };
     }
     case 'Piecewise': {
       const { lr, decay_epochs, gamma } = lrCfg.params;
@@ -50,16 +56,26 @@ export function makeSchedule(lrCfg: LearningRateConfig, shape: ScheduleShape): S
     }
     case 'CosineWarmup': {
       const { lr, warmup_epoch } = lrCfg.params;
-      if (!(E > warmup_epoch)) throw new ConfigError(`LEARNING_RATE.params.warmup_epoch (${warmup_epoch}) must be less than epochs (${E})`);
+      if (!(E > warmup_epoch))
+        throw new ConfigError(`LEARNING_RATE.params.warmup_epoch (${warmup_epoch}) must be less than epochs (${E})`);
       const W = warmup_epoch * S;
-      return (t) => (check(t), t < W ? (lr * t) / W : cosine(lr, t - W, S * (E - warmup_epoch)));
+      return (t) => {
+        check(t);
+        return t < W ? (lr * t) / W : cosine(lr, t - W, S * (E - warmup_epoch));
+      };
     }
     case 'ExponentialWarmup': {
       const { lr, warmup_epoch, decay_epochs, decay_rate } = lrCfg.params;
       const W = warmup_epoch * S;
       const interval = Math.floor(decay_epochs * S); // int(decay_epochs * S) in PaddleClas
-      if (interval < 1) throw new ConfigError(`LEARNING_RATE.params.decay_epochs (${decay_epochs}) * ${S} steps per epoch is less than one iteration`);
-      return (t) => (check(t), t < W ? (lr * t) / W : lr * decay_rate ** Math.floor((t - W) / interval));
+      if (interval < 1)
+        throw new ConfigError(
+          `LEARNING_RATE.params.decay_epochs (${decay_epochs}) * ${S} steps per epoch is less than one iteration`,
+        );
+      return (t) => {
+        check(t);
+        return t < W ? (lr * t) / W : lr * decay_rate ** Math.floor((t - W) / interval);
+      };
     }
   }
 }

@@ -16,7 +16,10 @@ import { MOMENTUM_WASM_BASE64 } from './momentum_wasm.js';
 import { assignFromFlat, flatLayout, type FlatSlot } from '../model/flat_params.js';
 import { DeviceMomentum } from './momentum_device.js';
 
-export interface MomentumOptions { momentum: number; l2Decay: number }
+export interface MomentumOptions {
+  momentum: number;
+  l2Decay: number;
+}
 
 /** What the training loop and checkpoints use of an optimizer, on whichever backend it runs. */
 export interface Optimizer {
@@ -63,7 +66,10 @@ export class Momentum implements Optimizer {
   private readonly v: Float32Array;
   private readonly g: Float32Array;
 
-  constructor(private readonly params: Map<string, tf.Variable>, readonly opts: MomentumOptions) {
+  constructor(
+    private readonly params: Map<string, tf.Variable>,
+    readonly opts: MomentumOptions,
+  ) {
     const { slots, size } = flatLayout(params);
     this.slots = slots.map((s) => ({ ...s, variable: params.get(s.name)! }));
     this.size = size;
@@ -99,17 +105,22 @@ export class Momentum implements Optimizer {
    */
   apply(grads: Float32Array | Map<string, tf.Tensor>, lr: number): void {
     if (grads instanceof Float32Array) {
-      if (grads.length < this.size) throw new RangeError(`optimizer: ${grads.length} gradient values for ${this.size} parameters`);
+      if (grads.length < this.size)
+        throw new RangeError(`optimizer: ${grads.length} gradient values for ${this.size} parameters`);
       const inPlace = grads.buffer === this.g.buffer && grads.byteOffset === this.g.byteOffset;
       if (!inPlace) this.g.set(grads.subarray(0, this.size));
     } else {
       for (const name of grads.keys()) {
-        if (!this.slots.some((s) => s.name === name)) throw new Error(`optimizer: gradient for unknown parameter '${name}'`);
+        if (!this.slots.some((s) => s.name === name))
+          throw new Error(`optimizer: gradient for unknown parameter '${name}'`);
       }
       for (const s of this.slots) {
         const g = grads.get(s.name);
         if (!g) throw new Error(`optimizer: no gradient for parameter '${s.name}'`);
-        if (g.size !== s.size) throw new Error(`optimizer: gradient for parameter '${s.name}' has shape [${g.shape}], the parameter [${s.shape}]`);
+        if (g.size !== s.size)
+          throw new Error(
+            `optimizer: gradient for parameter '${s.name}' has shape [${g.shape}], the parameter [${s.shape}]`,
+          );
         this.g.set(g.dataSync() as Float32Array, s.offset);
       }
     }
@@ -124,7 +135,9 @@ export class Momentum implements Optimizer {
 
   /** The velocities by parameter name, as new tensors (the caller disposes them): what a checkpoint stores. */
   velocityTensors(): Map<string, tf.Tensor> {
-    return new Map(this.slots.map((s) => [s.name, tf.tensor(this.v.slice(s.offset, s.offset + s.size), s.shape, 'float32')]));
+    return new Map(
+      this.slots.map((s) => [s.name, tf.tensor(this.v.slice(s.offset, s.offset + s.size), s.shape, 'float32')]),
+    );
   }
 
   /**
@@ -136,7 +149,8 @@ export class Momentum implements Optimizer {
     for (const [name, t] of saved) {
       const s = this.slots.find((x) => x.name === name);
       if (!s) throw new Error(`${source}: optimizer velocity for unknown parameter '${name}'`);
-      if (!tf.util.arraysEqual(t.shape, s.shape)) throw new Error(`${source}: optimizer velocity '${name}' has shape [${t.shape}], the parameter [${s.shape}]`);
+      if (!tf.util.arraysEqual(t.shape, s.shape))
+        throw new Error(`${source}: optimizer velocity '${name}' has shape [${t.shape}], the parameter [${s.shape}]`);
       this.v.set(t.dataSync() as Float32Array, s.offset);
     }
   }

@@ -15,7 +15,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { flatLayout, type FlatSlot } from '../model/flat_params.js';
 import type { MomentumOptions, Optimizer } from './momentum.js';
 
-interface Slot extends FlatSlot { variable: tf.Variable; assigned?: object }
+interface Slot extends FlatSlot {
+  variable: tf.Variable;
+  assigned?: object;
+}
 
 export class DeviceMomentum implements Optimizer {
   private readonly slots: Slot[];
@@ -26,7 +29,10 @@ export class DeviceMomentum implements Optimizer {
   private w: tf.Tensor1D | undefined;
   private v: tf.Tensor1D;
 
-  constructor(params: Map<string, tf.Variable>, readonly opts: MomentumOptions) {
+  constructor(
+    params: Map<string, tf.Variable>,
+    readonly opts: MomentumOptions,
+  ) {
     const { slots, size } = flatLayout(params);
     this.slots = slots.map((s) => ({ ...s, variable: params.get(s.name)! }));
     this.size = size;
@@ -55,8 +61,13 @@ export class DeviceMomentum implements Optimizer {
     this.v = tf.keep(v);
     this.w = tf.keep(next);
     tf.tidy(() => {
-      const parts = tf.split(next, this.slots.map((s) => s.size));
-      this.slots.forEach((s, i) => s.variable.assign(tf.reshape(parts[i]!, s.shape)));
+      const parts = tf.split(
+        next,
+        this.slots.map((s) => s.size),
+      );
+      this.slots.forEach((s, i) => {
+        s.variable.assign(tf.reshape(parts[i]!, s.shape));
+      });
     });
     for (const s of this.slots) s.assigned = s.variable.dataId;
   }
@@ -64,23 +75,33 @@ export class DeviceMomentum implements Optimizer {
   /** The gradients as one device tensor: one write of the fused host buffer, or a concat of the tensors given. */
   private gradientTensor(grads: Float32Array | Map<string, tf.Tensor>): tf.Tensor1D {
     if (grads instanceof Float32Array) {
-      if (grads.length < this.size) throw new RangeError(`optimizer: ${grads.length} gradient values for ${this.size} parameters`);
+      if (grads.length < this.size)
+        throw new RangeError(`optimizer: ${grads.length} gradient values for ${this.size} parameters`);
       // a copy: the cpu backend keeps the array it is given, and the buffer is overwritten by the next step
       return tf.tensor1d(grads.slice(0, this.size), 'float32');
     }
     for (const name of grads.keys()) {
-      if (!this.slots.some((s) => s.name === name)) throw new Error(`optimizer: gradient for unknown parameter '${name}'`);
+      if (!this.slots.some((s) => s.name === name))
+        throw new Error(`optimizer: gradient for unknown parameter '${name}'`);
     }
-    return tf.concat(this.slots.map((s) => {
-      const g = grads.get(s.name);
-      if (!g) throw new Error(`optimizer: no gradient for parameter '${s.name}'`);
-      if (g.size !== s.size) throw new Error(`optimizer: gradient for parameter '${s.name}' has shape [${g.shape}], the parameter [${s.shape}]`);
-      return tf.reshape(g, [-1]);
-    })) as tf.Tensor1D;
+    return tf.concat(
+      this.slots.map((s) => {
+        const g = grads.get(s.name);
+        if (!g) throw new Error(`optimizer: no gradient for parameter '${s.name}'`);
+        if (g.size !== s.size)
+          throw new Error(
+            `optimizer: gradient for parameter '${s.name}' has shape [${g.shape}], the parameter [${s.shape}]`,
+          );
+        return tf.reshape(g, [-1]);
+      }),
+    ) as tf.Tensor1D;
   }
 
   velocityTensors(): Map<string, tf.Tensor> {
-    const parts = tf.split(this.v, this.slots.map((s) => s.size));
+    const parts = tf.split(
+      this.v,
+      this.slots.map((s) => s.size),
+    );
     const out = new Map(this.slots.map((s, i) => [s.name, tf.reshape(parts[i]!, s.shape)]));
     tf.dispose(parts);
     return out;
@@ -90,12 +111,18 @@ export class DeviceMomentum implements Optimizer {
     for (const [name, t] of saved) {
       const s = this.slots.find((x) => x.name === name);
       if (!s) throw new Error(`${source}: optimizer velocity for unknown parameter '${name}'`);
-      if (!tf.util.arraysEqual(t.shape, s.shape)) throw new Error(`${source}: optimizer velocity '${name}' has shape [${t.shape}], the parameter [${s.shape}]`);
+      if (!tf.util.arraysEqual(t.shape, s.shape))
+        throw new Error(`${source}: optimizer velocity '${name}' has shape [${t.shape}], the parameter [${s.shape}]`);
     }
-    const v = tf.tidy(() => tf.concat(this.slots.map((s) => {
-      const t = saved.get(s.name);
-      return t ? tf.reshape(t, [-1]) : tf.zeros([s.size], 'float32');
-    })) as tf.Tensor1D);
+    const v = tf.tidy(
+      () =>
+        tf.concat(
+          this.slots.map((s) => {
+            const t = saved.get(s.name);
+            return t ? tf.reshape(t, [-1]) : tf.zeros([s.size], 'float32');
+          }),
+        ) as tf.Tensor1D,
+    );
     this.v.dispose();
     this.v = tf.keep(v);
   }

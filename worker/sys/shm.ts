@@ -33,7 +33,8 @@ export function shmUnavailable(jobId: string, root?: string): string | undefined
     // directory another user made or can write into be used (nor tightened: files may be in it already); once
     // the directory is a real one of ours, /dev/shm's sticky bit keeps anyone else from replacing it
     const why = notPrivateDir(dir);
-    if (why !== undefined) return why.startsWith('is a symlink') ? `${dir} is not a directory (a symlink?)` : `${dir} ${why}`;
+    if (why !== undefined)
+      return why.startsWith('is a symlink') ? `${dir} is not a directory (a symlink?)` : `${dir} ${why}`;
   } catch (e) {
     return `${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
   }
@@ -47,7 +48,9 @@ export const NO_FOLLOW = fs.constants.O_NOFOLLOW;
 export function assertPrivateFile(fd: number, file: string): void {
   const st = fs.fstatSync(fd);
   if (!st.isFile() || st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0 || st.nlink > 1) {
-    throw new Error(`${file} is not a private file of this user (uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}, links ${st.nlink})`);
+    throw new Error(
+      `${file} is not a private file of this user (uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}, links ${st.nlink})`,
+    );
   }
 }
 
@@ -66,10 +69,13 @@ export function nativeShm(): NativeShm | null {
       try {
         // dist/worker/collectives/ -> the package root
         const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-        native = createRequire(import.meta.url)(path.join(root, 'native', 'shm', 'prebuilt', 'linux-x64.node')) as NativeShm;
-      } catch { /* pwrite/pread instead */ }
+        native = createRequire(import.meta.url)(
+          path.join(root, 'native', 'shm', 'prebuilt', 'linux-x64.node'),
+        ) as NativeShm;
+      } catch {
+        /* pwrite/pread instead */
+      }
     }
   }
   return native;
 }
-

@@ -28,9 +28,13 @@ export interface LoaderContext {
 
 /** The shared decode cache's file for a data section: the same for every worker of the job on this host. */
 function sharedCacheFile(section: DataConfig, which: string, o: LoaderContext): string | undefined {
-  if (!o.jobId || (o.localWorldSize ?? 1) < 2 || section.decode_cache_mb <= 0 || o.decodeCache === false) return undefined;
+  if (!o.jobId || (o.localWorldSize ?? 1) < 2 || section.decode_cache_mb <= 0 || o.decodeCache === false)
+    return undefined;
   if (shmUnavailable(o.jobId) !== undefined) return undefined;
-  const id = createHash('sha256').update(JSON.stringify([section.file_list, section.data_dir, section.shuffle_seed, section.transforms])).digest('hex').slice(0, 16);
+  const id = createHash('sha256')
+    .update(JSON.stringify([section.file_list, section.data_dir, section.shuffle_seed, section.transforms]))
+    .digest('hex')
+    .slice(0, 16);
   return path.join(shmJobDir(o.jobId), `decoded-${which}-${id}.bin`);
 }
 
@@ -45,7 +49,13 @@ export async function buildLoader(cfg: TrainConfig, which: 'train' | 'valid', o:
   if (!section) throw new Error(`config: no ${which === 'train' ? 'TRAIN' : 'VALID'} section`);
   const resolved = await resolveSection(section, which === 'train' ? 'train' : 'val');
   return loaderFromConfig(resolved, {
-    mode: which, classesNum: cfg.classes_num, rank: o.rank, worldSize: o.worldSize, strictData: cfg.strict_data, seed: o.seed, log: o.log,
+    mode: which,
+    classesNum: cfg.classes_num,
+    rank: o.rank,
+    worldSize: o.worldSize,
+    strictData: cfg.strict_data,
+    seed: o.seed,
+    log: o.log,
     sharedDecodeCacheFile: sharedCacheFile(resolved, which, o),
     decodeCache: o.decodeCache,
     maxImagePixels: cfg.max_image_pixels,

@@ -15,7 +15,10 @@ export class GradientBuffer {
   constructor(params: Map<string, tf.Variable>, storage?: Float32Array) {
     const { slots, size } = flatLayout(params);
     this.layout = slots;
-    if (storage && storage.length < size + 1) throw new RangeError(`gradient buffer: storage of ${storage.length} floats for ${size} parameters and the stop flag`);
+    if (storage && storage.length < size + 1)
+      throw new RangeError(
+        `gradient buffer: storage of ${storage.length} floats for ${size} parameters and the stop flag`,
+      );
     this.flat = storage ? storage.subarray(0, size + 1) : new Float32Array(size + 1);
     this.controlSlot = size;
   }
@@ -27,8 +30,12 @@ export class GradientBuffer {
    * reduction, and after it every worker sees a non-zero value, so all stop after the same step instead of one
    * leaving the others waiting in the next collective.
    */
-  get stopFlag(): boolean { return this.flat[this.controlSlot] !== 0; }
-  set stopFlag(v: boolean) { this.flat[this.controlSlot] = v ? 1 : 0; }
+  get stopFlag(): boolean {
+    return this.flat[this.controlSlot] !== 0;
+  }
+  set stopFlag(v: boolean) {
+    this.flat[this.controlSlot] = v ? 1 : 0;
+  }
 
   /**
    * Copy the gradients in (the tensors are not disposed). On wasm each tensor is read from the module's heap
@@ -40,7 +47,8 @@ export class GradientBuffer {
       const g = grads.get(l.name);
       if (!g) throw new Error(`no gradient for parameter '${l.name}'`);
       // a wrong size would spill into the next parameter's slot (or leave stale values) without any other sign
-      if (g.size !== l.size) throw new Error(`gradient for parameter '${l.name}' has shape [${g.shape}], the parameter [${l.shape}]`);
+      if (g.size !== l.size)
+        throw new Error(`gradient for parameter '${l.name}' has shape [${g.shape}], the parameter [${l.shape}]`);
     }
     if (tf.getBackend() === 'wasm') {
       for (const l of this.layout) copyInto(grads.get(l.name)!, this.flat, l.offset);

@@ -35,12 +35,23 @@ export function crossEntropy(logits: tf.Tensor2D, labels: tf.Tensor1D, labelSmoo
   });
 }
 
-export function computeGradients(model: HarDNet, images: tf.Tensor4D, labels: tf.Tensor1D, opts: GradientOptions = {}): GradientResult {
+export function computeGradients(
+  model: HarDNet,
+  images: tf.Tensor4D,
+  labels: tf.Tensor1D,
+  opts: GradientOptions = {},
+): GradientResult {
   const batchStats: BatchStats[] = [];
   const vars = model.trainableVariables();
   let logits: tf.Tensor2D | undefined;
   const { value, grads } = tf.variableGrads(() => {
-    const out = model.forward(images, { training: true, dropout: opts.dropout ?? true, batchStats, seed: opts.seed, bnGroupSize: opts.bnGroupSize });
+    const out = model.forward(images, {
+      training: true,
+      dropout: opts.dropout ?? true,
+      batchStats,
+      seed: opts.seed,
+      bnGroupSize: opts.bnGroupSize,
+    });
     logits = tf.keep(out);
     const ls = opts.labelSmoothing ?? 0;
     const t = opts.temperature ?? 1;

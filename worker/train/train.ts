@@ -26,7 +26,11 @@ import { evaluate, validEndLine } from './evaluate.js';
 import { RunningMean, since, topkCorrect } from './metrics.js';
 import { buildLoader } from './data.js';
 
-export interface TrainOptions { config?: string; override: string[]; resume?: string }
+export interface TrainOptions {
+  config?: string;
+  override: string[];
+  resume?: string;
+}
 
 export async function train(o: TrainOptions): Promise<number> {
   // ---- who am I, what to run -------------------------------------------------------------------------------
@@ -38,7 +42,10 @@ export async function train(o: TrainOptions): Promise<number> {
   const seed = mixSeed(cfg.seed, env.rank);
   // use_gpu: False runs on the CPU on purpose even with a GPU assigned (PaddleClas's switch)
   await selectBackend(cfg.backend, {
-    gpuAssigned: env.selectedGpus !== '' && cfg.use_gpu, rank: env.rank, visibleDevices: process.env.CUDA_VISIBLE_DEVICES, log: (m) => log.info(m),
+    gpuAssigned: env.selectedGpus !== '' && cfg.use_gpu,
+    rank: env.rank,
+    visibleDevices: process.env.CUDA_VISIBLE_DEVICES,
+    log: (m) => log.info(m),
   });
 
   // ---- the process group (no sockets at all for a single worker) --------------------------------------------
@@ -51,31 +58,53 @@ export async function train(o: TrainOptions): Promise<number> {
   const cleanup: (() => void)[] = [];
   try {
     // ---- data: this worker's shard of the global batch ------------------------------------------------------
-    const loaderCtx = { rank: env.rank, worldSize: env.worldSize, seed, log: (m: string) => log.warn(m), jobId: env.jobId, localWorldSize: env.localWorldSize };
+    const loaderCtx = {
+      rank: env.rank,
+      worldSize: env.worldSize,
+      seed,
+      log: (m: string) => log.warn(m),
+      jobId: env.jobId,
+      localWorldSize: env.localWorldSize,
+    };
     const trainLoader = await buildLoader(cfg, 'train', loaderCtx);
     const validLoader = cfg.validate && cfg.VALID ? await buildLoader(cfg, 'valid', loaderCtx) : undefined;
-    if (!cfg.TRAIN || !cfg.LEARNING_RATE || !cfg.OPTIMIZER) throw new Error('config: train mode needs TRAIN, LEARNING_RATE and OPTIMIZER');
+    if (!cfg.TRAIN || !cfg.LEARNING_RATE || !cfg.OPTIMIZER)
+      throw new Error('config: train mode needs TRAIN, LEARNING_RATE and OPTIMIZER');
     // the LR schedule counts S = total_images // global batch per epoch, as PaddleClas does
     const stepsPerEpoch = cfg.total_images > 0 ? stepsPerEpochOf(cfg) : trainLoader.length;
     if (stepsPerEpoch !== trainLoader.length && env.rank === 0) {
-      log.warn(`total_images=${cfg.total_images} gives ${stepsPerEpoch} LR steps per epoch, but TRAIN.file_list gives ${trainLoader.length} ` +
-        `batches per epoch; the schedule follows total_images, as PaddleClas does (set -o total_images=${trainLoader.samples.length} to match)`);
+      log.warn(
+        `total_images=${cfg.total_images} gives ${stepsPerEpoch} LR steps per epoch, but TRAIN.file_list gives ${trainLoader.length} ` +
+          `batches per epoch; the schedule follows total_images, as PaddleClas does (set -o total_images=${trainLoader.samples.length} to match)`,
+      );
     }
 
     // ---- model, optimizer, learning-rate schedule ------------------------------------------------------------
     const model = new HarDNet(cfg.ARCHITECTURE.name, cfg.classes_num, cfg.seed);
-    const opt = createMomentum(model.weights, { momentum: cfg.OPTIMIZER.params.momentum, l2Decay: cfg.OPTIMIZER.regularizer?.factor ?? 0 });
+    const opt = createMomentum(model.weights, {
+      momentum: cfg.OPTIMIZER.params.momentum,
+      l2Decay: cfg.OPTIMIZER.regularizer?.factor ?? 0,
+    });
     const lrAt = makeSchedule(cfg.LEARNING_RATE, { stepsPerEpoch, epochs: cfg.epochs });
     const runDir = path.join(cfg.model_save_dir, model.variant.name);
 
     // ---- where to start: a checkpoint, pretrained weights, or rank 0's random init everywhere -------------
-    let state: TrainState = { epoch: -1, iteration: 0, bestTop1: 0, bestEpoch: -1, model: model.variant.name, classesNum: cfg.classes_num };
+    let state: TrainState = {
+      epoch: -1,
+      iteration: 0,
+      bestTop1: 0,
+      bestEpoch: -1,
+      model: model.variant.name,
+      classesNum: cfg.classes_num,
+    };
     const resumeDir = o.resume === 'auto' ? latestCheckpoint(runDir) : (o.resume ?? (cfg.checkpoints || undefined));
     if (resumeDir) {
       state = loadCheckpoint(resumeDir, model, opt);
       // PaddleClas resumes at last_epoch + 1; the checkpoint knows its epoch, so last_epoch only has to agree
       if (cfg.last_epoch >= 0 && cfg.last_epoch !== state.epoch) {
-        throw new Error(`config key last_epoch=${cfg.last_epoch} but checkpoint ${resumeDir} was saved after epoch ${state.epoch}`);
+        throw new Error(
+          `config key last_epoch=${cfg.last_epoch} but checkpoint ${resumeDir} was saved after epoch ${state.epoch}`,
+        );
       }
       log.info(`resumed from ${resumeDir}: epoch ${state.epoch} done, iteration ${state.iteration}`);
     } else if (o.resume === 'auto') {
@@ -92,14 +121,21 @@ export async function train(o: TrainOptions): Promise<number> {
     for (const l of [trainLoader, validLoader]) l?.decodeCache?.unlinkName?.();
     if (env.rank === 0) saveConfig(cfg, runDir);
     // a resumed run keeps the records up to its checkpoint and drops what the interrupted run wrote after it
-    const metrics = env.rank === 0
-      ? new MetricsWriter(cfg.metrics_file || path.join(runDir, 'metrics.jsonl'), resumeDir ? { append: true, keepUpToEpoch: state.epoch } : {})
-      : undefined;
+    const metrics =
+      env.rank === 0
+        ? new MetricsWriter(
+            cfg.metrics_file || path.join(runDir, 'metrics.jsonl'),
+            resumeDir ? { append: true, keepUpToEpoch: state.epoch } : {},
+          )
+        : undefined;
     const grads = new GradientBuffer(model.weights, opt.gradientStorage);
     const mix = cfg.use_mix ? mixOperatorFromConfig(cfg.TRAIN.mix) : undefined;
     // the launcher's first Ctrl-C reaches the workers as SIGINT: finish the step, then stop together
     let stopRequested = false;
-    const onStop = (sig: NodeJS.Signals) => { stopRequested = true; log.warn(`${sig} received: stopping after this step`); };
+    const onStop = (sig: NodeJS.Signals) => {
+      stopRequested = true;
+      log.warn(`${sig} received: stopping after this step`);
+    };
     process.once('SIGINT', onStop);
     cleanup.push(() => process.off('SIGINT', onStop));
     const perWorkerBatch = Math.floor(cfg.TRAIN.batch_size / env.worldSize);
@@ -109,7 +145,12 @@ export async function train(o: TrainOptions): Promise<number> {
       trainLoader.setEpoch(epoch);
       const batchCost = new RunningMean();
       const readerCost = new RunningMean();
-      const split = { data: new RunningMean(), compute: new RunningMean(), allreduce: new RunningMean(), optimizer: new RunningMean() };
+      const split = {
+        data: new RunningMean(),
+        compute: new RunningMean(),
+        allreduce: new RunningMean(),
+        optimizer: new RunningMean(),
+      };
       const epochMeans = { top1: new RunningMean(), top5: new RunningMean(), loss: new RunningMean() };
       const epochStart = performance.now();
       let step = 0;
@@ -153,22 +194,50 @@ export async function train(o: TrainOptions): Promise<number> {
         const optimizerS = since(t) + localS;
 
         // bookkeeping, as PaddleClas does it: running means reset after the first 10 steps
-        if (step === 10) { batchCost.reset(); readerCost.reset(); }
+        if (step === 10) {
+          batchCost.reset();
+          readerCost.reset();
+        }
         batchCost.add(since(tBatch));
         readerCost.add(batch.readerCost);
-        split.data.add(batch.readerCost); split.compute.add(computeS); split.allreduce.add(allreduceS); split.optimizer.add(optimizerS);
+        split.data.add(batch.readerCost);
+        split.compute.add(computeS);
+        split.allreduce.add(allreduceS);
+        split.optimizer.add(optimizerS);
         const n = batch.labels.length;
         // with mixup/cutmix the batch has two targets: PaddleClas logs no train accuracy then
         const figures = {
-          epoch, step, top1: mix ? undefined : correct.top1 / n, top5: mix ? undefined : correct.topk / n, loss, lr, topk: cfg.topk,
-          batchCost: batchCost.mean, readerCost: readerCost.mean, ips: n / Math.max(batchCost.mean, 1e-9),
+          epoch,
+          step,
+          top1: mix ? undefined : correct.top1 / n,
+          top5: mix ? undefined : correct.topk / n,
+          loss,
+          lr,
+          topk: cfg.topk,
+          batchCost: batchCost.mean,
+          readerCost: readerCost.mean,
+          ips: n / Math.max(batchCost.mean, 1e-9),
         };
-        epochMeans.top1.add(correct.top1 / n); epochMeans.top5.add(correct.topk / n); epochMeans.loss.add(loss);
+        epochMeans.top1.add(correct.top1 / n);
+        epochMeans.top5.add(correct.topk / n);
+        epochMeans.loss.add(loss);
         if (step % cfg.print_interval === 0) log.info(trainLine(figures));
         metrics?.write({
-          mode: 'train', epoch, step, iteration: state.iteration, loss, top1: figures.top1, top5: figures.top5, lr,
-          batch_cost: figures.batchCost, reader_cost: figures.readerCost, ips: figures.ips,
-          data_s: batch.readerCost, compute_s: computeS, allreduce_s: allreduceS, optimizer_s: optimizerS,
+          mode: 'train',
+          epoch,
+          step,
+          iteration: state.iteration,
+          loss,
+          top1: figures.top1,
+          top5: figures.top5,
+          lr,
+          batch_cost: figures.batchCost,
+          reader_cost: figures.readerCost,
+          ips: figures.ips,
+          data_s: batch.readerCost,
+          compute_s: computeS,
+          allreduce_s: allreduceS,
+          optimizer_s: optimizerS,
         });
         state.iteration++;
         step++;
@@ -180,20 +249,46 @@ export async function train(o: TrainOptions): Promise<number> {
       }
       if (grads.stopFlag) {
         const last = latestCheckpoint(runDir);
-        log.warn(`stopped on request in epoch ${epoch} after iteration ${state.iteration}; ` +
-          (last ? `resume from the last complete checkpoint with --resume auto (${last})` : 'no checkpoint was written yet'));
+        log.warn(
+          `stopped on request in epoch ${epoch} after iteration ${state.iteration}; ` +
+            (last
+              ? `resume from the last complete checkpoint with --resume auto (${last})`
+              : 'no checkpoint was written yet'),
+        );
         metrics?.close();
         return 130;
       }
       const epochS = since(epochStart);
       const trainEnd = {
-        epoch, mode: 'train' as const, topk: cfg.topk, top1: mix ? undefined : epochMeans.top1.mean, top5: mix ? undefined : epochMeans.top5.mean, loss: epochMeans.loss.mean,
-        batchCost: batchCost.mean, readerCost: readerCost.mean, batchCostSum: epochS, ips: (step * perWorkerBatch) / epochS,
+        epoch,
+        mode: 'train' as const,
+        topk: cfg.topk,
+        top1: mix ? undefined : epochMeans.top1.mean,
+        top5: mix ? undefined : epochMeans.top5.mean,
+        loss: epochMeans.loss.mean,
+        batchCost: batchCost.mean,
+        readerCost: readerCost.mean,
+        batchCostSum: epochS,
+        ips: (step * perWorkerBatch) / epochS,
       };
       log.info(endLine(trainEnd));
-      metrics?.write({ mode: 'train', end: true, epoch, step, loss: trainEnd.loss, top1: trainEnd.top1, top5: trainEnd.top5, lr: 0, batch_cost: trainEnd.batchCost, reader_cost: trainEnd.readerCost, ips: trainEnd.ips });
-      log.info(`epoch ${epoch} time split per step: data wait ${split.data.mean.toFixed(4)} s, forward+backward ${split.compute.mean.toFixed(4)} s, ` +
-        `all-reduce ${split.allreduce.mean.toFixed(4)} s, optimizer ${split.optimizer.mean.toFixed(4)} s (epoch ${epochS.toFixed(1)} s)`);
+      metrics?.write({
+        mode: 'train',
+        end: true,
+        epoch,
+        step,
+        loss: trainEnd.loss,
+        top1: trainEnd.top1,
+        top5: trainEnd.top5,
+        lr: 0,
+        batch_cost: trainEnd.batchCost,
+        reader_cost: trainEnd.readerCost,
+        ips: trainEnd.ips,
+      });
+      log.info(
+        `epoch ${epoch} time split per step: data wait ${split.data.mean.toFixed(4)} s, forward+backward ${split.compute.mean.toFixed(4)} s, ` +
+          `all-reduce ${split.allreduce.mean.toFixed(4)} s, optimizer ${split.optimizer.mean.toFixed(4)} s (epoch ${epochS.toFixed(1)} s)`,
+      );
       const cache = trainLoader.decodeCache;
       if (cache) log.info(`epoch ${epoch} decode cache: ${cache.describe()}`);
 
@@ -205,19 +300,38 @@ export async function train(o: TrainOptions): Promise<number> {
       if (validLoader && cfg.validate && epoch % cfg.valid_interval === 0) {
         validLoader.setEpoch(epoch);
         const v = await evaluate(model, validLoader, group, {
-          topk: cfg.topk, printInterval: cfg.print_interval, temperature: cfg.loss_temperature,
+          topk: cfg.topk,
+          printInterval: cfg.print_interval,
+          temperature: cfg.loss_temperature,
           onStep: (s, m) => log.info(validLine({ epoch, step: s, ...m, topk: cfg.topk })),
         });
         log.info(validEndLine(epoch, v, cfg.topk, env.worldSize));
-        metrics?.write({ mode: 'valid', end: true, epoch, step: state.iteration, top1: v.top1, top5: v.top5, loss: v.loss, lr: 0, batch_cost: v.batchCost, reader_cost: v.readerCost, ips: v.samples / env.worldSize / v.seconds });
-        if (v.top1 > state.bestTop1) { state.bestTop1 = v.top1; state.bestEpoch = epoch; isBest = true; }
+        metrics?.write({
+          mode: 'valid',
+          end: true,
+          epoch,
+          step: state.iteration,
+          top1: v.top1,
+          top5: v.top5,
+          loss: v.loss,
+          lr: 0,
+          batch_cost: v.batchCost,
+          reader_cost: v.readerCost,
+          ips: v.samples / env.worldSize / v.seconds,
+        });
+        if (v.top1 > state.bestTop1) {
+          state.bestTop1 = v.top1;
+          state.bestEpoch = epoch;
+          isBest = true;
+        }
         log.info(bestLine(state.bestTop1, state.bestEpoch));
       }
 
       // ---- checkpoints (rank 0), then everyone moves on together ---------------------------------------
       if (env.rank === 0) {
         if (isBest) await saveCheckpoint(path.join(runDir, 'best_model'), model, opt, state);
-        if (epoch % cfg.save_interval === 0 || epoch === cfg.epochs - 1) await saveCheckpoint(path.join(runDir, String(epoch)), model, opt, state);
+        if (epoch % cfg.save_interval === 0 || epoch === cfg.epochs - 1)
+          await saveCheckpoint(path.join(runDir, String(epoch)), model, opt, state);
       }
       await group.barrier();
     }

@@ -12,7 +12,10 @@ import { checkFloat32, checkShape, requireInput, sizeOf } from './tensors.js';
 export const BATCH_NORM_TRAIN = 'HardnetBatchNormTrain';
 export const BATCH_NORM_GRAD = 'HardnetBatchNormGrad';
 
-export interface BatchNormTrainAttrs { epsilon: number; relu6: boolean }
+export interface BatchNormTrainAttrs {
+  epsilon: number;
+  relu6: boolean;
+}
 
 type KernelArgs = { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown };
 
@@ -25,7 +28,8 @@ function rowsAndChannels(x: TensorInfo, kernel: string): [number, number] {
 
 function attrsOf(args: KernelArgs, kernel: string): BatchNormTrainAttrs {
   const a = args.attrs as Partial<BatchNormTrainAttrs> | undefined;
-  if (typeof a?.epsilon !== 'number' || !(a.epsilon > 0)) throw new Error(`${kernel}: attr 'epsilon' must be > 0, got ${a?.epsilon}`);
+  if (typeof a?.epsilon !== 'number' || !(a.epsilon > 0))
+    throw new Error(`${kernel}: attr 'epsilon' must be > 0, got ${a?.epsilon}`);
   return { epsilon: a.epsilon, relu6: a.relu6 === true };
 }
 
@@ -40,7 +44,12 @@ function batchNormTrain(args: KernelArgs): TensorInfo[] {
   checkShape(gamma.shape, [c], kernel, 'gamma');
   checkShape(beta.shape, [c], kernel, 'beta');
   if (m === 0) throw new Error(`${kernel}: 'x' of shape [${x.shape}] has no rows to take statistics over`);
-  for (const [t, name] of [[x, 'x'], [gamma, 'gamma'], [beta, 'beta']] as const) checkFloat32(t, kernel, name);
+  for (const [t, name] of [
+    [x, 'x'],
+    [gamma, 'gamma'],
+    [beta, 'beta'],
+  ] as const)
+    checkFloat32(t, kernel, name);
   const k = kernelsOn(backend);
   const y = backend.makeOutput(x.shape, 'float32');
   const mean = backend.makeOutput([c], 'float32');
@@ -48,8 +57,18 @@ function batchNormTrain(args: KernelArgs): TensorInfo[] {
   const scratch = scratchOn(backend, c * 12);
   // the kernel normalises in place: y starts as a copy of x (x itself is kept for the backward pass)
   copyFloats(backend, offsetOf(backend, y), offsetOf(backend, x), m * c);
-  k.bn_train_forward(offsetOf(backend, y), offsetOf(backend, gamma), offsetOf(backend, beta), offsetOf(backend, mean),
-    offsetOf(backend, variance), m, c, epsilon, relu6 ? 1 : 0, scratch);
+  k.bn_train_forward(
+    offsetOf(backend, y),
+    offsetOf(backend, gamma),
+    offsetOf(backend, beta),
+    offsetOf(backend, mean),
+    offsetOf(backend, variance),
+    m,
+    c,
+    epsilon,
+    relu6 ? 1 : 0,
+    scratch,
+  );
   return [y, mean, variance];
 }
 
@@ -78,8 +97,21 @@ function batchNormGrad(args: KernelArgs): TensorInfo[] {
   // the kernel turns dy into dx in place: dx starts as a copy of dy (dy may feed other gradients)
   copyFloats(backend, offsetOf(backend, dx), offsetOf(backend, dy), m * c);
   const [gOff, bOff, meanOff, varOff] = perChannel.map((t) => offsetOf(backend, t)) as [number, number, number, number];
-  k.bn_train_backward(offsetOf(backend, x), offsetOf(backend, dx), gOff, bOff, meanOff, varOff, offsetOf(backend, dgamma),
-    offsetOf(backend, dbeta), m, c, epsilon, relu6 ? 1 : 0, scratch);
+  k.bn_train_backward(
+    offsetOf(backend, x),
+    offsetOf(backend, dx),
+    gOff,
+    bOff,
+    meanOff,
+    varOff,
+    offsetOf(backend, dgamma),
+    offsetOf(backend, dbeta),
+    m,
+    c,
+    epsilon,
+    relu6 ? 1 : 0,
+    scratch,
+  );
   return [dx, dgamma, dbeta];
 }
 

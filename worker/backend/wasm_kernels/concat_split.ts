@@ -4,8 +4,19 @@
 // Slice once per part. Any axis reduces to rows = prod(shape[:axis]) x width = prod(shape[axis:]).
 // float32 only; other dtypes (int32, bool, string) and degenerate cases go to the stock kernels, captured
 // here before index.ts replaces them.
-import { backend_util, Concat, type ConcatAttrs, getKernel, type KernelConfig, type KernelFunc,
-  type NamedTensorInfoMap, SplitV, type SplitVAttrs, type TensorInfo, util } from '@tensorflow/tfjs-core';
+import {
+  backend_util,
+  Concat,
+  type ConcatAttrs,
+  getKernel,
+  type KernelConfig,
+  type KernelFunc,
+  type NamedTensorInfoMap,
+  SplitV,
+  type SplitVAttrs,
+  type TensorInfo,
+  util,
+} from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm'; // registers the stock kernels captured below
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf, scratchOn, writeInts } from './module.js';
@@ -29,8 +40,14 @@ function concat(args: KernelArgs): TensorInfo {
   if (parts.length < 2 || inputs.some((t) => t.dtype !== 'float32'))
     return stockConcat(args as Parameters<KernelFunc>[0]) as TensorInfo;
   const $axis = util.parseAxisParam(axis, inputs[0]!.shape)[0]!;
-  backend_util.assertParamsConsistent(inputs.map((t) => t.shape), $axis);
-  const outShape = backend_util.computeOutShape(inputs.map((t) => t.shape), $axis);
+  backend_util.assertParamsConsistent(
+    inputs.map((t) => t.shape),
+    $axis,
+  );
+  const outShape = backend_util.computeOutShape(
+    inputs.map((t) => t.shape),
+    $axis,
+  );
   const rows = sizeOf(outShape.slice(0, $axis));
   const widths = parts.map((t) => sizeOf(t.shape.slice($axis)));
   const k = kernelsOn(backend);
@@ -43,12 +60,15 @@ function concat(args: KernelArgs): TensorInfo {
 
 function splitV(args: KernelArgs): TensorInfo[] {
   const backend = args.backend as BackendWasm;
-  const x = args.inputs['x'];
+  const x = args.inputs.x;
   if (!x) throw new Error(`${SplitV}: missing input 'x'`);
   const { numOrSizeSplits, axis } = args.attrs as unknown as SplitVAttrs;
   const $axis = util.parseAxisParam(axis, x.shape)[0]!;
-  const sizes = backend_util.prepareSplitSize(x as Parameters<typeof backend_util.prepareSplitSize>[0],
-    numOrSizeSplits, $axis);
+  const sizes = backend_util.prepareSplitSize(
+    x as Parameters<typeof backend_util.prepareSplitSize>[0],
+    numOrSizeSplits,
+    $axis,
+  );
   if (x.dtype !== 'float32' || sizes.length < 2 || sizes.some((s) => s <= 0) || sizeOf(x.shape) === 0)
     return stockSplitV(args as Parameters<KernelFunc>[0]) as TensorInfo[];
   const rows = sizeOf(x.shape.slice(0, $axis));

@@ -4,8 +4,16 @@
 // stride-1 layers) is fewer multiplies: Winograd needs 16 per 2x2 output tile and channel pair instead of 36,
 // and measured 1.3-2.2x XNNPACK's time at HarDNet68's wide layers @224 (docs/bench_model.md). Any padding tfjs
 // accepts ('same', 'valid', numbers, explicit) arrives as computeConv2DInfo's top/left offsets.
-import { backend_util, Conv2D, type Conv2DAttrs, getKernel, type KernelConfig, type KernelFunc,
-  type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import {
+  backend_util,
+  Conv2D,
+  type Conv2DAttrs,
+  getKernel,
+  type KernelConfig,
+  type KernelFunc,
+  type NamedTensorInfoMap,
+  type TensorInfo,
+} from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-wasm'; // registers the stock kernel captured below
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf, scratchOn } from './module.js';
@@ -21,9 +29,20 @@ export const WINOGRAD = { enabled: true };
  * 4x4 (HarDNet at 32x32 input ends at 2x2 and 1x1), where most of each 2x2 tile lies outside the image.
  */
 export function useWinograd(info: backend_util.Conv2DInfo, inC: number, outC: number): boolean {
-  return WINOGRAD.enabled && info.dataFormat === 'channelsLast' && info.filterHeight === 3 && info.filterWidth === 3
-    && info.strideHeight === 1 && info.strideWidth === 1 && info.dilationHeight === 1 && info.dilationWidth === 1
-    && inC >= 32 && outC >= 32 && info.outHeight >= 4 && info.outWidth >= 4;
+  return (
+    WINOGRAD.enabled &&
+    info.dataFormat === 'channelsLast' &&
+    info.filterHeight === 3 &&
+    info.filterWidth === 3 &&
+    info.strideHeight === 1 &&
+    info.strideWidth === 1 &&
+    info.dilationHeight === 1 &&
+    info.dilationWidth === 1 &&
+    inC >= 32 &&
+    outC >= 32 &&
+    info.outHeight >= 4 &&
+    info.outWidth >= 4
+  );
 }
 
 const stockConfig = getKernel(Conv2D, 'wasm');
@@ -37,18 +56,40 @@ function conv2D(args: KernelArgs): TensorInfo {
   const x = requireInput(args.inputs, 'x', Conv2D);
   const filter = requireInput(args.inputs, 'filter', Conv2D);
   const { strides, pad, dataFormat, dilations, dimRoundingMode } = args.attrs as unknown as Conv2DAttrs;
-  const info = backend_util.computeConv2DInfo(x.shape as [number, number, number, number],
-    filter.shape as [number, number, number, number], strides, dilations, pad, dimRoundingMode, false,
-    backend_util.convertConv2DDataFormat(dataFormat));
+  const info = backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number],
+    filter.shape as [number, number, number, number],
+    strides,
+    dilations,
+    pad,
+    dimRoundingMode,
+    false,
+    backend_util.convertConv2DDataFormat(dataFormat),
+  );
   if (x.dtype !== 'float32' || filter.dtype !== 'float32' || !useWinograd(info, info.inChannels, info.outChannels))
     return stock.kernelFunc(args as Parameters<KernelFunc>[0]) as TensorInfo;
   const k = kernelsOn(backend);
   const out = backend.makeOutput(info.outShape, 'float32');
-  const scratch = scratchOn(backend, k.winograd_scratch_bytes(info.batchSize, info.outHeight, info.outWidth,
-    info.inChannels, info.outChannels));
-  k.conv3x3_winograd(offsetOf(backend, x), offsetOf(backend, filter), offsetOf(backend, out), info.batchSize,
-    info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels,
-    info.padInfo.top, info.padInfo.left, 0, scratch);
+  const scratch = scratchOn(
+    backend,
+    k.winograd_scratch_bytes(info.batchSize, info.outHeight, info.outWidth, info.inChannels, info.outChannels),
+  );
+  k.conv3x3_winograd(
+    offsetOf(backend, x),
+    offsetOf(backend, filter),
+    offsetOf(backend, out),
+    info.batchSize,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+    info.outHeight,
+    info.outWidth,
+    info.outChannels,
+    info.padInfo.top,
+    info.padInfo.left,
+    0,
+    scratch,
+  );
   return out;
 }
 

@@ -2,8 +2,14 @@
 // at HarDNet shapes (vs ~26 for the forward conv), so this replaces it with dcol = dy * W^T as
 // a packed SIMD GEMM followed by a vectorised col2im (native/kernels/conv_grad.c), and 3x3 stride-1 ones as a
 // Winograd convolution of dy with the flipped filter (native/kernels/winograd.c; see conv2d.ts).
-import { backend_util, Conv2DBackpropInput, type Conv2DBackpropInputAttrs, type KernelConfig,
-  type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import {
+  backend_util,
+  Conv2DBackpropInput,
+  type Conv2DBackpropInputAttrs,
+  type KernelConfig,
+  type NamedTensorInfoMap,
+  type TensorInfo,
+} from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf, scratchOn } from './module.js';
 import { checkConvInfo, checkFloat32, checkShape, requireInput } from './tensors.js';
@@ -14,8 +20,16 @@ function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknow
   const dy = requireInput(args.inputs, 'dy', Conv2DBackpropInput);
   const filter = requireInput(args.inputs, 'filter', Conv2DBackpropInput);
   const { strides, pad, dataFormat, dimRoundingMode, inputShape } = args.attrs as unknown as Conv2DBackpropInputAttrs;
-  const info = backend_util.computeConv2DInfo(inputShape, filter.shape as [number, number, number, number], strides, 1,
-    pad, dimRoundingMode, false, backend_util.convertConv2DDataFormat(dataFormat));
+  const info = backend_util.computeConv2DInfo(
+    inputShape,
+    filter.shape as [number, number, number, number],
+    strides,
+    1,
+    pad,
+    dimRoundingMode,
+    false,
+    backend_util.convertConv2DDataFormat(dataFormat),
+  );
   checkConvInfo(info, Conv2DBackpropInput);
   checkShape(dy.shape, info.outShape, Conv2DBackpropInput, 'dy');
   checkFloat32(dy, Conv2DBackpropInput, 'dy');
@@ -25,17 +39,48 @@ function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknow
   const out = backend.makeOutput(inputShape, 'float32');
   if (useWinograd(info, info.outChannels, info.inChannels)) {
     // dx is a 3x3 stride-1 conv of dy with the filter flipped and its channel axes swapped, padded by 2 - pad
-    const scratch = scratchOn(backend, k.winograd_scratch_bytes(info.batchSize, info.inHeight, info.inWidth,
-      info.outChannels, info.inChannels));
-    k.conv3x3_winograd(offsetOf(backend, dy), offsetOf(backend, filter), offsetOf(backend, out), info.batchSize,
-      info.outHeight, info.outWidth, info.outChannels, info.inHeight, info.inWidth, info.inChannels,
-      2 - info.padInfo.top, 2 - info.padInfo.left, 1, scratch);
+    const scratch = scratchOn(
+      backend,
+      k.winograd_scratch_bytes(info.batchSize, info.inHeight, info.inWidth, info.outChannels, info.inChannels),
+    );
+    k.conv3x3_winograd(
+      offsetOf(backend, dy),
+      offsetOf(backend, filter),
+      offsetOf(backend, out),
+      info.batchSize,
+      info.outHeight,
+      info.outWidth,
+      info.outChannels,
+      info.inHeight,
+      info.inWidth,
+      info.inChannels,
+      2 - info.padInfo.top,
+      2 - info.padInfo.left,
+      1,
+      scratch,
+    );
     return out;
   }
   const scratch = scratchOn(backend, k.conv_backprop_input_scratch_bytes(kDim, info.outChannels));
-  k.conv_backprop_input(offsetOf(backend, dy), offsetOf(backend, filter), offsetOf(backend, out), info.batchSize,
-    info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels, info.filterHeight,
-    info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left, scratch);
+  k.conv_backprop_input(
+    offsetOf(backend, dy),
+    offsetOf(backend, filter),
+    offsetOf(backend, out),
+    info.batchSize,
+    info.inHeight,
+    info.inWidth,
+    info.inChannels,
+    info.outHeight,
+    info.outWidth,
+    info.outChannels,
+    info.filterHeight,
+    info.filterWidth,
+    info.strideHeight,
+    info.strideWidth,
+    info.padInfo.top,
+    info.padInfo.left,
+    scratch,
+  );
   return out;
 }
 

@@ -15,31 +15,158 @@ import { KERNELS_WASM_BASE64 } from './kernels_wasm.js';
 export interface KernelExports {
   __stack_pointer: WebAssembly.Global;
   winograd_scratch_bytes(n: number, oh: number, ow: number, ci: number, co: number): number;
-  conv3x3_winograd(x: number, w: number, y: number, n: number, h: number, wd: number, ci: number, oh: number,
-    ow: number, co: number, pt: number, pl: number, flip: number, scratch: number): void;
+  conv3x3_winograd(
+    x: number,
+    w: number,
+    y: number,
+    n: number,
+    h: number,
+    wd: number,
+    ci: number,
+    oh: number,
+    ow: number,
+    co: number,
+    pt: number,
+    pl: number,
+    flip: number,
+    scratch: number,
+  ): void;
   winograd_filter_scratch_bytes(n: number, oh: number, ow: number, ci: number, co: number): number;
-  conv3x3_winograd_filter(x: number, dy: number, dw: number, n: number, h: number, wd: number, ci: number,
-    oh: number, ow: number, co: number, pt: number, pl: number, scratch: number): void;
+  conv3x3_winograd_filter(
+    x: number,
+    dy: number,
+    dw: number,
+    n: number,
+    h: number,
+    wd: number,
+    ci: number,
+    oh: number,
+    ow: number,
+    co: number,
+    pt: number,
+    pl: number,
+    scratch: number,
+  ): void;
   conv_backprop_filter_scratch_bytes(co: number): number;
-  conv_backprop_filter(x: number, dy: number, dw: number, n: number, h: number, w: number, ci: number,
-    oh: number, ow: number, co: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number,
-    scratch: number): void;
+  conv_backprop_filter(
+    x: number,
+    dy: number,
+    dw: number,
+    n: number,
+    h: number,
+    w: number,
+    ci: number,
+    oh: number,
+    ow: number,
+    co: number,
+    kh: number,
+    kw: number,
+    sh: number,
+    sw: number,
+    pt: number,
+    pl: number,
+    scratch: number,
+  ): void;
   conv_backprop_input_scratch_bytes(k: number, co: number): number;
-  conv_backprop_input(dy: number, w: number, dx: number, n: number, h: number, wd: number, ci: number,
-    oh: number, ow: number, co: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number,
-    scratch: number): void;
-  depthwise_backprop_input(dy: number, w: number, dx: number, n: number, h: number, wd: number, c: number,
-    oh: number, ow: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number): void;
-  depthwise_backprop_filter(x: number, dy: number, dw: number, n: number, h: number, w: number, c: number,
-    oh: number, ow: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number): void;
+  conv_backprop_input(
+    dy: number,
+    w: number,
+    dx: number,
+    n: number,
+    h: number,
+    wd: number,
+    ci: number,
+    oh: number,
+    ow: number,
+    co: number,
+    kh: number,
+    kw: number,
+    sh: number,
+    sw: number,
+    pt: number,
+    pl: number,
+    scratch: number,
+  ): void;
+  depthwise_backprop_input(
+    dy: number,
+    w: number,
+    dx: number,
+    n: number,
+    h: number,
+    wd: number,
+    c: number,
+    oh: number,
+    ow: number,
+    kh: number,
+    kw: number,
+    sh: number,
+    sw: number,
+    pt: number,
+    pl: number,
+  ): void;
+  depthwise_backprop_filter(
+    x: number,
+    dy: number,
+    dw: number,
+    n: number,
+    h: number,
+    w: number,
+    c: number,
+    oh: number,
+    ow: number,
+    kh: number,
+    kw: number,
+    sh: number,
+    sw: number,
+    pt: number,
+    pl: number,
+  ): void;
   concat_rows(out: number, ins: number, widths: number, k: number, rows: number): void;
   split_rows(x: number, outs: number, widths: number, k: number, rows: number): void;
-  maxpool_backprop(x: number, dy: number, dx: number, n: number, h: number, w: number, c: number, oh: number,
-    ow: number, kh: number, kw: number, sh: number, sw: number, pt: number, pl: number): void;
-  bn_train_forward(xy: number, gamma: number, beta: number, mean: number, variance: number, m: number, c: number,
-    eps: number, relu6: number, scratch: number): void;
-  bn_train_backward(x: number, dydx: number, gamma: number, beta: number, mean: number, variance: number,
-    dgamma: number, dbeta: number, m: number, c: number, eps: number, relu6: number, scratch: number): void;
+  maxpool_backprop(
+    x: number,
+    dy: number,
+    dx: number,
+    n: number,
+    h: number,
+    w: number,
+    c: number,
+    oh: number,
+    ow: number,
+    kh: number,
+    kw: number,
+    sh: number,
+    sw: number,
+    pt: number,
+    pl: number,
+  ): void;
+  bn_train_forward(
+    xy: number,
+    gamma: number,
+    beta: number,
+    mean: number,
+    variance: number,
+    m: number,
+    c: number,
+    eps: number,
+    relu6: number,
+    scratch: number,
+  ): void;
+  bn_train_backward(
+    x: number,
+    dydx: number,
+    gamma: number,
+    beta: number,
+    mean: number,
+    variance: number,
+    dgamma: number,
+    dbeta: number,
+    m: number,
+    c: number,
+    eps: number,
+    relu6: number,
+    scratch: number,
+  ): void;
 }
 
 const STACK_BYTES = 64 * 1024;
@@ -58,7 +185,8 @@ export function wasmSectionIds(bytes: Uint8Array): number[] {
   while (at < bytes.length) {
     const id = bytes[at++]!;
     let size = 0;
-    for (let shift = 0; ; shift += 7) { // unsigned LEB128
+    for (let shift = 0; ; shift += 7) {
+      // unsigned LEB128
       const b = bytes[at++]!;
       size += (b & 0x7f) * 2 ** shift;
       if (b < 0x80) break;
@@ -75,7 +203,9 @@ export function kernelModule(): WebAssembly.Module {
     const bytes = Buffer.from(KERNELS_WASM_BASE64, 'base64');
     const writes = wasmSectionIds(bytes).filter((id) => id === 8 || id === 11);
     if (writes.length > 0) {
-      throw new Error(`wasm training kernels: kernels_wasm.ts holds a module with a ${writes.includes(11) ? 'data section' : 'start function'}, which would write into tfjs-backend-wasm's heap; rebuild it with native/kernels/build.sh`);
+      throw new Error(
+        `wasm training kernels: kernels_wasm.ts holds a module with a ${writes.includes(11) ? 'data section' : 'start function'}, which would write into tfjs-backend-wasm's heap; rebuild it with native/kernels/build.sh`,
+      );
     }
     compiled = new WebAssembly.Module(bytes);
   }
@@ -101,12 +231,16 @@ const heapOf = (backend: BackendWasm) => backend.wasm as unknown as EmscriptenHe
 function memoryOf(backend: BackendWasm): WebAssembly.Memory {
   const memory = heapOf(backend).asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) {
-    throw new Error('wasm training kernels: this tfjs-backend-wasm build does not expose its WebAssembly.Memory (Module.asm.memory)');
+    throw new Error(
+      'wasm training kernels: this tfjs-backend-wasm build does not expose its WebAssembly.Memory (Module.asm.memory)',
+    );
   }
   // Node gets the single-threaded SIMD build (tfjs reports no multithread support there); the threaded one's
   // memory is shared, which this module (built without -matomics) cannot import
   if (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer) {
-    throw new Error('wasm training kernels: tfjs-backend-wasm runs its multi-threaded build (shared memory), which these kernels do not support');
+    throw new Error(
+      'wasm training kernels: tfjs-backend-wasm runs its multi-threaded build (shared memory), which these kernels do not support',
+    );
   }
   return memory;
 }
@@ -114,7 +248,8 @@ function memoryOf(backend: BackendWasm): WebAssembly.Memory {
 /** tfjs's malloc as an unsigned byte offset (above 2 GiB Emscripten returns it as a negative int32), never 0 */
 function malloc(backend: BackendWasm, bytes: number, what: string): number {
   const pointer = heapOf(backend)._malloc(bytes) >>> 0;
-  if (pointer === 0) throw new Error(`wasm training kernels: tfjs-backend-wasm's heap has no room for the ${what} (${bytes} bytes)`);
+  if (pointer === 0)
+    throw new Error(`wasm training kernels: tfjs-backend-wasm's heap has no room for the ${what} (${bytes} bytes)`);
   return pointer;
 }
 
@@ -124,7 +259,7 @@ function bind(backend: BackendWasm): Binding {
   const memory = memoryOf(backend);
   const kernels = new WebAssembly.Instance(kernelModule(), { env: { memory } }).exports as unknown as KernelExports;
   // never freed: the instance lives as long as the backend (a new backend gets a new instance and region)
-  const stack = malloc(backend, STACK_BYTES, 'kernels\' stack');
+  const stack = malloc(backend, STACK_BYTES, "kernels' stack");
   kernels.__stack_pointer.value = Math.floor((stack + STACK_BYTES) / 16) * 16;
   binding = { memory, kernels, scratch: { pointer: 0, bytes: 0 } };
   bindings.set(backend, binding);
@@ -139,7 +274,8 @@ export function kernelsOn(backend: BackendWasm): KernelExports {
 /** Byte offset of a tensor's values in the backend's memory. */
 export function offsetOf(backend: BackendWasm, t: TensorInfo): number {
   const data = backend.dataIdMap.get(t.dataId);
-  if (!data) throw new Error(`wasm training kernels: tensor ${JSON.stringify(t.shape)} has no data on the wasm backend`);
+  if (!data)
+    throw new Error(`wasm training kernels: tensor ${JSON.stringify(t.shape)} has no data on the wasm backend`);
   return data.memoryOffset;
 }
 
@@ -154,7 +290,7 @@ export function scratchOn(backend: BackendWasm, bytes: number): number {
     if (b.scratch.pointer) heapOf(backend)._free(b.scratch.pointer);
     const size = Math.max(bytes, 2 * b.scratch.bytes);
     b.scratch = { pointer: 0, bytes: 0 }; // freed: if the malloc below throws, nothing points at the old region
-    b.scratch = { pointer: malloc(backend, size + ALIGN, 'kernels\' scratch space'), bytes: size };
+    b.scratch = { pointer: malloc(backend, size + ALIGN, "kernels' scratch space"), bytes: size };
   }
   return Math.ceil(b.scratch.pointer / ALIGN) * ALIGN;
 }

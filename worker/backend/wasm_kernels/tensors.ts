@@ -1,5 +1,5 @@
 // Shared plumbing for the kernels: checking inputs and attributes.
-import { backend_util, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
+import type { backend_util, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 
 /** The kernels compute in float32 only; another dtype reaching one is a wiring bug worth a clear message. */
 export function checkFloat32(t: TensorInfo, kernel: string, name: string): void {
