@@ -2,7 +2,7 @@
  * Python literals. PaddleClas runs ast.literal_eval on every string; no JS library parses Python literal syntax
  * (single-quoted strings, True/False/None, tuples, 1_000, 0o17), so this small recursive-descent parser does.
  */
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 
 const NUMBER_RE = new RegExp(
   '^(?:' +

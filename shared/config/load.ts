@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { dump, load, YAML11_SCHEMA } from 'js-yaml';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 import { isMap, typeLiterals } from './literal.js';
 import { applyOverride, describe } from './overrides.js';
 import type { LoadOptions, TrainConfig } from './schema.js';

@@ -1,5 +1,5 @@
 /** `-o KEY=VALUE` overrides, applied to the raw tree as ppcls/utils/config.py does. */
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 import { isMap, parsePythonLiteral } from './literal.js';
 import { isKnownPath, TOP_LEVEL_KEYS } from './schema.js';
 import { nearSpelling } from '../closest.js';

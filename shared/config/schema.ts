@@ -1,5 +1,5 @@
 /** The config's shape: the typed TrainConfig the loop reads, its key names and PaddleClas's defaults. */
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 
 export { ConfigError };
 

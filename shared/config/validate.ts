@@ -2,7 +2,7 @@
 import * as path from 'node:path';
 import { nearSpelling } from '../closest.js';
 import { modelNameProblem } from '../model_names.js';
-import { ConfigError } from './errors.js';
+import { ConfigError } from '../errors.js';
 import { evalScale, isMap } from './literal.js';
 import { describe } from './overrides.js';
 import {

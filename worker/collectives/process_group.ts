@@ -209,7 +209,7 @@ export class RingGroup implements ProcessGroup {
         shared = codec.sharedMemory && this.link.sharedMemoryFor(parity, 2 * (N - 1) * Math.ceil(n / N) * 4);
       }
       const io: RingIo = {
-        outbox: new Outbox(this.link, ctx, codec, shared, parity, (frames, sharedBytes) => {
+        outbox: new Outbox(this.link, ctx, codec.dtype, shared, parity, (frames, sharedBytes) => {
           this.bytesSent.allReduce += sharedBytes;
           return this.send('allReduce', frames, ctx);
         }),

@@ -97,7 +97,8 @@ export class Outbox {
   constructor(
     private readonly link: RingLink,
     private readonly ctx: OpContext,
-    private readonly codec: WireCodec,
+    /** the wire dtype code the headers announce */
+    private readonly dtype: number,
     /** true: payloads go into our file of this call's parity and the message carries only the header */
     readonly shared: boolean,
     private readonly parity: number,
@@ -107,12 +108,11 @@ export class Outbox {
   /** Announce one payload; in shared memory it is first written at the running offset unless the sum already put it there. */
   send(op: number, index: number, bytes: Uint8Array, written = false): Promise<void> {
     const { link, ctx } = this;
-    if (!this.shared)
-      return this.sendFrames([link.header(op, this.codec.dtype, ctx.seq, index, bytes.length), bytes], 0);
+    if (!this.shared) return this.sendFrames([link.header(op, this.dtype, ctx.seq, index, bytes.length), bytes], 0);
     if (!written) link.writeShared(this.parity, bytes, this.position, ctx);
     this.position += bytes.length;
     return this.sendFrames(
-      [link.header(op, this.codec.dtype, ctx.seq, index, bytes.length, FLAG_SHARED_MEMORY), EMPTY],
+      [link.header(op, this.dtype, ctx.seq, index, bytes.length, FLAG_SHARED_MEMORY), EMPTY],
       bytes.length,
     );
   }
