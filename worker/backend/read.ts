@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 
 export function copyInto(t: tf.Tensor, dst: Float32Array, offset: number): void {
-  if (t.dtype !== 'float32') throw new Error(`copyInto: tensor of dtype ${t.dtype}, expected float32`);
+  if (t.dtype !== 'float32') throw new TypeError(`copyInto: tensor of dtype ${t.dtype}, expected float32`);
   if (offset + t.size > dst.length)
     throw new RangeError(`copyInto: ${t.size} values at ${offset} do not fit in ${dst.length}`);
   if (tf.getBackend() === 'wasm') {

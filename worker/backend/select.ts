@@ -4,6 +4,7 @@
 // a GPU, their absence is a reason for `auto` to fall back; with a GPU assigned, or asked for by
 // name, it is an error.
 import * as tf from '@tensorflow/tfjs-core';
+import { UsageError } from '../../shared/errors.js';
 // Training needs gradients whichever backend runs; see the module for why it is needed.
 import './register_gradients.js';
 
@@ -36,14 +37,17 @@ export const NODE_CPU = '@tensorflow/tfjs-node';
 /** libtensorflow 2.9.1 (tfjs-node 4.22's scripts/deps-constants.js) is built against these */
 export const CUDA_REQUIREMENT = 'CUDA 11.2 and cuDNN 8.1';
 
-/** A worker that was given a GPU cannot use it: it stops instead of training on the CPU unnoticed. */
-export class GpuUnavailableError extends Error {
+/**
+ * A worker that was given a GPU cannot use it: it stops instead of training on the CPU unnoticed. A usage error
+ * (exit 2), like the launcher's own check before any worker starts (launcher/gpu_backend.ts): the installation or
+ * the CUDA libraries have to change, so the agent does not restart the worker into the same failure.
+ */
+export class GpuUnavailableError extends UsageError {
   constructor(
     message: string,
     readonly rank: number | undefined,
   ) {
     super(message);
-    this.name = 'GpuUnavailableError';
   }
 }
 
@@ -62,8 +66,10 @@ async function loadNative(pkg: string, importPackage: (pkg: string) => Promise<u
   }
 }
 
+// A backend that is not installed, does not load or does not initialise is a usage error (exit 2) like a missing
+// GPU package: a restart meets the same installation, and the message says what to install or choose instead.
 async function activate(name: string): Promise<void> {
-  if (!(await tf.setBackend(name))) throw new Error(`backend '${name}' is registered but failed to initialise`);
+  if (!(await tf.setBackend(name))) throw new UsageError(`backend '${name}' is registered but failed to initialise`);
   await tf.ready();
 }
 
@@ -82,7 +88,7 @@ async function activateWasm(): Promise<void> {
  */
 export async function selectBackend(requested: BackendRequest, opts: SelectBackendOptions): Promise<SelectedBackend> {
   if (!BACKEND_REQUESTS.includes(requested))
-    throw new Error(`unknown backend '${String(requested)}': expected one of ${BACKEND_REQUESTS.join(', ')}`);
+    throw new UsageError(`unknown backend '${String(requested)}': expected one of ${BACKEND_REQUESTS.join(', ')}`);
   const importPackage = opts.importPackage ?? ((pkg: string) => import(pkg));
   const who = `rank ${opts.rank ?? 0}`;
   const cuda = `CUDA_VISIBLE_DEVICES=${opts.visibleDevices ?? process.env.CUDA_VISIBLE_DEVICES ?? '(unset)'}`;
@@ -150,7 +156,7 @@ export async function selectBackend(requested: BackendRequest, opts: SelectBacke
         device: 'CPU (libtensorflow)',
       };
     } else if (requested === 'tensorflow') {
-      throw new Error(
+      throw new UsageError(
         `backend 'tensorflow' cannot load (${failures.join('; ')}): install it with ` +
           `\`npm install ${NODE_CPU}\` (CPU) or \`npm install ${NODE_GPU}\` (CUDA GPU), or choose backend 'wasm'`,
       );

@@ -96,7 +96,7 @@ export async function readPth(file: string): Promise<StateDict> {
     const h = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
     try {
       const st = await h.stat();
-      if (!st.isFile()) throw new Error('not a regular file');
+      if (!st.isFile()) throw new CheckpointError('not a regular file', file);
       buf = await h.readFile();
     } finally {
       await h.close();

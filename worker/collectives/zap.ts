@@ -90,6 +90,14 @@ async function serve(sock: zmq.Reply): Promise<void> {
 }
 
 /**
+ * Two registrations of one domain in one process that disagree on who is admitted. Domains are named after the
+ * job secret (zapDomainOf), so only a bug in the caller gets here: an internal error, not one of the user's.
+ */
+export class ZapDomainConflictError extends Error {
+  override name = 'ZapDomainConflictError';
+}
+
+/**
  * Start the process's ZAP handler if needed and admit on sockets of `domain` only connections that meet `expect`.
  * Call before binding: a socket bound without a handler in place admits everybody.
  */
@@ -97,7 +105,7 @@ export async function registerZapDomain(domain: string, expect: ZapExpectation):
   const e = expectationOf(expect);
   const had = domains.get(domain);
   if (had !== undefined && had.key !== e.key)
-    throw new Error(`ZAP domain ${domain} is already registered with other credentials`);
+    throw new ZapDomainConflictError(`ZAP domain ${domain} is already registered with other credentials`);
   domains.set(domain, { ...e, refs: (had?.refs ?? 0) + 1 });
   if (handler === undefined) {
     const sock = new zmq.Reply({ linger: 0 });

@@ -3,7 +3,8 @@
  * evaluates its shard; metrics are summed over workers), printing the valid lines and the END line.
  */
 import { readWorkerEnv } from '../../shared/env.js';
-import { loadConfig } from '../../shared/config.js';
+import { loadConfig, quickstartConfigPath } from '../../shared/config.js';
+import { ConfigError } from '../../shared/errors.js';
 import { createWorkerLogger, validLine } from '../../shared/log_format.js';
 import { mixSeed } from '../../shared/rng.js';
 import { selectBackend } from '../backend/select.js';
@@ -24,7 +25,11 @@ export async function evalCommand(o: EvalOptions): Promise<number> {
   const log = createWorkerLogger({ rank: env.rank, level: 'info' });
   const cfg = loadConfig(o.config, o.override, { warn: (m) => log.warn(m), worldSize: env.worldSize, mode: 'valid' });
   if (!cfg.pretrained_model)
-    throw new Error('eval: set the weights with -o pretrained_model=<.pth file or checkpoint directory>');
+    throw new ConfigError(
+      'eval: set the weights with -o pretrained_model=<.pth file or checkpoint directory>',
+      o.config ?? quickstartConfigPath(),
+      'pretrained_model',
+    );
   // use_gpu: False runs on the CPU on purpose even with a GPU assigned (PaddleClas's switch)
   await selectBackend(cfg.backend, {
     gpuAssigned: env.selectedGpus !== '' && cfg.use_gpu,

@@ -23,6 +23,7 @@ import * as fs from 'node:fs/promises';
 import sharp from 'sharp';
 import { Mulberry32, mixSeed, type Rng } from '../../shared/rng.js';
 import { DEFAULT_MAX_IMAGE_PIXELS } from '../../shared/config.js';
+import { ConfigError, DataError } from '../../shared/errors.js';
 import { autoAugmentImageNet } from './autoaugment.js';
 import type { ImageCache } from './decode_cache.js';
 import { chwToHwc, flipRaw, hwcToChw, rawToFloat, type FloatImage, type RawImage } from './image.js';
@@ -102,7 +103,12 @@ interface PendingImage {
 
 type Img = PendingImage | RawImage | FloatImage;
 
-export class TransformError extends Error {}
+/**
+ * A sample the transforms cannot use (unreadable, undecodable, too large, too small for a crop): a data error
+ * naming its file where there is one; the loader logs and replaces it like any bad sample. A transforms list
+ * that cannot work at all is a ConfigError instead, thrown when it is built.
+ */
+export class TransformError extends DataError {}
 
 /**
  * sharp's own default (268 megapixels) lets one small, highly compressed PNG take gigabytes and seconds to
@@ -111,7 +117,9 @@ export class TransformError extends Error {}
 function checkPixels(file: string, width: number, height: number, limit: number): void {
   if (width * height > limit) {
     throw new TransformError(
-      `${file}: ${width}x${height} is ${width * height} pixels, more than max_image_pixels (${limit}); raise that config key to accept such images`,
+      `${file}: ${width}x${height} is ${width * height} pixels, more than max_image_pixels (${limit}); ` +
+        'raise that config key to accept such images',
+      file,
     );
   }
 }
@@ -126,11 +134,11 @@ async function decodePending(input: Buffer, file: string, maxPixels: number): Pr
   try {
     meta = await sharp(input, { limitInputPixels: maxPixels }).metadata();
   } catch (e) {
-    throw new TransformError(`cannot decode ${file}: ${(e as Error).message}`);
+    throw new TransformError(`cannot decode ${file}: ${(e as Error).message}`, file);
   }
   const width = meta.autoOrient?.width ?? meta.width;
   const height = meta.autoOrient?.height ?? meta.height;
-  if (!width || !height) throw new TransformError(`cannot decode ${file}: no image size in its header`);
+  if (!width || !height) throw new TransformError(`cannot decode ${file}: no image size in its header`, file);
   checkPixels(file, width, height, maxPixels);
   return { kind: 'pending', input, path: file, width, height, maxPixels };
 }
@@ -151,8 +159,9 @@ async function decodeWithSharp(img: PendingImage): Promise<RawImage> {
   try {
     const { data, info } = await s.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3 || info.width !== img.width || info.height !== img.height) {
-      throw new Error(
+      throw new TransformError(
         `decoded to ${info.width}x${info.height}x${info.channels}, expected ${img.width}x${img.height}x3`,
+        img.path,
       );
     }
     return {
@@ -162,7 +171,7 @@ async function decodeWithSharp(img: PendingImage): Promise<RawImage> {
       height: info.height,
     };
   } catch (e) {
-    throw new TransformError(`cannot decode ${img.path}: ${(e as Error).message}`);
+    throw new TransformError(`cannot decode ${img.path}: ${(e as Error).message}`, img.path);
   }
 }
 
@@ -224,7 +233,7 @@ export function roundHalfEven(x: number): number {
 export function parseScale(v: unknown): number {
   if (typeof v === 'number') return v;
   if (typeof v !== 'string')
-    throw new TransformError(`NormalizeImage.scale must be a number or "a/b", got ${JSON.stringify(v)}`);
+    throw new ConfigError(`NormalizeImage.scale must be a number or "a/b", got ${JSON.stringify(v)}`);
   const num = String.raw`\s*([0-9]*\.?[0-9]*(?:[eE][-+]?[0-9]+)?)\s*`;
   const m = new RegExp(`^${num}(?:([/*])${num})?$`).exec(v);
   const a = m ? Number(m[1]) : NaN;
@@ -237,7 +246,7 @@ export function parseScale(v: unknown): number {
     Number.isNaN(b) ||
     (m[2] && (m[3] === '' || m[3] === '.'))
   ) {
-    throw new TransformError(`NormalizeImage.scale ${JSON.stringify(v)} is not a number or "a/b"`);
+    throw new ConfigError(`NormalizeImage.scale ${JSON.stringify(v)} is not a number or "a/b"`);
   }
   return m[2] === '*' ? a * b : a / b;
 }
@@ -246,12 +255,12 @@ function sizePair(v: unknown, op: string, key = 'size'): [number, number] {
   const ok = (n: unknown): n is number => typeof n === 'number' && Number.isInteger(n) && n > 0;
   if (ok(v)) return [v, v];
   if (Array.isArray(v) && v.length === 2 && ok(v[0]) && ok(v[1])) return [v[0], v[1]];
-  throw new TransformError(`${op}.${key} must be a positive integer or [w, h], got ${JSON.stringify(v)}`);
+  throw new ConfigError(`${op}.${key} must be a positive integer or [w, h], got ${JSON.stringify(v)}`);
 }
 
 function numberList(v: unknown, n: number, op: string, key: string): number[] {
   if (!Array.isArray(v) || v.length !== n || v.some((x) => typeof x !== 'number')) {
-    throw new TransformError(`${op}.${key} must be a list of ${n} numbers, got ${JSON.stringify(v)}`);
+    throw new ConfigError(`${op}.${key} must be a list of ${n} numbers, got ${JSON.stringify(v)}`);
   }
   return v as number[];
 }
@@ -292,7 +301,7 @@ function normalizeStep(p: Record<string, unknown>, writesOutput: boolean, fused:
   const mean = numberList(p.mean ?? [0.485, 0.456, 0.406], 3, 'NormalizeImage', 'mean');
   const std = numberList(p.std ?? [0.229, 0.224, 0.225], 3, 'NormalizeImage', 'std');
   std.forEach((s, i) => {
-    if (s === 0) throw new TransformError(`NormalizeImage.std[${i}] is 0`);
+    if (s === 0) throw new ConfigError(`NormalizeImage.std[${i}] is 0`);
   });
   const lutsFlat = Float32Array.from({ length: 768 }, (_, i) => ((i & 255) * scale - mean[i >> 8]) / std[i >> 8]);
   const luts = [0, 1, 2].map((c) => lutsFlat.subarray(c * 256, c * 256 + 256));
@@ -376,7 +385,7 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
       // DecodeImage itself happens when the sample is read (see buildTransforms); to_rgb / channel_first=False
       // are the only combination PaddleClas configs use, and what sharp gives.
       if (params.channel_first === true)
-        throw new TransformError('DecodeImage.channel_first=True is not supported; use ToCHWImage');
+        throw new ConfigError('DecodeImage.channel_first=True is not supported; use ToCHWImage');
       return (img) => img;
     case 'RandCropImage': {
       const [sw, sh] = sizePair(params.size, name);
@@ -391,7 +400,7 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
     case 'RandFlipImage': {
       const code = Number(params.flip_code ?? 1);
       if (![1, 0, -1].includes(code))
-        throw new TransformError(`RandFlipImage.flip_code must be 1, 0 or -1, got ${params.flip_code}`);
+        throw new ConfigError(`RandFlipImage.flip_code must be 1, 0 or -1, got ${params.flip_code}`);
       return async (img, { rng }) => {
         if (rng.randint(0, 1) !== 1) return img;
         // on a pending image the flip is recorded and done by whoever produces the pixels
@@ -403,7 +412,7 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
       if (params.resize_short !== undefined && params.resize_short !== null) {
         const short = Number(params.resize_short);
         if (!Number.isInteger(short) || short < 1)
-          throw new TransformError(`ResizeImage.resize_short must be a positive integer, got ${params.resize_short}`);
+          throw new ConfigError(`ResizeImage.resize_short must be a positive integer, got ${params.resize_short}`);
         return (img) => {
           const p = short / Math.min(img.width, img.height);
           return resize(img, roundHalfEven(img.width * p), roundHalfEven(img.height * p), name);
@@ -433,7 +442,7 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
     case 'RandomErasing':
       return randomErasingStep(params);
     default:
-      throw new TransformError(
+      throw new ConfigError(
         `unknown transform ${JSON.stringify(name)}; supported: DecodeImage, RandCropImage, RandFlipImage, ResizeImage, ` +
           'CropImage, NormalizeImage, ToCHWImage, AutoAugment, RandomErasing',
       );
@@ -451,15 +460,25 @@ export function sampleRng(seed: number, callSeed: number, file: string): Rng {
   return new Mulberry32(mixSeed(seed, callSeed, hashString(file)));
 }
 
+/**
+ * Throws ConfigError for a list or an op's settings that cannot work; its key is relative to the data section
+ * (`transforms`, `transforms.<i>.<op>`): the caller knows which section and file the list came from.
+ */
 export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {}): TransformFn {
-  if (!Array.isArray(ops) || ops.length === 0) throw new TransformError('transforms must be a non-empty list');
+  if (!Array.isArray(ops) || ops.length === 0)
+    throw new ConfigError('transforms must be a non-empty list', undefined, 'transforms');
   const names = ops.map((entry, i) => {
     const keys = entry && typeof entry === 'object' ? Object.keys(entry) : [];
     if (keys.length !== 1)
-      throw new TransformError(`transforms[${i}] must be a map with one op name, got ${JSON.stringify(entry)}`);
+      throw new ConfigError(
+        `transforms[${i}] must be a map with one op name, got ${JSON.stringify(entry)}`,
+        undefined,
+        `transforms.${i}`,
+      );
     return keys[0];
   });
-  if (names[0] !== 'DecodeImage') throw new TransformError(`transforms[0] must be DecodeImage, got ${names[0]}`);
+  if (names[0] !== 'DecodeImage')
+    throw new ConfigError(`transforms[0] must be DecodeImage, got ${names[0]}`, undefined, 'transforms.0');
   // NormalizeImage may write into the caller's buffer only if nothing after it changes the data
   // (ToCHWImage under channelsLast is a no-op)
   const lastNormalize = names.lastIndexOf('NormalizeImage');
@@ -474,7 +493,11 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
         normalizeIsFinal && i === lastNormalize,
       );
     } catch (e) {
-      throw new TransformError(`transforms[${i}] (${names[i]}): ${(e as Error).message}`);
+      throw new ConfigError(
+        `transforms[${i}] (${names[i]}): ${(e as Error).message}`,
+        undefined,
+        `transforms.${i}.${names[i]}`,
+      );
     }
   });
   const baseSeed = opts.seed ?? 0;
@@ -509,6 +532,7 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
       } catch (e) {
         throw new TransformError(
           `cannot read ${sample.path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+          sample.path,
         );
       }
     }
@@ -523,7 +547,7 @@ export function toNHWCBatch(images: TransformOutput[]): {
   data: Float32Array;
   shape: [number, number, number, number];
 } {
-  if (images.length === 0) throw new Error('toNHWCBatch: no images');
+  if (images.length === 0) throw new RangeError('toNHWCBatch: no images');
   const hwc = images.map((im) =>
     im.layout === 'HWC'
       ? im
@@ -544,7 +568,7 @@ export function toNHWCBatch(images: TransformOutput[]): {
   const out = new Float32Array(per * images.length);
   hwc.forEach((im, i) => {
     if (im.shape[0] !== h || im.shape[1] !== w || im.shape[2] !== c) {
-      throw new Error(`toNHWCBatch: image ${i} is ${im.shape.join('x')}, expected ${h}x${w}x${c}`);
+      throw new RangeError(`toNHWCBatch: image ${i} is ${im.shape.join('x')}, expected ${h}x${w}x${c}`);
     }
     out.set(im.data, i * per);
   });

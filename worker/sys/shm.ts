@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { shmJobDir } from '../../shared/env.js';
+import { UsageError } from '../../shared/errors.js';
 import { notPrivateDir } from './private_dir.js';
 
 export const SHM_ROOT = '/dev/shm';
@@ -44,13 +45,16 @@ export function shmUnavailable(jobId: string, root?: string): string | undefined
 /** open(2) flags that never follow a symlink at the last path component */
 export const NO_FOLLOW = fs.constants.O_NOFOLLOW;
 
-/** Throws unless `fd` is a regular file of this user, mode 0600 or stricter, with one name. */
+/**
+ * Throws unless `fd` is a regular file of this user, mode 0600 or stricter, with one name. A usage error (exit 2),
+ * like a secret file that is not private (launcher/secret_file.ts): the file was planted or left by someone else in
+ * the job's directory, and a restart of the worker would meet the same file.
+ */
 export function assertPrivateFile(fd: number, file: string): void {
   const st = fs.fstatSync(fd);
   if (!st.isFile() || st.uid !== process.getuid?.() || (st.mode & 0o077) !== 0 || st.nlink > 1) {
-    throw new Error(
-      `${file} is not a private file of this user (uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}, links ${st.nlink})`,
-    );
+    const mode = (st.mode & 0o777).toString(8);
+    throw new UsageError(`${file} is not a private file of this user (uid ${st.uid}, mode ${mode}, links ${st.nlink})`);
   }
 }
 
