@@ -168,8 +168,8 @@ for (const shape of [
   const gamma = tf.ones([c]) as tf.Tensor1D,
     beta = tf.zeros([c]) as tf.Tensor1D;
   // forward + backward of BN+ReLU6 as the model runs it (dy given); wasm kernels are
-  // synchronous, so the wall time to the gradients' return is the compute time (reading a 25 MB tensor back costs
-  // 7-150 ms of allocation noise on its own)
+  // synchronous, so the wall time to the gradients' return is the compute time (reading a 25 MB tensor back would
+  // add allocation noise of its own)
   const timeStep = (bn: (xx: tf.Tensor4D) => tf.Tensor) => {
     const step = () => {
       const gs = tf.grads((xx: tf.Tensor, _g: tf.Tensor, _b: tf.Tensor) => bn(xx as tf.Tensor4D))([x, gamma, beta], w);

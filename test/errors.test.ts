@@ -95,7 +95,7 @@ test('the CLI ends a usage error with one line and exit 2, a failed run with one
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test("the worker's own failures are of the kind that went wrong: settings exit 2, files name themselves, bugs are internal", async () => {
+test("the worker's failures are of the kind that went wrong: settings exit 2, files named, bugs internal", async () => {
   const exitOf = (e: unknown) => describeFailure(e).exitCode;
   // a backend that cannot run is a usage error (not restarted by the agent), like the launcher's own GPU check
   await assert.rejects(selectBackend('webgl' as 'wasm', { gpuAssigned: false, log: () => {} }), (e: Error) => {

@@ -2,9 +2,9 @@
  * Reading tensor values into a caller's Float32Array without the detours of the generic API.
  *
  * On tfjs-backend-wasm, dataSync() copies the tensor out of the module's heap into a new array (which the caller
- * then copies again) and data() adds a promise per tensor; reading ~240 gradient tensors a step that way cost
- * ~10 ms for HarDNet39ds, a view on the heap ~1 ms. The view is used at once and never kept: the heap may grow
- * (and its buffer be replaced) with the next allocation.
+ * then copies again) and data() adds a promise per tensor; a step reads ~240 gradient tensors, so a view on the
+ * heap saves two copies and a promise each (figures in docs/bench_model.md). The view is used at once and never
+ * kept: the heap may grow (and its buffer be replaced) with the next allocation.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';

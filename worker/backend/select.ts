@@ -113,8 +113,8 @@ export async function selectBackend(requested: BackendRequest, opts: SelectBacke
     if (!result.ok) {
       throw new GpuUnavailableError(
         `${who}: a GPU is assigned (${cuda}) but ${result.why}; backend '${requested}' does not fall back ` +
-          `to the CPU. Install it with \`npm install ${NODE_GPU}\` (needs ${CUDA_REQUIREMENT}), or train on the CPU on purpose ` +
-          `with -o backend=wasm or -o use_gpu=False`,
+          `to the CPU. Install it with \`npm install ${NODE_GPU}\` (needs ${CUDA_REQUIREMENT}), ` +
+          'or train on the CPU on purpose with -o backend=wasm or -o use_gpu=False',
         opts.rank,
       );
     }
@@ -124,9 +124,9 @@ export async function selectBackend(requested: BackendRequest, opts: SelectBacke
     if (native.isUsingGpuDevice !== true) {
       throw new GpuUnavailableError(
         `${who}: ${NODE_GPU} loaded but TensorFlow found no usable GPU (${cuda}); it would ` +
-          `train on the CPU. Likely cause: the CUDA libraries cannot be loaded or do not match (libtensorflow 2.9.1 ` +
-          `needs ${CUDA_REQUIREMENT}; check LD_LIBRARY_PATH and nvidia-smi, and run with TF_CPP_MIN_LOG_LEVEL=0 to see ` +
-          `TensorFlow's own reason), or the device id is not visible to this process`,
+          `train on the CPU. Likely cause: the CUDA libraries cannot be loaded or do not match (libtensorflow ` +
+          `2.9.1 needs ${CUDA_REQUIREMENT}; check LD_LIBRARY_PATH and nvidia-smi, and run with ` +
+          "TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own reason), or the device id is not visible to this process",
         opts.rank,
       );
     }

@@ -305,7 +305,8 @@ function legacyStorage(pid: unknown, roots: Map<string, StorageRef>): StorageRef
     const numel = Number(viewMeta[2]);
     if (!isCount(offset) || !isCount(numel) || offset + numel > root.numel) {
       throw new PthError(
-        `storage view ${describe(viewMeta[0])} (offset ${describe(offset)}, ${describe(numel)} elements) is not inside storage ${key} of ${root.numel} elements`,
+        `storage view ${describe(viewMeta[0])} (offset ${describe(offset)}, ${describe(numel)} elements) ` +
+          `is not inside storage ${key} of ${root.numel} elements`,
       );
     }
     return new StorageRef(dtype, key, numel, offset);

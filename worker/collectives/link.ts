@@ -1,7 +1,7 @@
 /**
- * The ring link of one rank: an authenticated (CURVE or PLAIN+ZAP, see SecurityMechanism) PULL socket bound on its own endpoint (fed by the predecessor) and a
- * PUSH socket connected to the successor's endpoint. Each process binds the socket it uses, so
- * there is no find-a-free-port-then-bind race.
+ * The ring link of one rank: an authenticated (CURVE or PLAIN+ZAP, see SecurityMechanism) PULL socket bound on
+ * its own endpoint (fed by the predecessor) and a PUSH socket connected to the successor's endpoint. Each process
+ * binds the socket it uses, so there is no find-a-free-port-then-bind race.
  *
  * Nothing may hang: every receive and send polls with a short socket timeout so that the collective's deadline,
  * the 60 s warning and a peer's disconnect (process death closes its sockets; a stopped process misses ZMTP
@@ -83,7 +83,7 @@ class RateLimitedWarning {
 
 /**
  * How a connection proves it belongs to the job. 'curve' (the default everywhere): CURVE keys from the job secret,
- * authenticated and encrypted, about 0.5 GB/s per stream here; on one host the allReduce payloads go through
+ * authenticated and encrypted, several times slower than a plain stream; on one host the allReduce payloads go through
  * shared memory, so only headers cross the sockets and the encryption costs nothing measurable. 'plain': PLAIN
  * credentials derived from the job secret, checked by a ZAP handler (authenticated, not encrypted; full speed),
  * for socket payloads on one host when shared memory is off and speed matters more than encryption.

@@ -5,10 +5,10 @@
  * the credentials derived from the job secret. One handler per process (the inproc address is fixed per context);
  * each bound group registers its domain and what it expects.
  *
- * Why PLAIN exists here at all: CURVE encrypts every byte, and measured on this 2-core box a CURVE stream moves
- * 0.5 GB/s against 3.9 GB/s without it, which alone would put all-reduce far below gloo. On one host (ipc://
- * in a 0700 directory) nobody can sniff the password, so authentication is enough; across hosts (tcp://)
- * CURVE stays the default.
+ * Why PLAIN exists here at all: CURVE encrypts every byte, which makes a stream several times slower than a plain
+ * one (docs/bench_allreduce.md) and alone would put a socket all-reduce far below gloo. On one host (ipc:// in a
+ * 0700 directory) nobody can sniff the password, so authentication is enough; across hosts (tcp://) CURVE stays
+ * the default.
  */
 import { createHash } from 'node:crypto';
 import * as zmq from 'zeromq';
@@ -47,7 +47,8 @@ export function plainCredentials(secret: JobSecret): PlainCredentials {
 
 /** The ZAP domain of a job's sockets: two groups of one job id with different secrets never share one. */
 export function zapDomainOf(secret: JobSecret): string {
-  return `hardnet-${secret.jobId}-${createHash('sha256').update(secret.curve.serverPublicKey).digest('hex').slice(0, 12)}`;
+  const server = createHash('sha256').update(secret.curve.serverPublicKey).digest('hex');
+  return `hardnet-${secret.jobId}-${server.slice(0, 12)}`;
 }
 
 function expectationOf(e: ZapExpectation): Omit<Domain, 'refs'> {

@@ -1,9 +1,9 @@
 /**
  * Decoded images kept in memory between epochs, for data sets whose images shrink to a fixed small size.
  *
- * Why: on small images (Fashion-MNIST, CIFAR) a sharp call costs ~1.5 ms whatever the size (libvips pipeline
- * set-up), several times the pixel work, and on two cores that competes with the model for CPU: a HarDNet39ds
- * step on 64 images at 32x32 took 170 ms of compute and another ~100 ms waiting for decoding. Only the
+ * Why: on small images (Fashion-MNIST, CIFAR) a sharp call costs about the same whatever the size (libvips pipeline
+ * set-up), several times the pixel work, and on two cores that competes with the model for CPU: a small model's
+ * step waited for decoding for a large part of its compute time (docs/bench_data.md). Only the
  * deterministic head of a transform list (DecodeImage, then ResizeImage / CropImage, which draw no random
  * numbers) is cached, as uint8 RGB after that head; the random ops after it (flips, crops, normalization) run
  * on every call. So a cached sample yields exactly the pixels an uncached one does (a test checks this).
@@ -57,6 +57,7 @@ export class DecodeCache implements ImageCache {
   }
 
   describe(): string {
-    return `${this.size} images (${(this.bytes / 1e6).toFixed(1)} MB) kept by this worker; since the start: hits ${this.hits}, misses ${this.misses}`;
+    const kept = `${this.size} images (${(this.bytes / 1e6).toFixed(1)} MB) kept by this worker`;
+    return `${kept}; since the start: hits ${this.hits}, misses ${this.misses}`;
   }
 }

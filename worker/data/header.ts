@@ -2,8 +2,8 @@
  * Image size (after EXIF orientation) read straight from JPEG and PNG headers.
  *
  * The loader needs every image's size before it plans crops and resizes; asking sharp (`metadata()`) costs a
- * libvips call per image, ~0.33 ms of the ~6 CPU-ms a 500x375 JPEG takes through the train transforms (measured
- * with bench:data). A header walk in JavaScript costs microseconds. Anything unusual (other formats, a PNG with an
+ * libvips call per image, a few percent of what the train transforms cost (docs/bench_data.md); a header walk in
+ * JavaScript costs far less. Anything unusual (other formats, a PNG with an
  * eXIf chunk, an unreadable header) returns undefined and the caller asks sharp instead, so this never decides
  * alone whether a file is an image.
  */

@@ -32,8 +32,8 @@ export interface Batch {
   indices: number[];
   /**
    * Hand `images` back for reuse once it has been copied (e.g. into a tensor on the wasm or tfjs-node
-   * backend; NOT while a cpu-backend tensor still wraps it). Optional, but on this machine first-touching a
-   * fresh 38 MB batch buffer costs ~2.6 ms per 224x224 image in page faults, more than decoding it.
+   * backend; NOT while a cpu-backend tensor still wraps it). Optional, but first-touching a fresh batch buffer
+   * of 224x224 images costs more in page faults than decoding them (docs/bench_data.md).
    */
   release: () => void;
 }

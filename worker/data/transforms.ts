@@ -443,8 +443,8 @@ function buildStep(name: string, params: Record<string, unknown>, opts: BuildOpt
       return randomErasingStep(params);
     default:
       throw new ConfigError(
-        `unknown transform ${JSON.stringify(name)}; supported: DecodeImage, RandCropImage, RandFlipImage, ResizeImage, ` +
-          'CropImage, NormalizeImage, ToCHWImage, AutoAugment, RandomErasing',
+        `unknown transform ${JSON.stringify(name)}; supported: DecodeImage, RandCropImage, RandFlipImage, ` +
+          'ResizeImage, CropImage, NormalizeImage, ToCHWImage, AutoAugment, RandomErasing',
       );
   }
 }

@@ -128,9 +128,9 @@ export function batchNormTrainOps(
 }
 
 /**
- * y = x W + b with a gradient that never asks for a transposed GEMM: the wasm backend's matMul runs at ~30
- * GFLOP/s plain but 1-2 GFLOP/s with transposeA/transposeB, while an explicit Transpose of the smaller operand
- * followed by a plain matMul costs a few milliseconds.
+ * y = x W + b with a gradient that never asks for a transposed GEMM: the wasm backend's matMul with
+ * transposeA/transposeB falls off its fast path (an order of magnitude slower; docs/bench_model.md), while an
+ * explicit Transpose of the smaller operand followed by a plain matMul stays on it.
  */
 export function linear(x: tf.Tensor2D, weight: tf.Tensor2D, bias: tf.Tensor1D): tf.Tensor2D {
   const f = tf.customGrad(((xIn: tf.Tensor, wIn: tf.Tensor, bIn: tf.Tensor, save: tf.GradSaveFunc) => {

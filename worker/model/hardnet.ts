@@ -98,9 +98,10 @@ export class HarDNet {
   /**
    * Fold batch statistics into the running statistics as PyTorch does (unbiased variance), and dispose them.
    * On wasm: computed on the values on the host in float32, each operation rounded like the tfjs ops this replaced
-   * (so the results are the same bits): as tfjs ops it cost ~8 kernel dispatches per BN layer, ~10 ms of a
-   * HarDNet39ds step. On every other backend (tfjs-node's 'tensorflow' above all) the same operations run as tfjs
-   * ops on the device: reading the statistics would be three blocking device-to-host copies per BN layer.
+   * (so the results are the same bits): as tfjs ops it cost ~8 kernel dispatches per BN layer, a visible part of a
+   * small model's step (docs/bench_model.md). On every other backend (tfjs-node's 'tensorflow' above all) the same
+   * operations run as tfjs ops on the device: reading the statistics would be three blocking device-to-host copies
+   * per BN layer.
    */
   updateBatchNormStats(stats: BatchStats[]): void {
     // ghost batch norm records one entry per group of a layer: the layer's update takes their size-weighted mean
