@@ -3,9 +3,8 @@
  *
  * The loader needs every image's size before it plans crops and resizes; asking sharp (`metadata()`) costs a
  * libvips call per image, a few percent of what the train transforms cost (docs/bench_data.md); a header walk in
- * JavaScript costs far less. Anything unusual (other formats, a PNG with an
- * eXIf chunk, an unreadable header) returns undefined and the caller asks sharp instead, so this never decides
- * alone whether a file is an image.
+ * JavaScript costs far less. Anything unusual (other formats, a PNG with an eXIf chunk, an unreadable header)
+ * returns undefined and the caller asks sharp instead, so this never decides alone whether a file is an image.
  */
 
 export interface ImageSize {

@@ -133,8 +133,8 @@ export class DataLoader implements AsyncIterable<Batch> {
       dropLast: o.dropLast,
     });
     this.prefetch = Math.max(1, o.prefetch ?? 2);
-    // libvips' operation cache never hits here (each file is decoded once per epoch, with a new crop) and
-    // costs ~5-15% CPU per image in bookkeeping; process-wide, which is right for a training worker
+    // libvips' operation cache never hits here (each file is decoded once per epoch, with a new crop) and only
+    // costs bookkeeping per image (docs/bench_data.md); process-wide, which is right for a training worker
     sharp.cache(false);
     const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
     this.slots = new Slots(Math.max(1, o.concurrency ?? Math.min(pool + 2, os.availableParallelism() * 4)));
