@@ -1,5 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { DataError } from '../shared/errors.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -120,6 +121,12 @@ test('bad samples are logged with path and line, replaced, counted per epoch; st
 
   const strict = new DataLoader({ samples, transforms: TRAIN, batchSize: 26, strictData: true, log: () => {} });
   await assert.rejects(collect(strict), /bad sample .*(truncated\.jpg|missing\.png).*strict_data/);
+  // the shared DataError, naming the file: the worker prints it as a data error, not as an internal one
+  await assert.rejects(collect(strict), (e: unknown) => {
+    assert.ok(e instanceof DataError, `${e}`);
+    assert.match(e.file ?? '', /(truncated\.jpg|missing\.png)$/);
+    return true;
+  });
 });
 
 test('loaderFromConfig: global batch_size split over workers, shards disjoint in validation', async () => {

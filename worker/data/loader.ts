@@ -12,6 +12,7 @@
  */
 import * as os from 'node:os';
 import sharp from 'sharp';
+import { ConfigError, DataError } from '../../shared/errors.js';
 import { Mulberry32, mixSeed } from '../../shared/rng.js';
 import type { Sample } from './dataset.js';
 import { loadFileList, shuffleLines } from './dataset.js';
@@ -68,8 +69,6 @@ export interface DataLoaderOptions {
   /** images with more pixels are bad samples (config max_image_pixels) */
   maxImagePixels?: number;
 }
-
-export class DataError extends Error {}
 
 /** How many consecutive replacement attempts before concluding the data set is unusable. */
 const MAX_REPLACEMENTS = 50;
@@ -182,11 +181,15 @@ export class DataLoader implements AsyncIterable<Batch> {
       } catch (e) {
         const where = s.line ? `line ${s.line}` : 'folder tree';
         const msg = `bad sample ${s.path} (${where}): ${(e as Error).message}`;
-        if (this.strict) throw new DataError(`${msg} (strict_data is set)`);
+        if (this.strict) throw new DataError(`${msg} (strict_data is set)`, s.path, { cause: e });
         this.badSamples++;
         this.badSamplesTotal++;
         if (attempt + 1 >= MAX_REPLACEMENTS) {
-          throw new DataError(`${MAX_REPLACEMENTS} bad samples in a row (last: ${msg}); is the data set readable?`);
+          throw new DataError(
+            `${MAX_REPLACEMENTS} bad samples in a row (last: ${msg}); is the data set readable?`,
+            s.path,
+            { cause: e },
+          );
         }
         idx = rng.randint(0, this.samples.length - 1);
         this.log(`WARNING: ${msg}; replaced by sample ${idx}`);
@@ -220,7 +223,9 @@ export class DataLoader implements AsyncIterable<Batch> {
     loaded.forEach(({ out, index }, k) => {
       if (out.data.length !== per) {
         throw new DataError(
-          `${this.samples[index].path}: transformed to ${out.shape.join('x')}, but the batch is ${h}x${w}x${c}; add a crop/resize to the transforms`,
+          `${this.samples[index].path}: transformed to ${out.shape.join('x')}, but the batch is ${h}x${w}x${c}; ` +
+            'add a crop/resize to the transforms',
+          this.samples[index].path,
         );
       }
       if (out.data.buffer === images.buffer && out.data.byteOffset === images.byteOffset + k * per * 4) {
@@ -314,7 +319,11 @@ export function loaderFromConfig(
   const worldSize = o.worldSize ?? 1;
   const perWorker = Math.floor(section.batch_size / worldSize);
   if (!Number.isInteger(section.batch_size) || perWorker < 1) {
-    throw new DataError(`batch_size ${section.batch_size} is global and must be at least the world size ${worldSize}`);
+    throw new ConfigError(
+      `batch_size ${section.batch_size} is global and must be at least the world size ${worldSize}`,
+      undefined,
+      'batch_size',
+    );
   }
   let samples = loadFileList({
     fileList: section.file_list,
