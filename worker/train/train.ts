@@ -22,7 +22,7 @@ import { loadPretrained } from '../checkpoint/pretrained.js';
 import { createMomentum, type Optimizer } from '../optim/momentum.js';
 import { makeSchedule, stepsPerEpochOf } from '../optim/lr.js';
 import { loadCheckpoint, saveCheckpoint, latestCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';
-import { trainStep } from './step.js';
+import { trainStep, type StepParts } from './step.js';
 import { GradientBuffer } from './grads.js';
 import { evaluate } from './evaluate.js';
 import { TrainMeter } from './meter.js';
@@ -118,7 +118,7 @@ export async function train(options: TrainOptions): Promise<number> {
       worldSize: env.worldSize,
     });
     const grads = new GradientBuffer(model.weights, opt.gradientStorage);
-    const stepParts = {
+    const stepParts: StepParts = {
       model,
       optimizer: opt,
       grads,
