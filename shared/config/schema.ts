@@ -126,7 +126,7 @@ export interface LoadOptions {
   warn?: (msg: string) => void;
   /** workers in the run; > 1 requires TRAIN.shuffle_seed in train mode */
   worldSize?: number;
-  /** forces the mode (eval runs in 'valid' mode whatever the file says) */
+  /** forces the mode whatever the file says: train loads in 'train' mode, eval in 'valid' mode */
   mode?: Mode;
 }
 
