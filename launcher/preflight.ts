@@ -100,10 +100,11 @@ export function preflightJob(command: string, args: string[], worldSize: number)
   let cfg: TrainConfig;
   try {
     // warnings are the workers' to log (rank 0's reach the terminal); here only errors matter
+    // each command forces its mode, as the worker loads the config (train.ts, eval.ts)
     cfg = loadConfig(o.config, o.override ?? [], {
       warn: () => {},
       worldSize,
-      mode: command === 'eval' ? 'valid' : undefined,
+      mode: command === 'eval' ? 'valid' : 'train',
     });
   } catch (e) {
     if (e instanceof ConfigError) throw new LaunchError(oneLine(e.message));

@@ -2,7 +2,10 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { HarDNet, type BatchStats } from '../worker/model/hardnet.js';
-import { computeGradients } from '../worker/train/step.js';
+import { computeGradients, trainStep, type StepParts } from '../worker/train/step.js';
+import { SoloGroup } from '../worker/collectives/process_group.js';
+import type { Batch } from '../worker/data/loader.js';
+import { mixSeed } from '../shared/rng.js';
 import { GradientBuffer } from '../worker/train/grads.js';
 import { Momentum } from '../worker/optim/momentum.js';
 import { topkCorrect } from '../worker/train/metrics.js';
@@ -272,4 +275,73 @@ test('bn_virtual_batch_size: ghost batch norm over groups gives, per group, what
   });
   tf.dispose([x, a, b, ghost, alone, whole, ...[...statsA, ...statsB].flatMap((s) => [s.mean, s.variance])]);
   model.dispose();
+});
+
+/** A loader batch over `images`: trainStep hands its buffer back once the tensors that wrapped it are gone. */
+function batchOf(images: Float32Array, labels: Int32Array, released: { count: number }): Batch {
+  return {
+    images,
+    labels,
+    shape: [labels.length, 32, 32, 3],
+    readerCost: 0.001,
+    indices: [...labels.keys()],
+    release: () => {
+      released.count++;
+    },
+  };
+}
+
+test('trainStep is the step written out: same loss and weights, no tensor left behind, a stop request comes back', async () => {
+  const seed = 7;
+  const labels = Int32Array.from([0, 1, 2, 3]);
+  const stepped = new HarDNet('HarDNet39ds', 10, 0);
+  const steppedOpt = new Momentum(stepped.weights, { momentum: 0.9, l2Decay: 1e-4 });
+  const parts: StepParts = {
+    model: stepped,
+    optimizer: steppedOpt,
+    grads: new GradientBuffer(stepped.weights, steppedOpt.gradientStorage),
+    group: new SoloGroup(),
+    seed,
+    labelSmoothing: 0.1,
+    temperature: 1,
+    bnGroupSize: 0,
+    topk: 5,
+  };
+  const byHand = new HarDNet('HarDNet39ds', 10, 0);
+  const byHandOpt = new Momentum(byHand.weights, { momentum: 0.9, l2Decay: 1e-4 });
+  const byHandGrads = new GradientBuffer(byHand.weights);
+  const released = { count: 0 };
+  const counts: number[] = [];
+  for (let iteration = 0; iteration < 4; iteration++) {
+    const noise = tf.randomNormal([4, 32, 32, 3], 0, 1, 'float32', iteration);
+    const images = noise.dataSync() as Float32Array;
+    noise.dispose();
+    const result = await trainStep(parts, batchOf(images, labels, released), {
+      iteration,
+      lr: 0.01,
+      stopRequested: iteration === 3,
+    });
+    if (iteration > 0) counts.push(tf.memory().numTensors); // the first step creates cached constants
+    assert.equal(result.n, 4);
+    assert.equal(result.stop, iteration === 3, `stop flag after step ${iteration}`);
+    assert.ok(result.correct.top1 <= result.correct.topk && result.correct.topk <= 4);
+    assert.equal(result.split.data, 0.001);
+    for (const s of Object.values(result.split)) assert.ok(s >= 0 && Number.isFinite(s));
+
+    const x = tf.tensor4d(images, [4, 32, 32, 3]);
+    const y = tf.tensor1d(labels, 'int32');
+    const pass = computeGradients(byHand, x, y, { labelSmoothing: 0.1, seed: mixSeed(seed, iteration) });
+    const [loss] = await pass.loss.data();
+    byHandGrads.gather(pass.grads);
+    byHand.updateBatchNormStats(pass.batchStats);
+    byHandOpt.apply(byHandGrads.flat, 0.01);
+    tf.dispose([x, y, pass.loss, pass.logits, ...pass.grads.values()]);
+    assert.equal(result.loss, loss, `loss of step ${iteration}`);
+  }
+  assert.equal(released.count, 4, 'every batch handed back');
+  assert.deepEqual(counts, new Array(counts.length).fill(counts[0]), `tensor counts per step: ${counts.join(', ')}`);
+  for (const [name, w] of stepped.weights)
+    assert.deepEqual(w.dataSync(), byHand.weights.get(name)!.dataSync(), `weight ${name}`);
+  stepped.dispose();
+  byHand.dispose();
 });

@@ -6,7 +6,7 @@ import { dump, load, YAML11_SCHEMA } from 'js-yaml';
 import { ConfigError } from '../errors.js';
 import { isMap, typeLiterals } from './literal.js';
 import { applyOverride, describe } from './overrides.js';
-import type { LoadOptions, TrainConfig } from './schema.js';
+import type { LoadOptions, TrainConfig, TrainingConfig } from './schema.js';
 import { validate } from './validate.js';
 
 /** configs/quickstart.yaml of this package, found from both the source tree and dist/. */
@@ -51,8 +51,15 @@ function assertYamlExpandsBounded(doc: unknown, source: string): void {
 
 /**
  * Load a PaddleClas YAML config (undefined: the built-in quickstart), apply `-o KEY=VALUE` overrides, validate.
- * Throws ConfigError naming the source and the key path.
+ * Throws ConfigError naming the source and the key path. With `mode: 'train'` the result is a TrainingConfig:
+ * validate() fails on a missing LEARNING_RATE, OPTIMIZER or TRAIN in train mode, so none of them is optional.
  */
+export function loadConfig(
+  file: string | undefined,
+  overrides: string[],
+  opts: LoadOptions & { mode: 'train' },
+): TrainingConfig;
+export function loadConfig(file: string | undefined, overrides: string[], opts?: LoadOptions): TrainConfig;
 export function loadConfig(file: string | undefined, overrides: string[], opts: LoadOptions = {}): TrainConfig {
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
   const source = file ?? quickstartConfigPath();

@@ -108,6 +108,17 @@ export interface TrainConfig {
   max_image_pixels: number;
 }
 
+/**
+ * A config loaded for training (loadConfig with `mode: 'train'`): validate() requires these sections in train
+ * mode, so the training loop reads them without checking again.
+ */
+export type TrainingConfig = TrainConfig & {
+  mode: 'train';
+  LEARNING_RATE: LearningRateConfig;
+  OPTIMIZER: OptimizerConfig;
+  TRAIN: DataConfig;
+};
+
 /** default max_image_pixels: 50 megapixels, 150 MB as RGB; ImageNet's largest photos are well below */
 export const DEFAULT_MAX_IMAGE_PIXELS = 50_000_000;
 
@@ -115,7 +126,7 @@ export interface LoadOptions {
   warn?: (msg: string) => void;
   /** workers in the run; > 1 requires TRAIN.shuffle_seed in train mode */
   worldSize?: number;
-  /** forces the mode (eval runs in 'valid' mode whatever the file says) */
+  /** forces the mode whatever the file says: train loads in 'train' mode, eval in 'valid' mode */
   mode?: Mode;
 }
 

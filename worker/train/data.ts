@@ -4,6 +4,7 @@
  */
 import type { DataConfig, TrainConfig } from '../../shared/config.js';
 import { isBuiltinDataset } from '../../shared/config.js';
+import { ConfigError } from '../../shared/errors.js';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { shmJobDir } from '../../shared/env.js';
@@ -45,8 +46,9 @@ async function resolveSection(section: DataConfig, which: 'train' | 'val'): Prom
 }
 
 export async function buildLoader(cfg: TrainConfig, which: 'train' | 'valid', o: LoaderContext): Promise<DataLoader> {
-  const section = which === 'train' ? cfg.TRAIN : cfg.VALID;
-  if (!section) throw new Error(`config: no ${which === 'train' ? 'TRAIN' : 'VALID'} section`);
+  const key = which === 'train' ? 'TRAIN' : 'VALID';
+  const section = cfg[key];
+  if (!section) throw new ConfigError(`config: no ${key} section`, undefined, key);
   const resolved = await resolveSection(section, which === 'train' ? 'train' : 'val');
   return loaderFromConfig(resolved, {
     mode: which,

@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { HarDNet } from '../model/hardnet.js';
 import type { DataLoader } from '../data/loader.js';
 import type { ProcessGroup } from '../collectives/index.js';
-import { endLine } from '../../shared/log_format.js';
+import { endLine, type EndFields } from '../../shared/log_format.js';
 import { crossEntropy } from './step.js';
 import { RunningMean, since, topkCorrect } from './metrics.js';
 
@@ -98,9 +98,9 @@ export async function evaluate(
   };
 }
 
-/** PaddleClas's END line of a validation pass; ips is per worker, as on the step lines. */
-export function validEndLine(epoch: number, v: EvalResult, topk: number, worldSize: number): string {
-  return endLine({
+/** The figures of a validation pass's END line; ips is per worker, as on the step lines. */
+export function validEndFields(epoch: number, v: EvalResult, topk: number, worldSize: number): EndFields {
+  return {
     epoch,
     mode: 'valid',
     topk,
@@ -111,5 +111,10 @@ export function validEndLine(epoch: number, v: EvalResult, topk: number, worldSi
     readerCost: v.readerCost,
     batchCostSum: v.seconds,
     ips: v.samples / worldSize / v.seconds,
-  });
+  };
+}
+
+/** PaddleClas's END line of a validation pass. */
+export function validEndLine(epoch: number, v: EvalResult, topk: number, worldSize: number): string {
+  return endLine(validEndFields(epoch, v, topk, worldSize));
 }

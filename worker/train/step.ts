@@ -1,10 +1,19 @@
 /**
- * One forward+backward pass of a HarDNet: the loss, the gradient of every trainable parameter (by official name)
- * and the BN batch statistics, which the caller folds into the running statistics after the step (so that a
- * data-parallel job can decide what to do with them; PaddleClas keeps BN statistics per worker).
+ * One training step. `trainStep` runs it on a worker's batch (forward+backward, the gradient all-reduce, the
+ * update) and returns its figures. `computeGradients` is its forward+backward pass of a HarDNet: the loss, the
+ * gradient of every trainable parameter (by official name) and the BN batch statistics, which the caller folds
+ * into the running statistics after the step (so that a data-parallel job can decide what to do with them;
+ * PaddleClas keeps BN statistics per worker).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { Mulberry32, mixSeed } from '../../shared/rng.js';
+import type { ProcessGroup } from '../collectives/index.js';
+import type { Batch } from '../data/loader.js';
+import type { MixOperator } from '../data/mix.js';
 import type { BatchStats, HarDNet } from '../model/hardnet.js';
+import type { Optimizer } from '../optim/momentum.js';
+import type { GradientBuffer } from './grads.js';
+import { since, topkCorrect } from './metrics.js';
 
 export interface GradientOptions {
   /** label smoothing epsilon (PaddleClas ls_epsilon) */
@@ -66,4 +75,105 @@ export function computeGradients(
     if (s.trainable) byName.set(s.name, grads[model.weights.get(s.name)!.name]);
   }
   return { loss: value, logits: logits!, grads: byName, batchStats };
+}
+
+/** What one training step works on; built once per run (train.ts). */
+export interface StepParts {
+  model: HarDNet;
+  optimizer: Optimizer;
+  /** the fused gradients the all-reduce averages, with the stop flag riding along */
+  grads: GradientBuffer;
+  group: ProcessGroup;
+  /** mixup/cutmix, when use_mix is on */
+  mix?: MixOperator;
+  /** this worker's seed (run seed mixed with the rank): dropout and mixing draw from it per iteration */
+  seed: number;
+  /** label smoothing epsilon, 0 for none */
+  labelSmoothing: number;
+  temperature: number;
+  bnGroupSize: number;
+  /** the second accuracy counted, top-k */
+  topk: number;
+}
+
+/** Seconds of one step, by what the worker was doing (metrics.jsonl's data_s, compute_s, allreduce_s, optimizer_s). */
+export interface StepSplit {
+  /** waiting for the batch (the loader's reader_cost) */
+  data: number;
+  /** mixing, forward+backward, reading the loss and gathering the gradients */
+  compute: number;
+  /** the gradient all-reduce, including waiting for the slowest worker, less the local work done meanwhile */
+  allreduce: number;
+  /** the update, disposal, and the BN statistics and accuracy done while the all-reduce ran */
+  optimizer: number;
+}
+
+export interface StepResult {
+  loss: number;
+  /** correct top-1 and top-k counts of this worker's batch, against its first labels */
+  correct: { top1: number; topk: number };
+  /** images in this worker's batch */
+  n: number;
+  split: StepSplit;
+  /** some worker asked to stop: every worker sees it after the same step */
+  stop: boolean;
+}
+
+/**
+ * One data-parallel training step on this worker's batch: forward+backward, the gradients averaged over all
+ * workers, the update. Hands the batch's buffer back to the loader and leaves no tensor behind.
+ */
+export async function trainStep(
+  parts: StepParts,
+  batch: Batch,
+  at: { iteration: number; lr: number; stopRequested: boolean },
+): Promise<StepResult> {
+  const { model, optimizer: opt, grads, group } = parts;
+  // forward + backward
+  let t0 = performance.now();
+  const mixed = parts.mix?.(
+    batch.images,
+    batch.labels,
+    batch.shape,
+    new Mulberry32(mixSeed(parts.seed, at.iteration, 1)),
+  );
+  const x = tf.tensor4d(mixed?.images ?? batch.images, batch.shape);
+  const y = tf.tensor1d(batch.labels, 'int32');
+  const yB = mixed && tf.tensor1d(mixed.labelsB, 'int32');
+  const pass = computeGradients(model, x, y, {
+    labelSmoothing: parts.labelSmoothing,
+    seed: mixSeed(parts.seed, at.iteration),
+    mix: mixed && { labelsB: yB!, lam: mixed.lam },
+    temperature: parts.temperature,
+    bnGroupSize: parts.bnGroupSize,
+  });
+  const [loss] = await pass.loss.data();
+  grads.gather(pass.grads);
+  const computeS = since(t0);
+  // gradients averaged over all workers; while this worker waits for the others' data, it does the work that
+  // does not need the averaged gradients (BN running statistics, accuracy), so a step's skew is not all idle
+  t0 = performance.now();
+  grads.stopFlag = at.stopRequested;
+  const averaging = group.allReduce(grads.flat, 'mean');
+  averaging.catch(() => {}); // its failure is thrown by the await below, not reported as unhandled meanwhile
+  const localStart = performance.now();
+  model.updateBatchNormStats(pass.batchStats);
+  const correct = await topkCorrect(pass.logits, batch.labels, parts.topk);
+  const localS = since(localStart);
+  await averaging;
+  const allreduceS = since(t0) - localS;
+  const stop = grads.stopFlag;
+  // the update
+  t0 = performance.now();
+  opt.apply(grads.flat, at.lr);
+  tf.dispose([x, y, ...(yB ? [yB] : []), pass.loss, pass.logits, ...pass.grads.values()]);
+  batch.release(); // the loader reuses the buffer (the tensors that wrapped it are gone)
+  const optimizerS = since(t0) + localS;
+  return {
+    loss,
+    correct,
+    n: batch.labels.length,
+    split: { data: batch.readerCost, compute: computeS, allreduce: allreduceS, optimizer: optimizerS },
+    stop,
+  };
 }
