@@ -189,6 +189,24 @@ async function main(): Promise<unknown> {
         }
         return { hashes, ok };
       }
+      case 'control': {
+        // each size twice, the same data: once without control bits, once with this rank's bits; the values must
+        // not change, and every rank must return the OR of all ranks' bits from the same call
+        const bits = (args.bits as number[])[pg.rank] ?? 0;
+        const rows = [];
+        for (const size of args.sizes as number[]) {
+          const plain = new Float32Array(size);
+          fill(plain, pg.rank);
+          const plainControl = await pg.allReduce(plain, 'mean');
+          const buf = new Float32Array(size);
+          fill(buf, pg.rank);
+          const control = await pg.allReduce(buf, 'mean', bits);
+          // the call after one with bits starts from none again
+          const after = await pg.allReduce(new Float32Array(size), 'sum');
+          rows.push({ size, plainControl, control, after, sameValues: sha(buf) === sha(plain), sha: sha(buf) });
+        }
+        return { rows };
+      }
       case 'mismatch': {
         const size = pg.rank === 1 ? args.size + (args.sizeDelta ?? 0) : args.size;
         const buf = new Float32Array(size);

@@ -26,7 +26,7 @@ import type { WorkerEnv } from '../../shared/env.js';
 import { CollectiveError, type RingLink, SMALL_PAYLOAD_BYTES, type LogFn, type OpContext } from './link.js';
 import { bytesOf, FLOAT32_WIRE, Float16Wire, Inbox, Outbox, type WireCodec } from './ring_payloads.js';
 import { addBlocks } from './sum.js';
-import { Op, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
+import { CONTROL_MAX, controlOf, Op, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
 import { nativeShm, type NativeShm } from './shm.js';
 
 export type WireDtypeName = 'float32' | 'float16';
@@ -36,8 +36,12 @@ export interface ProcessGroup {
   readonly worldSize: number;
   /** one line for the worker log: how this rank talks to the others */
   readonly description: string;
-  /** in place; every rank must pass the same length */
-  allReduce(buf: Float32Array, op: 'sum' | 'mean'): Promise<void>;
+  /**
+   * In place; every rank must pass the same length. `control`: bits (0..255) this rank contributes to the call's
+   * control word, carried in the message headers beside the values; resolves to the OR of every rank's bits, the
+   * same on every rank (a stop request that all ranks act on after the same call), also for an empty buffer.
+   */
+  allReduce(buf: Float32Array, op: 'sum' | 'mean', control?: number): Promise<number>;
   /** in place: every rank ends with root's bytes */
   broadcast(buf: Float32Array, root?: number): Promise<void>;
   barrier(): Promise<void>;
@@ -76,8 +80,9 @@ export class SoloGroup implements ProcessGroup {
   readonly worldSize = 1;
   readonly description = 'a single worker: no sockets, every collective is the identity';
   readonly bytesSent = { allReduce: 0, other: 0 };
-  async allReduce(): Promise<void> {
-    /* sum or mean of one rank is the buffer itself */
+  async allReduce(_buf: Float32Array, _op: 'sum' | 'mean', control = 0): Promise<number> {
+    checkControl(control);
+    return control; // sum or mean of one rank is the buffer itself, and so is its control word
   }
   async broadcast(_buf: Float32Array, root = 0): Promise<void> {
     if (root !== 0) throw new RangeError(`broadcast root ${root} is not a rank of a group of size 1`);
@@ -87,6 +92,14 @@ export class SoloGroup implements ProcessGroup {
     return [values.slice()];
   }
   async close(): Promise<void> {}
+}
+
+const EMPTY_PAYLOAD = new Uint8Array(0);
+
+/** A control word of allReduce: the header has 8 bits for it (wire.ts). */
+function checkControl(control: number): void {
+  if (!Number.isInteger(control) || control < 0 || control > CONTROL_MAX)
+    throw new RangeError(`allReduce control must be an integer 0..${CONTROL_MAX}, not ${control}`);
 }
 
 /** The payload paths of one allReduce call (ring_payloads.ts). */
@@ -184,9 +197,10 @@ export class RingGroup implements ProcessGroup {
     return [Math.floor((j * n) / N), Math.floor(((j + 1) * n) / N)];
   }
 
-  async allReduce(buf: Float32Array, op: 'sum' | 'mean'): Promise<void> {
+  async allReduce(buf: Float32Array, op: 'sum' | 'mean', control = 0): Promise<number> {
     if (op !== 'sum' && op !== 'mean')
       throw new RangeError(`allReduce op must be 'sum' or 'mean', not ${JSON.stringify(op)}`);
+    checkControl(control);
     const N = this.worldSize;
     const r = this.rank;
     const n = buf.length;
@@ -197,10 +211,11 @@ export class RingGroup implements ProcessGroup {
       Array.from({ length: N - 1 - Math.min(heardFrom, N - 1) }, (_, k) => (r + N - 1 - heardFrom - k) % N),
     );
     this.timing.calls++;
-    await this.run(ctx, async () => {
+    return this.run(ctx, async () => {
       // float32 payloads to a successor on this host go through shared memory (shm.ts), at running offsets in
-      // the file of this call's parity. An empty call sends nothing and so synchronises nobody: it must not take
-      // a turn of the parity files; nor does a call refused as busy or closed (run() refuses before this).
+      // the file of this call's parity. An empty call puts nothing there (its messages carry only the control
+      // bits): it takes no turn of the parity files; nor does a call refused as busy or closed (run() refuses
+      // before this).
       let parity = 0;
       let shared = false;
       if (n > 0) {
@@ -217,15 +232,21 @@ export class RingGroup implements ProcessGroup {
         native: shared ? nativeShm() : null,
       };
       const mod = (x: number) => ((x % N) + N) % N;
+      // an empty segment (fewer elements than ranks) still sends one empty chunk: its header carries the control
+      // bits, so that every rank hears from every other in the reduce-scatter whatever the buffer's length
       const chunks = (segment: number) => {
         const [s0, s1] = this.segment(n, segment);
-        const out: Float32Array[] = [];
-        for (let c = s0; c < s1; c += chunkElems) out.push(buf.subarray(c, Math.min(s1, c + chunkElems)));
+        const out: Float32Array[] = [buf.subarray(s0, Math.min(s1, s0 + chunkElems))];
+        for (let c = s0 + chunkElems; c < s1; c += chunkElems) out.push(buf.subarray(c, Math.min(s1, c + chunkElems)));
         return out;
       };
+      // the control word: each message carries the OR of the bits of the ranks it passed, so after the N-1 steps
+      // of the reduce-scatter every rank holds all of them (the all-gather's messages carry them too)
+      io.outbox.control = control;
       const receive = async (op: number, index: number, mine: Float32Array) => {
         const [h, payload] = await this.recvT(ctx);
         this.link.expect(h, op, codec.dtype, ctx.seq, index, mine.length * codec.elemBytes, ctx);
+        io.outbox.control |= controlOf(h);
         if (!codec.sharedMemory && payloadInSharedMemory(h)) {
           // float16 payloads always travel in the message: a flag saying otherwise is no peer of this job's
           throw new CollectiveError(
@@ -280,6 +301,7 @@ export class RingGroup implements ProcessGroup {
         }
         heardFrom = step;
       }
+      return io.outbox.control;
     });
   }
 
@@ -297,6 +319,7 @@ export class RingGroup implements ProcessGroup {
     last: boolean,
   ): [Uint8Array, boolean] {
     const { outbox, inbox, native } = io;
+    if (mine.length === 0) return [EMPTY_PAYLOAD, false]; // an empty segment's chunk: only its header matters
     if (!this.codec.sharedMemory || (!outbox.shared && !payloadInSharedMemory(h))) {
       // summed in the received buffer (any alignment), which is then forwarded
       return [this.codec.reduceInMessage(payload, mine, divisor, last), false];

@@ -18,13 +18,20 @@ import { createProcessGroup } from '../collectives/index.js';
 import { HarDNet } from '../model/hardnet.js';
 import { loadPretrained } from '../checkpoint/pretrained.js';
 import { createMomentum } from '../optim/momentum.js';
+import { FlatParameters } from '../model/flat_params.js';
 import { makeSchedule, stepsPerEpochOf } from '../optim/lr.js';
 import { loadCheckpoint, saveCheckpoint, latestCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';
 import { computeGradients } from './step.js';
-import { GradientBuffer } from './grads.js';
 import { evaluate, validEndLine } from './evaluate.js';
 import { RunningMean, since, topkCorrect } from './metrics.js';
 import { buildLoader } from './data.js';
+
+/**
+ * The control bit of the gradients' all-reduce that says "stop": a worker asked to stop sets it, and the call
+ * returns it to every worker, so all stop after the same step instead of one leaving the others waiting in the
+ * next collective.
+ */
+const STOP_REQUESTED = 1;
 
 export interface TrainOptions {
   config?: string;
@@ -81,7 +88,8 @@ export async function train(o: TrainOptions): Promise<number> {
 
     // ---- model, optimizer, learning-rate schedule ------------------------------------------------------------
     const model = new HarDNet(cfg.ARCHITECTURE.name, cfg.classes_num, cfg.seed);
-    const opt = createMomentum(model.weights, {
+    const parameters = new FlatParameters(model.weights);
+    const opt = createMomentum(parameters, {
       momentum: cfg.OPTIMIZER.params.momentum,
       l2Decay: cfg.OPTIMIZER.regularizer?.factor ?? 0,
     });
@@ -113,9 +121,9 @@ export async function train(o: TrainOptions): Promise<number> {
       await loadPretrained(model, cfg.pretrained_model);
       log.info(`loaded pretrained weights from ${cfg.pretrained_model}`);
     }
-    const weights = GradientBuffer.weightsOf(model.weights);
-    await group.broadcast(weights.flat, 0);
-    weights.assignTo(model.weights);
+    parameters.packWeights();
+    await group.broadcast(parameters.weights, 0);
+    parameters.unpackWeights();
     // after this barrier every worker has opened the shared decode caches: drop their names, so nothing outlives the job
     await group.barrier();
     for (const l of [trainLoader, validLoader]) l?.decodeCache?.unlinkName?.();
@@ -128,10 +136,10 @@ export async function train(o: TrainOptions): Promise<number> {
             resumeDir ? { append: true, keepUpToEpoch: state.epoch } : {},
           )
         : undefined;
-    const grads = new GradientBuffer(model.weights, opt.gradientStorage);
     const mix = cfg.use_mix ? mixOperatorFromConfig(cfg.TRAIN.mix) : undefined;
     // the launcher's first Ctrl-C reaches the workers as SIGINT: finish the step, then stop together
     let stopRequested = false;
+    let stopped = false; // after an all-reduce that carried some rank's stop request
     const onStop = (sig: NodeJS.Signals) => {
       stopRequested = true;
       log.warn(`${sig} received: stopping after this step`);
@@ -171,24 +179,22 @@ export async function train(o: TrainOptions): Promise<number> {
           bnGroupSize: cfg.bn_virtual_batch_size,
         });
         const [loss] = await r.loss.data();
-        grads.gather(r.grads);
+        parameters.packGradients(r.grads);
         const computeS = since(t);
         // gradients averaged over all workers; while this worker waits for the others' data, it does the work that
         // does not need the averaged gradients (BN running statistics, accuracy), so a step's skew is not all idle
         t = performance.now();
-        grads.stopFlag = stopRequested;
-        const averaging = group.allReduce(grads.flat, 'mean');
+        const averaging = group.allReduce(parameters.gradients, 'mean', stopRequested ? STOP_REQUESTED : 0);
         averaging.catch(() => {}); // its failure is thrown by the await below, not reported as unhandled meanwhile
         const tLocal = performance.now();
         model.updateBatchNormStats(r.batchStats);
         const correct = await topkCorrect(r.logits, batch.labels, cfg.topk);
         const localS = since(tLocal);
-        await averaging;
+        stopped = ((await averaging) & STOP_REQUESTED) !== 0;
         const allreduceS = since(t) - localS;
-        const stopNow = grads.stopFlag;
         // the update
         t = performance.now();
-        opt.apply(grads.flat, lr);
+        opt.step(lr);
         tf.dispose([x, y, ...(yB ? [yB] : []), r.loss, r.logits, ...r.grads.values()]);
         batch.release(); // the loader reuses the buffer (the tensors that wrapped it are gone)
         const optimizerS = since(t) + localS;
@@ -241,13 +247,13 @@ export async function train(o: TrainOptions): Promise<number> {
         });
         state.iteration++;
         step++;
-        if (stopNow) break;
+        if (stopped) break;
         // one turn of the event loop per step: with one worker and a warm decode cache nothing in a step does I/O,
         // every await above resolves as a microtask, and Node would never run the SIGINT handler (a Ctrl-C)
         await new Promise<void>((resolve) => setImmediate(resolve));
         tBatch = performance.now();
       }
-      if (grads.stopFlag) {
+      if (stopped) {
         const last = latestCheckpoint(runDir);
         log.warn(
           `stopped on request in epoch ${epoch} after iteration ${state.iteration}; ` +
