@@ -16,7 +16,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { FlatParameters, type FlatRegion, KERNEL_RESERVED_BYTES } from '../model/flat_params.js';
 import { MOMENTUM_WASM_BASE64 } from './momentum_wasm.js';
 import { DeviceMomentum } from './momentum_device.js';
-import { type MomentumOptions, type Optimizer, setGradients, checkVelocities } from './optimizer.js';
+import { type MomentumOptions, type Optimizer, checkSegment, checkVelocities, setGradients } from './optimizer.js';
 
 export type { MomentumOptions, Optimizer } from './optimizer.js';
 
@@ -62,13 +62,30 @@ export class Momentum implements Optimizer {
   }
 
   step(lr: number): void {
+    this.stepSegment(lr, 0, this.size);
+    this.params.unpackWeights();
+  }
+
+  stepSegment(lr: number, start: number, end: number): void {
+    checkSegment(this.size, start, end);
     const p = this.params;
     p.packWeights();
     const { momentum, l2Decay } = this.opts;
-    const w = p.weightRegion.byteOffset;
-    const g = p.gradientRegion.byteOffset;
-    this.ex.momentum_step(w, this.velocity.byteOffset, g, this.size, lr, momentum, l2Decay);
-    p.unpackWeights();
+    // the kernel is elementwise, so a segment's values are those of the whole pass, bit for bit
+    const at = (region: FlatRegion) => region.byteOffset + start * 4;
+    this.ex.momentum_step(
+      at(p.weightRegion),
+      at(this.velocity),
+      at(p.gradientRegion),
+      end - start,
+      lr,
+      momentum,
+      l2Decay,
+    );
+  }
+
+  async gatherVelocities(gather: (flat: Float32Array) => Promise<void>): Promise<void> {
+    await gather(this.velocity.view);
   }
 
   apply(grads: Float32Array | Map<string, tf.Tensor>, lr: number): void {

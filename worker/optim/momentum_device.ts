@@ -13,7 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { FlatParameters } from '../model/flat_params.js';
-import { checkVelocities, type MomentumOptions, type Optimizer } from './optimizer.js';
+import { checkSegment, checkVelocities, type MomentumOptions, type Optimizer } from './optimizer.js';
 
 export class DeviceMomentum implements Optimizer {
   readonly params: FlatParameters;
@@ -58,6 +58,41 @@ export class DeviceMomentum implements Optimizer {
     this.v.dispose();
     this.v = tf.keep(v);
     this.params.assignDeviceWeights(next);
+  }
+
+  /**
+   * The segment's update on the device as in update() (the same ops on slices, so the same bits), its new weights
+   * read to the host with ONE transfer for the all-gather; the caller unpacks the gathered weights with one write.
+   */
+  stepSegment(lr: number, start: number, end: number): void {
+    checkSegment(this.size, start, end);
+    const p = this.params;
+    const n = end - start;
+    const g = tf.tensor1d(p.gradients.slice(start, end), 'float32');
+    const w = p.deviceWeights();
+    const { momentum, l2Decay } = this.opts;
+    const [v, next] = tf.tidy(() => {
+      const ws = tf.slice(w, start, n);
+      const gd = l2Decay !== 0 ? tf.add(g, tf.mul(ws, l2Decay)) : g;
+      const vs = tf.add(tf.mul(tf.slice(this.v, start, n), momentum), gd) as tf.Tensor1D;
+      const parts = [tf.slice(this.v, 0, start), vs, tf.slice(this.v, end, this.size - end)];
+      return [tf.concat(parts) as tf.Tensor1D, tf.sub(ws, tf.mul(vs, lr)) as tf.Tensor1D];
+    });
+    g.dispose();
+    this.v.dispose();
+    this.v = tf.keep(v);
+    try {
+      p.weights.set(next.dataSync() as Float32Array, start);
+    } finally {
+      next.dispose();
+    }
+  }
+
+  async gatherVelocities(gather: (flat: Float32Array) => Promise<void>): Promise<void> {
+    const host = this.v.dataSync().slice() as Float32Array;
+    await gather(host);
+    this.v.dispose();
+    this.v = tf.keep(tf.tensor1d(host, 'float32'));
   }
 
   /** The gradients as one device tensor: one write of a fused host array, or a concat of the tensors given. */

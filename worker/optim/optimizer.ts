@@ -20,6 +20,19 @@ export interface Optimizer {
   /** One step on the gradients as they are in params.gradients (packed there and all-reduced in place). */
   step(lr: number): void;
   /**
+   * One step of the parameters in [start, end) only, on the gradients there (ZeRO stage 1: each rank updates the
+   * segment whose reduced gradients it holds after a reduce-scatter, and its velocities there). Leaves the new
+   * weights in params.weights[start, end) and assigns no variable: the caller all-gathers params.weights and
+   * unpacks them (FlatParameters.unpackWeights), so every rank ends with the same bytes.
+   */
+  stepSegment(lr: number, start: number, end: number): void;
+  /**
+   * Make the velocities whole after sharded steps: `gather` is an in-place all-gather of a flat array in the
+   * parameters' layout (every rank's owned segment to every rank, ProcessGroup.allGatherInPlace). Every rank
+   * calls it, before a checkpoint saves velocityTensors.
+   */
+  gatherVelocities(gather: (flat: Float32Array) => Promise<void>): Promise<void>;
+  /**
    * One step on other gradients: the fused values (laid out by model/flat_params.ts; extra trailing values are
    * ignored) or a map from parameter name to gradient tensor (not disposed here), which must name every parameter.
    */
@@ -37,6 +50,12 @@ export function setGradients(params: FlatParameters, grads: Float32Array | Map<s
   if (grads.length < params.size)
     throw new RangeError(`optimizer: ${grads.length} gradient values for ${params.size} parameters`);
   params.gradients.set(grads.subarray(0, params.size));
+}
+
+/** A segment [start, end) of the parameters, checked. */
+export function checkSegment(size: number, start: number, end: number): void {
+  if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || end < start || end > size)
+    throw new RangeError(`optimizer: segment [${start}, ${end}) of ${size} parameters`);
 }
 
 /** A velocity checkpoint's tensors checked against the parameters: a name it lacks, a shape that differs. */

@@ -147,6 +147,8 @@ export async function train(o: TrainOptions): Promise<number> {
     process.once('SIGINT', onStop);
     cleanup.push(() => process.off('SIGINT', onStop));
     const perWorkerBatch = Math.floor(cfg.TRAIN.batch_size / env.worldSize);
+    // ZeRO stage 1 (sharded_optimizer): the segment of the parameters this rank updates
+    const shard = cfg.sharded_optimizer ? group.ownedSegment(parameters.size) : undefined;
 
     // ---- the epochs -----------------------------------------------------------------------------------------
     for (let epoch = state.epoch + 1; epoch < cfg.epochs; epoch++) {
@@ -184,20 +186,33 @@ export async function train(o: TrainOptions): Promise<number> {
         // gradients averaged over all workers; while this worker waits for the others' data, it does the work that
         // does not need the averaged gradients (BN running statistics, accuracy), so a step's skew is not all idle
         t = performance.now();
-        const averaging = group.allReduce(parameters.gradients, 'mean', stopRequested ? STOP_REQUESTED : 0);
+        const control = stopRequested ? STOP_REQUESTED : 0;
+        const averaging = shard
+          ? group.reduceScatter(parameters.gradients, 'mean', control)
+          : group.allReduce(parameters.gradients, 'mean', control);
         averaging.catch(() => {}); // its failure is thrown by the await below, not reported as unhandled meanwhile
         const tLocal = performance.now();
         model.updateBatchNormStats(r.batchStats);
         const correct = await topkCorrect(r.logits, batch.labels, cfg.topk);
         const localS = since(tLocal);
         stopped = ((await averaging) & STOP_REQUESTED) !== 0;
-        const allreduceS = since(t) - localS;
+        let allreduceS = since(t) - localS;
         // the update
         t = performance.now();
-        opt.step(lr);
+        if (shard) opt.stepSegment(lr, shard[0], shard[1]);
+        else opt.step(lr);
         tf.dispose([x, y, ...(yB ? [yB] : []), r.loss, r.logits, ...r.grads.values()]);
         batch.release(); // the loader reuses the buffer (the tensors that wrapped it are gone)
-        const optimizerS = since(t) + localS;
+        let optimizerS = since(t) + localS;
+        if (shard) {
+          // every rank's updated segment to every rank (the all-reduce's second half), then assigned
+          t = performance.now();
+          await group.allGatherInPlace(parameters.weights);
+          allreduceS += since(t);
+          t = performance.now();
+          parameters.unpackWeights();
+          optimizerS += since(t);
+        }
 
         // bookkeeping, as PaddleClas does it: running means reset after the first 10 steps
         if (step === 10) {
@@ -334,6 +349,9 @@ export async function train(o: TrainOptions): Promise<number> {
       }
 
       // ---- checkpoints (rank 0), then everyone moves on together ---------------------------------------
+      // sharded, each rank's velocities are current in its own segment only: a checkpoint holds all of them
+      const saving = isBest || epoch % cfg.save_interval === 0 || epoch === cfg.epochs - 1;
+      if (shard && saving) await opt.gatherVelocities((v) => group.allGatherInPlace(v));
       if (env.rank === 0) {
         if (isBest) await saveCheckpoint(path.join(runDir, 'best_model'), model, opt, state);
         if (epoch % cfg.save_interval === 0 || epoch === cfg.epochs - 1)
