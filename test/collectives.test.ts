@@ -108,6 +108,38 @@ test('control bits through the socket, over tcp:// and with float16 on the wire'
   await assertControlWord(3, [0, 1, 4], { wireDtype: 'float16' });
 });
 
+test('reduceScatter then allGatherInPlace give the bytes of allReduce; each rank owns one segment, all covered', async () => {
+  for (const [np, extra, transport] of [
+    [2, {}, 'ipc'],
+    [3, { sharedMemory: false }, 'ipc'],
+    [3, {}, 'tcp'],
+    [3, { wireDtype: 'float16' }, 'ipc'],
+  ] as const) {
+    const sizes = [0, 1, np - 1, 1001, 12345];
+    const bits = [1, 0, 2];
+    const out = await runGroup(np, 'halves', { sizes, bits, chunkBytes: 4096, ...extra }, transport);
+    const what = `${np} ranks ${transport} ${JSON.stringify(extra)}`;
+    for (const o of out) assert.equal(o.code, 0, `${what}: rank ${o.rank} failed: ${o.error?.message ?? o.stderr}`);
+    sizes.forEach((size, k) => {
+      const rows = out.map((o) => o.result.rows[k]);
+      assert.equal(
+        rows.reduce((a, r) => a + r.owned, 0),
+        size,
+        `${what}, ${size} floats: the owned segments do not cover the buffer`,
+      );
+      for (const [rank, r] of rows.entries()) {
+        assert.ok(r.ownedOk, `${what}, rank ${rank}, ${size} floats: the owned segment is not reduced`);
+        assert.ok(r.sameBytes, `${what}, rank ${rank}, ${size} floats: the two halves differ from allReduce`);
+        assert.equal(
+          r.control,
+          bits.slice(0, np).reduce((a, b) => a | b, 0),
+          `${what}, rank ${rank}: control`,
+        );
+      }
+    });
+  }
+});
+
 /** the N-rank exact runs, kept for the tcp and float16 comparisons below (each group costs N node start-ups) */
 const exactRuns = new Map<number, RankOutcome[]>();
 const exactArgs = (np: number) => ({

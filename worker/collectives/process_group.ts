@@ -313,7 +313,12 @@ export class RingGroup implements ProcessGroup {
       if (reduce) {
         let rsTx = 0;
         let rsRx = 0;
-        for (const mine of chunks(r)) await io.outbox.send(Op.reduceScatter, rsTx++, codec.encode(mine));
+        // (a float32 view of the caller's array goes out without a copy when the all-gather follows: our segment
+        // is overwritten only once its final value came back round the ring, so the successor has read it; a
+        // reduce-scatter alone returns before that, and the caller may change its array at once)
+        const own = (mine: Float32Array) =>
+          gather || io.outbox.shared || codec !== FLOAT32_WIRE ? codec.encode(mine) : Buffer.from(bytesOf(mine));
+        for (const mine of chunks(r)) await io.outbox.send(Op.reduceScatter, rsTx++, own(mine));
         for (let step = 1; step < N; step++) {
           const last = step === N - 1;
           const divisor = last && op === 'mean' ? N : 1;
