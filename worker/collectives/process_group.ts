@@ -1,6 +1,8 @@
 /**
- * Collectives over the ring link: allReduce as a chunked, pipelined ring reduce-scatter + all-gather; broadcast
- * as a chunk pipeline along the ring; allGather of small values and barrier as N-1 ring steps.
+ * Collectives over the ring link: allReduce as a chunked, pipelined ring reduce-scatter + all-gather (each half
+ * also on its own, reduceScatter and allGatherInPlace, for a sharded optimizer); broadcast as a chunk pipeline
+ * along the ring; allGather of small values and barrier as N-1 ring steps. allReduce and reduceScatter carry a
+ * control word in their headers (a stop request), OR-ed over the ranks.
  *
  * allReduce data flow (why it is byte-identical on every rank): segment j of the buffer is summed in one fixed
  * order, starting at rank j and going round the ring; the rank that adds last (j-1) owns the final bytes and
