@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { HarDNet } from '../worker/model/hardnet.js';
 import { computeGradients } from '../worker/train/step.js';
 import { createMomentum } from '../worker/optim/momentum.js';
-import { GradientBuffer } from '../worker/train/grads.js';
+import { FlatParameters } from '../worker/model/flat_params.js';
 import { selectBackend, type BackendName } from '../worker/backend/select.js';
 import { profileStep } from './profile.js';
 
@@ -69,7 +69,8 @@ const labels = tf.tensor1d(
   Array.from({ length: batch }, (_, i) => i % classes),
   'int32',
 );
-const opt = createMomentum(model.weights, { momentum: 0.9, l2Decay: 5e-5 });
+const parameters = new FlatParameters(model.weights);
+const opt = createMomentum(parameters, { momentum: 0.9, l2Decay: 5e-5 });
 
 const fwd = o.train_only
   ? [NaN]
@@ -78,17 +79,16 @@ const fwd = o.train_only
       await y.data();
       y.dispose();
     });
-// the step as the training loop runs it: gradients into the fused buffer, BN statistics, one optimizer pass
-const grads = new GradientBuffer(model.weights, opt.gradientStorage);
+// the step as the training loop runs it: gradients packed into the flat parameters, BN statistics, one optimizer pass
 const updateTimes: number[] = [];
 const fwdCpu = [...cpuTimes];
 const train = await timeSteps(Number(o.steps), Number(o.warmup), async () => {
   const r = computeGradients(model, x, labels);
   await r.loss.data();
   const t0 = performance.now();
-  grads.gather(r.grads);
+  parameters.packGradients(r.grads);
   model.updateBatchNormStats(r.batchStats);
-  opt.apply(grads.flat, 0.01);
+  opt.step(0.01);
   updateTimes.push((performance.now() - t0) / 1000);
   tf.dispose([r.loss, r.logits, ...r.grads.values()]);
 });

@@ -1,6 +1,6 @@
 /**
  * npm run bench:scaling -- [--np 1,2] [--batch 64] [--model HarDNet39ds] [--image_size 32] [--epochs 3] [--repeat 1]
- *                           [--independent] [--json]
+ *                           [--independent] [--override key=value ...] [--json]
  *
  * Data-parallel scaling on this machine: `launch --nproc_per_node N train` on the bundled Fashion-MNIST (5,000
  * images) with the same per-worker batch for every N, timed from rank 0's metrics.jsonl (median step, the first
@@ -14,6 +14,7 @@
  * 1-worker jobs at the same time (no collectives, nothing shared) and reports their summed images/s, the most that N
  * processes get from this machine, and each N-worker row as a share of it. On a VM whose cores slow each other
  * down (shared caches, memory bandwidth, host scheduling) that ceiling is well under N x one worker.
+ * --override passes config overrides to every job (`-o key=value` of `launch train`), e.g. sharded_optimizer=True.
  */
 import { Command } from 'commander';
 import fs from 'node:fs';
@@ -34,6 +35,7 @@ const o = new Command('bench:scaling')
     '--independent',
     "also run N separate 1-worker jobs at once for each N > 1: the machine's ceiling for N processes",
   )
+  .option('--override <key=value...>', 'config overrides for every job (launch train -o)', [])
   .option('--json', 'one JSON object per line')
   .parse()
   .opts();
@@ -67,6 +69,7 @@ async function launchJob(np: number): Promise<Omit<Row, 'independent'>[]> {
     'backend=wasm',
     'save_interval=1000',
     `TRAIN.transforms.1.ResizeImage.size=${o.image_size}`,
+    ...(o.override as string[]),
   ];
   let recs: { epoch: number; data_s: number; compute_s: number; allreduce_s: number; optimizer_s: number }[];
   try {

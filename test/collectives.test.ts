@@ -57,6 +57,89 @@ test('world size 1 opens no sockets and every collective is the identity', async
   await pg.close();
 });
 
+test('world size 1: allReduce returns its own control bits; out-of-range bits are refused', async () => {
+  const pg = await createProcessGroup(readWorkerEnv({}));
+  assert.equal(await pg.allReduce(new Float32Array([1, 2]), 'mean', 5), 5);
+  assert.equal(await pg.allReduce(new Float32Array(0), 'sum', 1), 1);
+  assert.equal(await pg.allReduce(new Float32Array(0), 'sum'), 0);
+  await assert.rejects(pg.allReduce(new Float32Array(1), 'sum', 256), /control must be an integer 0\.\.255/);
+  await pg.close();
+});
+
+/**
+ * A stop request as the training loop sends it: control bits set on some ranks, the OR on every rank after the
+ * same call, for empty, tiny (segments without elements) and multi-chunk buffers; the values are those of the
+ * same call without bits, byte for byte.
+ */
+async function assertControlWord(np: number, bits: number[], extra: object = {}, transport: 'ipc' | 'tcp' = 'ipc') {
+  const sizes = [0, 1, np - 1, 1001, 12345];
+  const out = await runGroup(np, 'control', { sizes, bits, chunkBytes: 4096, ...extra }, transport);
+  const expected = bits.reduce((a, b) => a | b, 0);
+  for (const o of out) {
+    assert.equal(o.code, 0, `rank ${o.rank} failed: ${o.error?.message ?? o.stderr}`);
+    const rows = o.result.rows as {
+      size: number;
+      plainControl: number;
+      control: number;
+      after: number;
+      sameValues: boolean;
+      sha: string;
+    }[];
+    assert.equal(rows.length, sizes.length);
+    rows.forEach((r, k) => {
+      assert.equal(r.control, expected, `rank ${o.rank}, ${r.size} floats: control word`);
+      assert.equal(r.plainControl, 0, `rank ${o.rank}, ${r.size} floats: control word of a call without bits`);
+      assert.equal(r.after, 0, `rank ${o.rank}, ${r.size} floats: control word of the next call`);
+      assert.ok(r.sameValues, `rank ${o.rank}, ${r.size} floats: the control bits changed the values`);
+      assert.equal(r.sha, (out[0].result.rows as typeof rows)[k].sha, `rank ${o.rank}: bytes differ from rank 0's`);
+    });
+  }
+}
+
+test('control bits (a stop request) set on one rank reach every rank in the same allReduce; values unchanged', async () => {
+  await assertControlWord(2, [0, 1]); // the stop bit of the last rank
+  await assertControlWord(3, [1, 0, 0]); // of the first
+  await assertControlWord(4, [1, 2, 0, 128]); // bits of several ranks OR-ed
+});
+
+test('control bits through the socket, over tcp:// and with float16 on the wire', async () => {
+  await assertControlWord(3, [0, 1, 0], { sharedMemory: false });
+  await assertControlWord(3, [0, 0, 1], {}, 'tcp');
+  await assertControlWord(3, [0, 1, 4], { wireDtype: 'float16' });
+});
+
+test('reduceScatter then allGatherInPlace give the bytes of allReduce; each rank owns one segment, all covered', async () => {
+  for (const [np, extra, transport] of [
+    [2, {}, 'ipc'],
+    [3, { sharedMemory: false }, 'ipc'],
+    [3, {}, 'tcp'],
+    [3, { wireDtype: 'float16' }, 'ipc'],
+  ] as const) {
+    const sizes = [0, 1, np - 1, 1001, 12345];
+    const bits = [1, 0, 2];
+    const out = await runGroup(np, 'halves', { sizes, bits, chunkBytes: 4096, ...extra }, transport);
+    const what = `${np} ranks ${transport} ${JSON.stringify(extra)}`;
+    for (const o of out) assert.equal(o.code, 0, `${what}: rank ${o.rank} failed: ${o.error?.message ?? o.stderr}`);
+    sizes.forEach((size, k) => {
+      const rows = out.map((o) => o.result.rows[k]);
+      assert.equal(
+        rows.reduce((a, r) => a + r.owned, 0),
+        size,
+        `${what}, ${size} floats: the owned segments do not cover the buffer`,
+      );
+      for (const [rank, r] of rows.entries()) {
+        assert.ok(r.ownedOk, `${what}, rank ${rank}, ${size} floats: the owned segment is not reduced`);
+        assert.ok(r.sameBytes, `${what}, rank ${rank}, ${size} floats: the two halves differ from allReduce`);
+        assert.equal(
+          r.control,
+          bits.slice(0, np).reduce((a, b) => a | b, 0),
+          `${what}, rank ${rank}: control`,
+        );
+      }
+    });
+  }
+});
+
 /** the N-rank exact runs, kept for the tcp and float16 comparisons below (each group costs N node start-ups) */
 const exactRuns = new Map<number, RankOutcome[]>();
 const exactArgs = (np: number) => ({

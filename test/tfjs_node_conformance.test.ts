@@ -22,7 +22,7 @@ import { recordTfjsNode, type Dispatch } from './helpers/tfjs_node.js';
 import { tfOpProblems } from './helpers/tf_ops.js';
 import { HarDNet } from '../worker/model/hardnet.js';
 import { computeGradients, crossEntropy } from '../worker/train/step.js';
-import { GradientBuffer } from '../worker/train/grads.js';
+import { FlatParameters } from '../worker/model/flat_params.js';
 import { createMomentum } from '../worker/optim/momentum.js';
 import { topkCorrect } from '../worker/train/metrics.js';
 
@@ -35,8 +35,8 @@ const CLASSES = 10;
 
 /** What train.ts, evaluate.ts and infer.ts do with a model, op for op, on two small images. */
 async function trainEvalInfer(model: HarDNet): Promise<void> {
-  const opt = createMomentum(model.weights, { momentum: 0.9, l2Decay: 1e-4 });
-  const grads = new GradientBuffer(model.weights, opt.gradientStorage);
+  const parameters = new FlatParameters(model.weights);
+  const opt = createMomentum(parameters, { momentum: 0.9, l2Decay: 1e-4 });
   const x = tf.randomNormal([2, SIZE, SIZE, 3], 0, 1, 'float32', 5) as tf.Tensor4D;
   const labels = Int32Array.from([1, 7]);
   const y = tf.tensor1d(labels, 'int32');
@@ -45,17 +45,19 @@ async function trainEvalInfer(model: HarDNet): Promise<void> {
   for (const extra of [{}, { mix: { labelsB: yB, lam: 0.7 }, bnGroupSize: 1 }]) {
     const r = computeGradients(model, x, y, { labelSmoothing: 0.1, seed: 1, temperature: 0.5, ...extra });
     await r.loss.data();
-    grads.gather(r.grads);
+    parameters.packGradients(r.grads);
     model.updateBatchNormStats(r.batchStats);
     await topkCorrect(r.logits, labels, 5);
-    opt.apply(grads.flat, 0.1);
+    opt.step(0.1);
     tf.dispose([r.loss, r.logits, ...r.grads.values()]);
   }
   // a checkpoint's optimizer state out and back in
   const velocities = opt.velocityTensors();
   opt.loadVelocities(velocities);
   tf.dispose([...velocities.values()]);
-  grads.assignTo(model.weights);
+  // rank 0's weights broadcast (train.ts): packed on the host and assigned back
+  parameters.packWeights();
+  parameters.unpackWeights();
   // eval (evaluate.ts) and infer (commands/infer.ts)
   const logits = model.forward(x, { training: false });
   const scaled = tf.div(logits, 0.5) as tf.Tensor2D;

@@ -143,6 +143,35 @@ test('2 workers under the launcher: a run resumed after epoch 0 ends with the sa
   assert.ok(!weightsBin(full, '0').equals(weightsBin(full, '1')), 'the second epoch changed nothing');
 });
 
+test('2 workers with sharded_optimizer=True: the weights and velocities of the plain run, bit for bit, also resumed', () => {
+  const runs = { plain: 'plain-s', sharded: 'sharded', resumed: 'sharded-resumed' };
+  const dir = (k: keyof typeof runs) => path.join(tmp, runs[k]);
+  const a = runLaunch(2, path.join(tmp, 'log-plain-s'), ['train', ...small(dir('plain'), ['validate=False'])]);
+  assert.equal(a.code, 0, a.out);
+  const b = runLaunch(2, path.join(tmp, 'log-sharded'), [
+    'train',
+    ...small(dir('sharded'), ['validate=False', 'sharded_optimizer=True']),
+  ]);
+  assert.equal(b.code, 0, b.out);
+  const c = runLaunch(2, path.join(tmp, 'log-sharded-resumed'), [
+    'train',
+    ...small(dir('resumed'), [
+      'validate=False',
+      'sharded_optimizer=True',
+      `checkpoints=${path.join(dir('sharded'), 'HarDNet39ds', '0')}`,
+      'last_epoch=0',
+    ]),
+  ]);
+  assert.equal(c.code, 0, c.out);
+  const file = (k: keyof typeof runs, epoch: string, name: string) =>
+    fs.readFileSync(path.join(dir(k), 'HarDNet39ds', epoch, name));
+  for (const name of ['weights.bin', 'optimizer.bin']) {
+    for (const epoch of ['0', '1'])
+      assert.ok(file('plain', epoch, name).equals(file('sharded', epoch, name)), `epoch ${epoch} ${name} differs`);
+    assert.ok(file('plain', '1', name).equals(file('resumed', '1', name)), `resumed ${name} differs`);
+  }
+});
+
 test('two fresh runs with the default seed end with the same weights, bit for bit', () => {
   const [a, b] = ['fresh-a', 'fresh-b'].map((d) => path.join(tmp, d));
   for (const out of [a, b]) {

@@ -6,7 +6,7 @@ import { computeGradients, trainStep, type StepParts } from '../worker/train/ste
 import { SoloGroup } from '../worker/collectives/process_group.js';
 import type { Batch } from '../worker/data/loader.js';
 import { mixSeed } from '../shared/rng.js';
-import { GradientBuffer } from '../worker/train/grads.js';
+import { FlatParameters } from '../worker/model/flat_params.js';
 import { Momentum } from '../worker/optim/momentum.js';
 import { topkCorrect } from '../worker/train/metrics.js';
 import { useBackend } from './helpers/backend.js';
@@ -15,15 +15,15 @@ before(async () => {
   await useBackend('wasm');
 });
 
-/** One whole training step as the loop runs it: gradients, fused buffer, optimizer, BN statistics, metrics. */
-async function step(model: HarDNet, opt: Momentum, buf: GradientBuffer, i: number): Promise<number> {
+/** One whole training step as the loop runs it: gradients, packed into the flat parameters, optimizer, BN statistics, metrics. */
+async function step(model: HarDNet, opt: Momentum, i: number): Promise<number> {
   const x = tf.randomNormal([4, 32, 32, 3], 0, 1, 'float32', i) as tf.Tensor4D;
   const labels = Int32Array.from([0, 1, 2, 3]);
   const y = tf.tensor1d(labels, 'int32');
   const r = computeGradients(model, x, y, { labelSmoothing: 0.1, seed: i });
   const [loss] = await r.loss.data();
-  buf.gather(r.grads);
-  opt.apply(buf.flat, 0.01);
+  opt.params.packGradients(r.grads);
+  opt.step(0.01);
   model.updateBatchNormStats(r.batchStats);
   await topkCorrect(r.logits, labels, 5);
   tf.dispose([x, y, r.loss, r.logits, ...r.grads.values()]);
@@ -32,12 +32,11 @@ async function step(model: HarDNet, opt: Momentum, buf: GradientBuffer, i: numbe
 
 test('a training step leaks no tensors: tf.memory().numTensors is flat from step to step', async () => {
   const model = new HarDNet('HarDNet39ds', 10, 0);
-  const opt = new Momentum(model.weights, { momentum: 0.9, l2Decay: 1e-4 });
-  const buf = new GradientBuffer(model.weights);
-  await step(model, opt, buf, 0); // first step creates the velocities and cached constants
+  const opt = new Momentum(new FlatParameters(model.weights), { momentum: 0.9, l2Decay: 1e-4 });
+  await step(model, opt, 0); // first step creates the velocities and cached constants
   const counts: number[] = [];
   for (let i = 1; i <= 4; i++) {
-    const loss = await step(model, opt, buf, i);
+    const loss = await step(model, opt, i);
     assert.ok(Number.isFinite(loss));
     counts.push(tf.memory().numTensors);
   }
@@ -100,7 +99,7 @@ for (const l2Decay of [0, 5e-5]) {
     for (let step = 0; step < 5; step++) {
       const lr = 0.1 / (step + 1);
       const grads = new Map(shapes.map((s, i) => [`p${i}`, tf.randomNormal(s, 0, 1, 'float32', 100 * step + i)]));
-      // half the steps through the fused buffer, as the training loop passes it (with a trailing control slot)
+      // half the steps through a fused array (values after the parameters' are ignored)
       if (step % 2 === 0) {
         const flat = new Float32Array(opt.size + 1);
         let o = 0;
@@ -154,15 +153,14 @@ test('the optimizer re-reads a weight assigned by someone else, and restores sav
     () => other.apply(new Map([['w', tf.zeros([4])]]), 1),
     /gradient for parameter 'w' has shape \[4\], the parameter \[5\]/,
   );
-  const buffer = new GradientBuffer(params);
   assert.throws(
-    () => buffer.gather(new Map([['w', tf.zeros([6])]])),
+    () => other.params.packGradients(new Map([['w', tf.zeros([6])]])),
     /gradient for parameter 'w' has shape \[6\], the parameter \[5\]/,
   );
   tf.dispose([p, ...saved.values(), ...transposed.values()]);
 });
 
-test("a gradient buffer kept in the optimizer's memory is read in place and gives the same update as a separate one", () => {
+test('gradients packed into the flat parameters are updated in place and give the same update as a separate array', () => {
   const make = () =>
     new Map<string, tf.Variable>([
       [
@@ -177,29 +175,65 @@ test("a gradient buffer kept in the optimizer's memory is read in place and give
       ['b', tf.variable(tf.tensor1d([7, 8, 9, 10, 11]))],
     ]);
   const [p1, p2] = [make(), make()];
-  const [o1, o2] = [p1, p2].map((p) => new Momentum(p, { momentum: 0.9, l2Decay: 1e-4 }));
-  const separate = new GradientBuffer(p1);
-  const inPlace = new GradientBuffer(p2, o2.gradientStorage);
-  assert.equal(inPlace.flat.buffer, o2.gradientStorage.buffer);
+  const o1 = new Momentum(p1, { momentum: 0.9, l2Decay: 1e-4 });
+  const flat = new FlatParameters(p2);
+  const o2 = new Momentum(flat, { momentum: 0.9, l2Decay: 1e-4 });
+  // the kernel works on the owner's memory: weights, gradients and velocities are views of one buffer
+  assert.equal(flat.gradients.buffer, flat.memory.buffer);
+  assert.equal(flat.weights.buffer, flat.memory.buffer);
   for (let step = 0; step < 3; step++) {
     const g = new Map([
       ['a', tf.fill([2, 3], 0.5 + step)],
       ['b', tf.linspace(-1, 1, 5)],
     ]);
-    separate.gather(g);
-    inPlace.gather(g);
-    inPlace.stopFlag = true; // the control slot after the gradients is not a parameter
-    o1.apply(separate.flat, 0.1);
-    o2.apply(inPlace.flat, 0.1);
-    assert.equal(inPlace.stopFlag, true);
+    const separate = new Float32Array(11);
+    separate.set(g.get('a')!.dataSync(), 0);
+    separate.set(g.get('b')!.dataSync(), 6);
+    flat.packGradients(g);
+    assert.deepEqual(flat.gradients, separate);
+    o1.apply(separate, 0.1);
+    o2.step(0.1);
+    // the weights region holds what the variables were assigned
+    assert.deepEqual(flat.slice(flat.weights, 'b'), p2.get('b')!.dataSync());
     tf.dispose([...g.values()]);
   }
   for (const [n, v] of p1) assert.deepEqual(v.dataSync(), p2.get(n)!.dataSync(), n);
-  assert.throws(
-    () => new GradientBuffer(p2, new Float32Array(11)),
-    /storage of 11 floats for 11 parameters and the stop flag/,
-  );
+  // a region allocated now would grow the memory under the views handed out above
+  assert.throws(() => flat.allocate(), /a region is allocated after views of the memory were handed out/);
   tf.dispose([...p1.values(), ...p2.values()]);
+});
+
+test('packWeights re-reads only the parameters assigned since, unpackWeights assigns every one', () => {
+  const params = new Map<string, tf.Variable>([
+    ['a', tf.variable(tf.tensor1d([1, 2, 3]))],
+    ['b', tf.variable(tf.tensor2d([[4, 5]]))],
+  ]);
+  const flat = new FlatParameters(params);
+  flat.packWeights();
+  assert.deepEqual(Array.from(flat.weights), [1, 2, 3, 4, 5]);
+  // a value changed behind the owner's back is kept while its variable is not reassigned: nothing is re-read
+  flat.weights[0] = -1;
+  flat.packWeights();
+  assert.equal(flat.weights[0], -1);
+  params.get('b')!.assign(tf.tensor2d([[40, 50]]));
+  flat.packWeights();
+  assert.deepEqual(Array.from(flat.weights), [-1, 2, 3, 40, 50]);
+  flat.unpackWeights();
+  assert.deepEqual(Array.from(params.get('a')!.dataSync()), [-1, 2, 3]);
+  assert.deepEqual(params.get('b')!.shape, [1, 2]);
+  assert.throws(() => flat.packGradients(new Map([['a', tf.zeros([3])]])), /no gradient for parameter 'b'/);
+  assert.throws(
+    () =>
+      flat.packGradients(
+        new Map([
+          ['a', tf.zeros([3])],
+          ['b', tf.zeros([1, 2])],
+          ['c', tf.zeros([1])],
+        ]),
+      ),
+    /gradient for unknown parameter 'c'/,
+  );
+  tf.dispose([...params.values()]);
 });
 
 /** PyTorch's nn.BatchNorm2d default, which the official HarDNet keeps; written here, not taken from the model */
@@ -295,11 +329,12 @@ test('trainStep is the step written out: same loss and weights, no tensor left b
   const seed = 7;
   const labels = Int32Array.from([0, 1, 2, 3]);
   const stepped = new HarDNet('HarDNet39ds', 10, 0);
-  const steppedOpt = new Momentum(stepped.weights, { momentum: 0.9, l2Decay: 1e-4 });
+  const steppedParams = new FlatParameters(stepped.weights);
+  const steppedOpt = new Momentum(steppedParams, { momentum: 0.9, l2Decay: 1e-4 });
   const parts: StepParts = {
     model: stepped,
     optimizer: steppedOpt,
-    grads: new GradientBuffer(stepped.weights, steppedOpt.gradientStorage),
+    parameters: steppedParams,
     group: new SoloGroup(),
     seed,
     labelSmoothing: 0.1,
@@ -308,8 +343,8 @@ test('trainStep is the step written out: same loss and weights, no tensor left b
     topk: 5,
   };
   const byHand = new HarDNet('HarDNet39ds', 10, 0);
-  const byHandOpt = new Momentum(byHand.weights, { momentum: 0.9, l2Decay: 1e-4 });
-  const byHandGrads = new GradientBuffer(byHand.weights);
+  const byHandParams = new FlatParameters(byHand.weights);
+  const byHandOpt = new Momentum(byHandParams, { momentum: 0.9, l2Decay: 1e-4 });
   const released = { count: 0 };
   const counts: number[] = [];
   for (let iteration = 0; iteration < 4; iteration++) {
@@ -332,9 +367,9 @@ test('trainStep is the step written out: same loss and weights, no tensor left b
     const y = tf.tensor1d(labels, 'int32');
     const pass = computeGradients(byHand, x, y, { labelSmoothing: 0.1, seed: mixSeed(seed, iteration) });
     const [loss] = await pass.loss.data();
-    byHandGrads.gather(pass.grads);
+    byHandParams.packGradients(pass.grads);
     byHand.updateBatchNormStats(pass.batchStats);
-    byHandOpt.apply(byHandGrads.flat, 0.01);
+    byHandOpt.step(0.01);
     tf.dispose([x, y, pass.loss, pass.logits, ...pass.grads.values()]);
     assert.equal(result.loss, loss, `loss of step ${iteration}`);
   }

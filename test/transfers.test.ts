@@ -15,7 +15,7 @@ import { useBackend } from './helpers/backend.js';
 import { withShapeOnlyConvolutions } from './helpers/tfjs_node.js';
 import { HarDNet } from '../worker/model/hardnet.js';
 import { computeGradients } from '../worker/train/step.js';
-import { GradientBuffer } from '../worker/train/grads.js';
+import { FlatParameters } from '../worker/model/flat_params.js';
 import { createMomentum } from '../worker/optim/momentum.js';
 import { topkCorrect } from '../worker/train/metrics.js';
 
@@ -59,8 +59,8 @@ async function count(fn: () => Promise<void>): Promise<Traffic> {
 /** Steps as train.ts runs them (without the all-reduce, which works on the host buffer in place). */
 async function stepTraffic(name: string): Promise<{ traffic: Traffic[]; params: number }> {
   const model = new HarDNet(name, 10, 2);
-  const opt = createMomentum(model.weights, { momentum: 0.9, l2Decay: 5e-5 });
-  const grads = new GradientBuffer(model.weights, opt.gradientStorage);
+  const parameters = new FlatParameters(model.weights);
+  const opt = createMomentum(parameters, { momentum: 0.9, l2Decay: 5e-5 });
   const images = new Float32Array(2 * 32 * 32 * 3).map((_, i) => Math.sin(i));
   const labels = Int32Array.from([1, 4]);
   const traffic: Traffic[] = [];
@@ -71,10 +71,10 @@ async function stepTraffic(name: string): Promise<{ traffic: Traffic[]; params: 
         const y = tf.tensor1d(labels, 'int32');
         const r = computeGradients(model, x, y, { labelSmoothing: 0.1, seed: i });
         await r.loss.data();
-        grads.gather(r.grads);
+        parameters.packGradients(r.grads);
         model.updateBatchNormStats(r.batchStats);
         await topkCorrect(r.logits, labels, 5);
-        opt.apply(grads.flat, 0.01);
+        opt.step(0.01);
         tf.dispose([x, y, r.loss, r.logits, ...r.grads.values()]);
       }),
     );
@@ -109,17 +109,17 @@ test('a generic-path step reads 3 buffers and writes 5, whatever the parameter c
 
 test('the wasm-path optimizer is not used on the generic path, and the generic path leaks no tensors', async () => {
   const model = new HarDNet('HarDNet39ds', 10, 3);
-  const opt = createMomentum(model.weights, { momentum: 0.9, l2Decay: 5e-5 });
+  const parameters = new FlatParameters(model.weights);
+  const opt = createMomentum(parameters, { momentum: 0.9, l2Decay: 5e-5 });
   assert.equal(opt.constructor.name, 'DeviceMomentum');
-  const grads = new GradientBuffer(model.weights, opt.gradientStorage);
   const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
   const y = tf.tensor1d([0, 3], 'int32');
   const counts: number[] = [];
   for (let i = 0; i < 3; i++) {
     const r = computeGradients(model, x, y, { seed: i, bnGroupSize: 1 });
-    grads.gather(r.grads);
+    parameters.packGradients(r.grads);
     model.updateBatchNormStats(r.batchStats);
-    opt.apply(grads.flat, 0.01);
+    opt.step(0.01);
     tf.dispose([r.loss, r.logits, ...r.grads.values()]);
     counts.push(tf.memory().numTensors);
   }

@@ -92,6 +92,12 @@ export interface TrainConfig {
   /** a sample that fails to load is an error instead of being replaced */
   strict_data: boolean;
   allreduce_dtype: AllreduceDtype;
+  /**
+   * ZeRO stage 1: the gradients are reduce-scattered, each worker updates only the segment of the parameters it
+   * holds reduced (and keeps only that segment's velocities current), and the weights are all-gathered; results
+   * are bit-identical to the unsharded update, checkpoints hold all velocities.
+   */
+  sharded_optimizer: boolean;
   collective_timeout_s: number;
   metrics_file: string;
   /**
@@ -157,6 +163,7 @@ export const TOP_LEVEL_KEYS = [
   'seed',
   'strict_data',
   'allreduce_dtype',
+  'sharded_optimizer',
   'collective_timeout_s',
   'metrics_file',
   'loss_temperature',

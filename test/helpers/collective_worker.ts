@@ -189,6 +189,42 @@ async function main(): Promise<unknown> {
         }
         return { hashes, ok };
       }
+      case 'control': {
+        // each size twice, the same data: once without control bits, once with this rank's bits; the values must
+        // not change, and every rank must return the OR of all ranks' bits from the same call
+        const bits = (args.bits as number[])[pg.rank] ?? 0;
+        const rows = [];
+        for (const size of args.sizes as number[]) {
+          const plain = new Float32Array(size);
+          fill(plain, pg.rank);
+          const plainControl = await pg.allReduce(plain, 'mean');
+          const buf = new Float32Array(size);
+          fill(buf, pg.rank);
+          const control = await pg.allReduce(buf, 'mean', bits);
+          // the call after one with bits starts from none again
+          const after = await pg.allReduce(new Float32Array(size), 'sum');
+          rows.push({ size, plainControl, control, after, sameValues: sha(buf) === sha(plain), sha: sha(buf) });
+        }
+        return { rows };
+      }
+      case 'halves': {
+        // reduceScatter then allGatherInPlace must give allReduce's bytes; the owned segment right after the first
+        const bits = (args.bits as number[])[pg.rank] ?? 0;
+        const rows = [];
+        for (const size of args.sizes as number[]) {
+          const whole = new Float32Array(size);
+          fill(whole, pg.rank);
+          await pg.allReduce(whole, 'mean');
+          const buf = new Float32Array(size);
+          fill(buf, pg.rank);
+          const control = await pg.reduceScatter(buf, 'mean', bits);
+          const [start, end] = pg.ownedSegment(size);
+          const ownedOk = sha(buf.subarray(start, end)) === sha(whole.subarray(start, end));
+          await pg.allGatherInPlace(buf);
+          rows.push({ size, control, owned: end - start, ownedOk, sameBytes: sha(buf) === sha(whole) });
+        }
+        return { rows };
+      }
       case 'mismatch': {
         const size = pg.rank === 1 ? args.size + (args.sizeDelta ?? 0) : args.size;
         const buf = new Float32Array(size);

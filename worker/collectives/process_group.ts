@@ -1,6 +1,8 @@
 /**
- * Collectives over the ring link: allReduce as a chunked, pipelined ring reduce-scatter + all-gather; broadcast
- * as a chunk pipeline along the ring; allGather of small values and barrier as N-1 ring steps.
+ * Collectives over the ring link: allReduce as a chunked, pipelined ring reduce-scatter + all-gather (each half
+ * also on its own, reduceScatter and allGatherInPlace, for a sharded optimizer); broadcast as a chunk pipeline
+ * along the ring; allGather of small values and barrier as N-1 ring steps. allReduce and reduceScatter carry a
+ * control word in their headers (a stop request), OR-ed over the ranks.
  *
  * allReduce data flow (why it is byte-identical on every rank): segment j of the buffer is summed in one fixed
  * order, starting at rank j and going round the ring; the rank that adds last (j-1) owns the final bytes and
@@ -26,7 +28,7 @@ import type { WorkerEnv } from '../../shared/env.js';
 import { CollectiveError, type RingLink, SMALL_PAYLOAD_BYTES, type LogFn, type OpContext } from './link.js';
 import { bytesOf, FLOAT32_WIRE, Float16Wire, Inbox, Outbox, type WireCodec } from './ring_payloads.js';
 import { addBlocks } from './sum.js';
-import { Op, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
+import { CONTROL_MAX, controlOf, Op, payloadInSharedMemory, WireDtype, type Header } from './wire.js';
 import { nativeShm, type NativeShm } from './shm.js';
 
 export type WireDtypeName = 'float32' | 'float16';
@@ -36,8 +38,24 @@ export interface ProcessGroup {
   readonly worldSize: number;
   /** one line for the worker log: how this rank talks to the others */
   readonly description: string;
-  /** in place; every rank must pass the same length */
-  allReduce(buf: Float32Array, op: 'sum' | 'mean'): Promise<void>;
+  /**
+   * In place; every rank must pass the same length. `control`: bits (0..255) this rank contributes to the call's
+   * control word, carried in the message headers beside the values; resolves to the OR of every rank's bits, the
+   * same on every rank (a stop request that all ranks act on after the same call), also for an empty buffer.
+   */
+  allReduce(buf: Float32Array, op: 'sum' | 'mean', control?: number): Promise<number>;
+  /**
+   * The first half of allReduce: afterwards only this rank's owned segment (ownedSegment) of `buf` holds the
+   * reduced values, the rest is partial sums. Same `control` word as allReduce.
+   */
+  reduceScatter(buf: Float32Array, op: 'sum' | 'mean', control?: number): Promise<number>;
+  /**
+   * The second half of allReduce, in place: every rank's owned segment of `buf` goes to every other rank, so all
+   * end with the same bytes (always float32 on the wire, whatever the wire dtype).
+   */
+  allGatherInPlace(buf: Float32Array): Promise<void>;
+  /** [start, end) of the segment of an n-element buffer whose reduced values this rank holds after reduceScatter */
+  ownedSegment(n: number): [number, number];
   /** in place: every rank ends with root's bytes */
   broadcast(buf: Float32Array, root?: number): Promise<void>;
   barrier(): Promise<void>;
@@ -76,8 +94,17 @@ export class SoloGroup implements ProcessGroup {
   readonly worldSize = 1;
   readonly description = 'a single worker: no sockets, every collective is the identity';
   readonly bytesSent = { allReduce: 0, other: 0 };
-  async allReduce(): Promise<void> {
-    /* sum or mean of one rank is the buffer itself */
+  async allReduce(_buf: Float32Array, _op: 'sum' | 'mean', control = 0): Promise<number> {
+    checkControl(control);
+    return control; // sum or mean of one rank is the buffer itself, and so is its control word
+  }
+  async reduceScatter(_buf: Float32Array, _op: 'sum' | 'mean', control = 0): Promise<number> {
+    checkControl(control);
+    return control;
+  }
+  async allGatherInPlace(): Promise<void> {}
+  ownedSegment(n: number): [number, number] {
+    return [0, n];
   }
   async broadcast(_buf: Float32Array, root = 0): Promise<void> {
     if (root !== 0) throw new RangeError(`broadcast root ${root} is not a rank of a group of size 1`);
@@ -87,6 +114,14 @@ export class SoloGroup implements ProcessGroup {
     return [values.slice()];
   }
   async close(): Promise<void> {}
+}
+
+const EMPTY_PAYLOAD = new Uint8Array(0);
+
+/** A control word of allReduce: the header has 8 bits for it (wire.ts). */
+function checkControl(control: number): void {
+  if (!Number.isInteger(control) || control < 0 || control > CONTROL_MAX)
+    throw new RangeError(`allReduce control must be an integer 0..${CONTROL_MAX}, not ${control}`);
 }
 
 /** The payload paths of one allReduce call (ring_payloads.ts). */
@@ -184,29 +219,59 @@ export class RingGroup implements ProcessGroup {
     return [Math.floor((j * n) / N), Math.floor(((j + 1) * n) / N)];
   }
 
-  async allReduce(buf: Float32Array, op: 'sum' | 'mean'): Promise<void> {
+  async allReduce(buf: Float32Array, op: 'sum' | 'mean', control = 0): Promise<number> {
+    return this.ring('allReduce', buf, { op, control, reduce: true, gather: true, codec: this.codec });
+  }
+
+  async reduceScatter(buf: Float32Array, op: 'sum' | 'mean', control = 0): Promise<number> {
+    return this.ring('reduceScatter', buf, { op, control, reduce: true, gather: false, codec: this.codec });
+  }
+
+  async allGatherInPlace(buf: Float32Array): Promise<void> {
+    // float32 whatever the wire dtype: what is gathered is final (weights), and every rank must end with the
+    // owner's bytes, which a rounding on the way would not give the owner itself
+    await this.ring('allGather', buf, { op: 'sum', control: 0, reduce: false, gather: true, codec: FLOAT32_WIRE });
+  }
+
+  ownedSegment(n: number): [number, number] {
+    return this.segment(n, (this.rank + 1) % this.worldSize);
+  }
+
+  /**
+   * The two ring loops over `buf`: the reduce-scatter (segment j summed from rank j round to rank j-1, which
+   * owns its final values), the all-gather (each final segment passed on from its owner), or both, pipelined:
+   * allReduce's last reduce-scatter step sends its final chunks at once as the all-gather's first messages.
+   */
+  private async ring(
+    name: string,
+    buf: Float32Array,
+    phases: { op: 'sum' | 'mean'; control: number; reduce: boolean; gather: boolean; codec: WireCodec },
+  ): Promise<number> {
+    const { op, control, reduce, gather, codec } = phases;
     if (op !== 'sum' && op !== 'mean')
-      throw new RangeError(`allReduce op must be 'sum' or 'mean', not ${JSON.stringify(op)}`);
+      throw new RangeError(`${name} op must be 'sum' or 'mean', not ${JSON.stringify(op)}`);
+    checkControl(control);
     const N = this.worldSize;
     const r = this.rank;
     const n = buf.length;
-    const codec = this.codec;
     const chunkElems = Math.max(1, Math.floor(this.t.chunkBytes / 4));
     let heardFrom = 0; // ring steps completed: ranks r-1 .. r-heardFrom have contributed
-    const ctx = this.ctx('allReduce', () =>
+    const ctx = this.ctx(name, () =>
       Array.from({ length: N - 1 - Math.min(heardFrom, N - 1) }, (_, k) => (r + N - 1 - heardFrom - k) % N),
     );
     this.timing.calls++;
-    await this.run(ctx, async () => {
+    return this.run(ctx, async () => {
       // float32 payloads to a successor on this host go through shared memory (shm.ts), at running offsets in
-      // the file of this call's parity. An empty call sends nothing and so synchronises nobody: it must not take
-      // a turn of the parity files; nor does a call refused as busy or closed (run() refuses before this).
+      // the file of this call's parity. An empty call puts nothing there (its messages carry only the control
+      // bits): it takes no turn of the parity files; nor does a call refused as busy or closed (run() refuses
+      // before this).
       let parity = 0;
       let shared = false;
       if (n > 0) {
         parity = this.allReduces++ % 2;
-        // a rank sends N-1 segments in the reduce-scatter and N-1 in the all-gather, none longer than ceil(n/N)
-        shared = codec.sharedMemory && this.link.sharedMemoryFor(parity, 2 * (N - 1) * Math.ceil(n / N) * 4);
+        // a rank sends N-1 segments in each phase, none longer than ceil(n/N)
+        const phaseCount = (reduce ? 1 : 0) + (gather ? 1 : 0);
+        shared = codec.sharedMemory && this.link.sharedMemoryFor(parity, phaseCount * (N - 1) * Math.ceil(n / N) * 4);
       }
       const io: RingIo = {
         outbox: new Outbox(this.link, ctx, codec.dtype, shared, parity, (frames, sharedBytes) => {
@@ -217,19 +282,25 @@ export class RingGroup implements ProcessGroup {
         native: shared ? nativeShm() : null,
       };
       const mod = (x: number) => ((x % N) + N) % N;
+      // an empty segment (fewer elements than ranks) still sends one empty chunk: its header carries the control
+      // bits, so that every rank hears from every other in the reduce-scatter whatever the buffer's length
       const chunks = (segment: number) => {
         const [s0, s1] = this.segment(n, segment);
-        const out: Float32Array[] = [];
-        for (let c = s0; c < s1; c += chunkElems) out.push(buf.subarray(c, Math.min(s1, c + chunkElems)));
+        const out: Float32Array[] = [buf.subarray(s0, Math.min(s1, s0 + chunkElems))];
+        for (let c = s0 + chunkElems; c < s1; c += chunkElems) out.push(buf.subarray(c, Math.min(s1, c + chunkElems)));
         return out;
       };
+      // the control word: each message carries the OR of the bits of the ranks it passed, so after the N-1 steps
+      // of the reduce-scatter every rank holds all of them (the all-gather's messages carry them too)
+      io.outbox.control = control;
       const receive = async (op: number, index: number, mine: Float32Array) => {
         const [h, payload] = await this.recvT(ctx);
         this.link.expect(h, op, codec.dtype, ctx.seq, index, mine.length * codec.elemBytes, ctx);
+        io.outbox.control |= controlOf(h);
         if (!codec.sharedMemory && payloadInSharedMemory(h)) {
           // float16 payloads always travel in the message: a flag saying otherwise is no peer of this job's
           throw new CollectiveError(
-            `rank ${r}: allReduce #${ctx.seq}: rank ${this.link.prev} announced a float16 payload in shared memory`,
+            `rank ${r}: ${name} #${ctx.seq}: rank ${this.link.prev} announced a float16 payload in shared memory`,
             this.link.prev,
             ctx.seq,
           );
@@ -238,25 +309,43 @@ export class RingGroup implements ProcessGroup {
       };
 
       // reduce-scatter: step 0 sends our own segment r as it is; steps 1..N-1 add our part to the predecessor's
-      // partial sum and pass it on; the last step owns the final values of its segment and starts the all-gather
-      let rsTx = 0;
-      let rsRx = 0;
+      // partial sum and pass it on; the last step owns the final values of its segment (and, in an allReduce,
+      // starts the all-gather with them)
       let agTx = 0; // all-gather messages sent: our owned segment first, then forwards
-      for (const mine of chunks(r)) await io.outbox.send(Op.reduceScatter, rsTx++, codec.encode(mine));
-      for (let step = 1; step < N; step++) {
-        const last = step === N - 1;
-        const divisor = last && op === 'mean' ? N : 1;
-        for (const mine of chunks(mod(r - step))) {
-          const [h, payload] = await receive(Op.reduceScatter, rsRx++, mine);
-          const ts = performance.now();
-          const [bytes, written] = this.combine(io, h, payload, mine, divisor, last);
-          this.timing.sumMs += performance.now() - ts;
-          if (last) await io.outbox.send(Op.allGatherChunks, agTx++, bytes, written);
-          else await io.outbox.send(Op.reduceScatter, rsTx++, bytes, written);
+      if (reduce) {
+        let rsTx = 0;
+        let rsRx = 0;
+        // (a float32 view of the caller's array goes out without a copy when the all-gather follows: our segment
+        // is overwritten only once its final value came back round the ring, so the successor has read it; a
+        // reduce-scatter alone returns before that, and the caller may change its array at once)
+        const own = (mine: Float32Array) =>
+          gather || io.outbox.shared || codec !== FLOAT32_WIRE ? codec.encode(mine) : Buffer.from(bytesOf(mine));
+        for (const mine of chunks(r)) await io.outbox.send(Op.reduceScatter, rsTx++, own(mine));
+        for (let step = 1; step < N; step++) {
+          const last = step === N - 1;
+          const divisor = last && op === 'mean' ? N : 1;
+          for (const mine of chunks(mod(r - step))) {
+            const [h, payload] = await receive(Op.reduceScatter, rsRx++, mine);
+            const ts = performance.now();
+            const [bytes, written] = this.combine(io, h, payload, mine, divisor, last);
+            this.timing.sumMs += performance.now() - ts;
+            if (!last) await io.outbox.send(Op.reduceScatter, rsTx++, bytes, written);
+            else if (gather) await io.outbox.send(Op.allGatherChunks, agTx++, bytes, written);
+          }
+          heardFrom = step;
         }
-        heardFrom = step;
+        heardFrom = 0;
+      } else {
+        // an all-gather alone starts from our owned segment as the caller holds it: a copy when it goes in the
+        // message, since the caller may change its array as soon as the call returns (zeromq may not have sent it)
+        for (const mine of chunks(mod(r + 1)))
+          await io.outbox.send(
+            Op.allGatherChunks,
+            agTx++,
+            io.outbox.shared ? bytesOf(mine) : Buffer.from(bytesOf(mine)),
+          );
       }
-      heardFrom = 0;
+      if (!gather) return io.outbox.control;
 
       // all-gather: copy each final segment, pass it on until it reaches the rank that owns it
       let agRx = 0;
@@ -269,7 +358,7 @@ export class RingGroup implements ProcessGroup {
           this.timing.copyMs += performance.now() - tc;
           if (step < N - 1) {
             // forward what was received; a copy when it now lives only in the caller's array, which the caller
-            // may change as soon as allReduce returns (zeromq may not have sent it by then)
+            // may change as soon as the call returns (zeromq may not have sent it by then)
             const inMessage = payload.length === mine.length * codec.elemBytes;
             await io.outbox.send(
               Op.allGatherChunks,
@@ -280,6 +369,7 @@ export class RingGroup implements ProcessGroup {
         }
         heardFrom = step;
       }
+      return io.outbox.control;
     });
   }
 
@@ -297,6 +387,7 @@ export class RingGroup implements ProcessGroup {
     last: boolean,
   ): [Uint8Array, boolean] {
     const { outbox, inbox, native } = io;
+    if (mine.length === 0) return [EMPTY_PAYLOAD, false]; // an empty segment's chunk: only its header matters
     if (!this.codec.sharedMemory || (!outbox.shared && !payloadInSharedMemory(h))) {
       // summed in the received buffer (any alignment), which is then forwarded
       return [this.codec.reduceInMessage(payload, mine, divisor, last), false];

@@ -10,7 +10,7 @@
 import { addHalfInto, decodeHalf, encodeHalf } from './float16.js';
 import type { OpContext, RingLink } from './link.js';
 import { addChunk, addInto, divideBy, type BlockReader, type BlockWriter } from './sum.js';
-import { FLAG_SHARED_MEMORY, WireDtype, payloadInSharedMemory, type Header } from './wire.js';
+import { CONTROL_SHIFT, FLAG_SHARED_MEMORY, WireDtype, payloadInSharedMemory, type Header } from './wire.js';
 
 /** The bytes of a float array (received payloads are copied in byte-wise: zeromq's buffers may be unaligned). */
 export function bytesOf(a: Float32Array): Uint8Array {
@@ -93,6 +93,8 @@ const EMPTY = new Uint8Array(0);
 /** Where this rank's payloads of one allReduce go: in the message, or into our shared-memory file. */
 export class Outbox {
   private position = 0;
+  /** the control bits every message from here on carries in its header (wire.ts) */
+  control = 0;
 
   constructor(
     private readonly link: RingLink,
@@ -105,14 +107,19 @@ export class Outbox {
     private readonly sendFrames: (frames: [Buffer, Uint8Array], sharedBytes: number) => Promise<void>,
   ) {}
 
-  /** Announce one payload; in shared memory it is first written at the running offset unless the sum already put it there. */
+  /**
+   * Announce one payload; in shared memory it is first written at the running offset unless the sum already put it
+   * there. An empty payload (a segment with no elements, sent for its control bits) always goes in the message.
+   */
   send(op: number, index: number, bytes: Uint8Array, written = false): Promise<void> {
     const { link, ctx } = this;
-    if (!this.shared) return this.sendFrames([link.header(op, this.dtype, ctx.seq, index, bytes.length), bytes], 0);
+    const control = this.control << CONTROL_SHIFT;
+    if (!this.shared || bytes.length === 0)
+      return this.sendFrames([link.header(op, this.dtype, ctx.seq, index, bytes.length, control), bytes], 0);
     if (!written) link.writeShared(this.parity, bytes, this.position, ctx);
     this.position += bytes.length;
     return this.sendFrames(
-      [link.header(op, this.dtype, ctx.seq, index, bytes.length, FLAG_SHARED_MEMORY), EMPTY],
+      [link.header(op, this.dtype, ctx.seq, index, bytes.length, FLAG_SHARED_MEMORY | control), EMPTY],
       bytes.length,
     );
   }

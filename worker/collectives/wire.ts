@@ -24,6 +24,18 @@ export type OpCode = (typeof Op)[keyof typeof Op];
 /** flags: the payload is not in the message but in the sender's shared-memory file (shm.ts); the frame is empty */
 export const FLAG_SHARED_MEMORY = 1;
 
+/**
+ * flags bits 8-15: the control word of an allReduce (ProcessGroup.allReduce's `control`), the OR of the bits of
+ * the ranks the message has passed; the reduce-scatter brings every rank's bits to every rank.
+ */
+export const CONTROL_SHIFT = 8;
+export const CONTROL_MAX = 0xff;
+
+/** The control bits a message carries. */
+export function controlOf(h: Pick<Header, 'flags'>): number {
+  return ((h.flags ?? 0) >>> CONTROL_SHIFT) & CONTROL_MAX;
+}
+
 /** Whether a message's payload is in the sender's shared-memory file rather than in the message. */
 export function payloadInSharedMemory(h: Pick<Header, 'flags'>): boolean {
   return ((h.flags ?? 0) & FLAG_SHARED_MEMORY) !== 0;

@@ -12,43 +12,42 @@
  * which are device-side views/copies, not transfers).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { flatLayout, type FlatSlot } from '../model/flat_params.js';
-import type { MomentumOptions, Optimizer } from './momentum.js';
-
-interface Slot extends FlatSlot {
-  variable: tf.Variable;
-  assigned?: object;
-}
+import { FlatParameters } from '../model/flat_params.js';
+import { checkSegment, checkVelocities, type MomentumOptions, type Optimizer } from './optimizer.js';
 
 export class DeviceMomentum implements Optimizer {
-  private readonly slots: Slot[];
+  readonly params: FlatParameters;
   readonly size: number;
-  /** host buffer the fused gradients are gathered and all-reduced in (train/grads.ts), one float to spare */
-  readonly gradientStorage: Float32Array;
-  /** all weights back to back, as last assigned by this optimizer (rebuilt when someone else assigned one) */
-  private w: tf.Tensor1D | undefined;
+  /** the velocities, all parameters back to back, on the device */
   private v: tf.Tensor1D;
 
+  /** `params`: the flat parameters to update; a map of variables stands for flat parameters of their own */
   constructor(
-    params: Map<string, tf.Variable>,
+    params: FlatParameters | Map<string, tf.Variable>,
     readonly opts: MomentumOptions,
   ) {
-    const { slots, size } = flatLayout(params);
-    this.slots = slots.map((s) => ({ ...s, variable: params.get(s.name)! }));
-    this.size = size;
-    this.gradientStorage = new Float32Array(size + 1);
-    this.v = tf.keep(tf.zeros([size], 'float32') as tf.Tensor1D);
+    this.params = params instanceof FlatParameters ? params : new FlatParameters(params);
+    this.size = this.params.size;
+    this.v = tf.keep(tf.zeros([this.size], 'float32') as tf.Tensor1D);
+  }
+
+  step(lr: number): void {
+    // a copy: the cpu backend keeps the array it is given, and the gradients are overwritten by the next step
+    this.update(tf.tensor1d(this.params.gradients.slice(), 'float32'), lr);
   }
 
   apply(grads: Float32Array | Map<string, tf.Tensor>, lr: number): void {
-    const g = tf.tidy(() => this.gradientTensor(grads));
-    // a parameter assigned since the last step (checkpoint load, rank 0's broadcast): re-gather on the device
-    if (!this.w || this.slots.some((s) => s.variable.dataId !== s.assigned)) {
-      this.w?.dispose();
-      this.w = tf.keep(tf.tidy(() => tf.concat(this.slots.map((s) => tf.reshape(s.variable, [-1]))) as tf.Tensor1D));
-    }
+    this.update(
+      tf.tidy(() => this.gradientTensor(grads)),
+      lr,
+    );
+  }
+
+  /** One step on `g` (the gradients on the device; disposed here). */
+  private update(g: tf.Tensor1D, lr: number): void {
+    // the weights as one device tensor, re-gathered by the flat parameters when someone assigned one since
+    const w = this.params.deviceWeights();
     const { momentum, l2Decay } = this.opts;
-    const w = this.w;
     const [v, next] = tf.tidy(() => {
       // without decay the gradient is used as it is (as momentum.c: g + 0 * w would turn -0 into +0)
       const gd = l2Decay !== 0 ? tf.add(g, tf.mul(w, l2Decay)) : g;
@@ -57,39 +56,64 @@ export class DeviceMomentum implements Optimizer {
     });
     g.dispose();
     this.v.dispose();
-    w.dispose();
     this.v = tf.keep(v);
-    this.w = tf.keep(next);
-    tf.tidy(() => {
-      const parts = tf.split(
-        next,
-        this.slots.map((s) => s.size),
-      );
-      this.slots.forEach((s, i) => {
-        s.variable.assign(tf.reshape(parts[i]!, s.shape));
-      });
-    });
-    for (const s of this.slots) s.assigned = s.variable.dataId;
+    this.params.assignDeviceWeights(next);
   }
 
-  /** The gradients as one device tensor: one write of the fused host buffer, or a concat of the tensors given. */
+  /**
+   * The segment's update on the device as in update() (the same ops on slices, so the same bits), its new weights
+   * read to the host with ONE transfer for the all-gather; the caller unpacks the gathered weights with one write.
+   */
+  stepSegment(lr: number, start: number, end: number): void {
+    checkSegment(this.size, start, end);
+    const p = this.params;
+    const n = end - start;
+    const g = tf.tensor1d(p.gradients.slice(start, end), 'float32');
+    const w = p.deviceWeights();
+    const { momentum, l2Decay } = this.opts;
+    const [v, next] = tf.tidy(() => {
+      const ws = tf.slice(w, start, n);
+      const gd = l2Decay !== 0 ? tf.add(g, tf.mul(ws, l2Decay)) : g;
+      const vs = tf.add(tf.mul(tf.slice(this.v, start, n), momentum), gd) as tf.Tensor1D;
+      const parts = [tf.slice(this.v, 0, start), vs, tf.slice(this.v, end, this.size - end)];
+      return [tf.concat(parts) as tf.Tensor1D, tf.sub(ws, tf.mul(vs, lr)) as tf.Tensor1D];
+    });
+    g.dispose();
+    this.v.dispose();
+    this.v = tf.keep(v);
+    try {
+      p.weights.set(next.dataSync() as Float32Array, start);
+    } finally {
+      next.dispose();
+    }
+  }
+
+  async gatherVelocities(gather: (flat: Float32Array) => Promise<void>): Promise<void> {
+    const host = this.v.dataSync().slice() as Float32Array;
+    await gather(host);
+    this.v.dispose();
+    this.v = tf.keep(tf.tensor1d(host, 'float32'));
+  }
+
+  /** The gradients as one device tensor: one write of a fused host array, or a concat of the tensors given. */
   private gradientTensor(grads: Float32Array | Map<string, tf.Tensor>): tf.Tensor1D {
+    const slots = this.params.slots;
     if (grads instanceof Float32Array) {
       if (grads.length < this.size)
         throw new RangeError(`optimizer: ${grads.length} gradient values for ${this.size} parameters`);
-      // a copy: the cpu backend keeps the array it is given, and the buffer is overwritten by the next step
+      // a copy: the cpu backend keeps the array it is given, and the caller may reuse its buffer
       return tf.tensor1d(grads.slice(0, this.size), 'float32');
     }
     for (const name of grads.keys()) {
-      if (!this.slots.some((s) => s.name === name))
-        throw new Error(`optimizer: gradient for unknown parameter '${name}'`);
+      if (!slots.some((s) => s.name === name))
+        throw new RangeError(`optimizer: gradient for unknown parameter '${name}'`);
     }
     return tf.concat(
-      this.slots.map((s) => {
+      slots.map((s) => {
         const g = grads.get(s.name);
-        if (!g) throw new Error(`optimizer: no gradient for parameter '${s.name}'`);
+        if (!g) throw new RangeError(`optimizer: no gradient for parameter '${s.name}'`);
         if (g.size !== s.size)
-          throw new Error(
+          throw new RangeError(
             `optimizer: gradient for parameter '${s.name}' has shape [${g.shape}], the parameter [${s.shape}]`,
           );
         return tf.reshape(g, [-1]);
@@ -98,26 +122,22 @@ export class DeviceMomentum implements Optimizer {
   }
 
   velocityTensors(): Map<string, tf.Tensor> {
+    const slots = this.params.slots;
     const parts = tf.split(
       this.v,
-      this.slots.map((s) => s.size),
+      slots.map((s) => s.size),
     );
-    const out = new Map(this.slots.map((s, i) => [s.name, tf.reshape(parts[i]!, s.shape)]));
+    const out = new Map(slots.map((s, i) => [s.name, tf.reshape(parts[i]!, s.shape)]));
     tf.dispose(parts);
     return out;
   }
 
   loadVelocities(saved: Map<string, tf.Tensor>, source = 'checkpoint'): void {
-    for (const [name, t] of saved) {
-      const s = this.slots.find((x) => x.name === name);
-      if (!s) throw new Error(`${source}: optimizer velocity for unknown parameter '${name}'`);
-      if (!tf.util.arraysEqual(t.shape, s.shape))
-        throw new Error(`${source}: optimizer velocity '${name}' has shape [${t.shape}], the parameter [${s.shape}]`);
-    }
+    checkVelocities(this.params, saved, source);
     const v = tf.tidy(
       () =>
         tf.concat(
-          this.slots.map((s) => {
+          this.params.slots.map((s) => {
             const t = saved.get(s.name);
             return t ? tf.reshape(t, [-1]) : tf.zeros([s.size], 'float32');
           }),

@@ -11,9 +11,16 @@ import type { ProcessGroup } from '../collectives/index.js';
 import type { Batch } from '../data/loader.js';
 import type { MixOperator } from '../data/mix.js';
 import type { BatchStats, HarDNet } from '../model/hardnet.js';
+import type { FlatParameters } from '../model/flat_params.js';
 import type { Optimizer } from '../optim/momentum.js';
-import type { GradientBuffer } from './grads.js';
 import { since, topkCorrect } from './metrics.js';
+
+/**
+ * The control bit of the gradients' all-reduce that says "stop": a worker asked to stop sets it, and the call
+ * returns it to every worker, so all stop after the same step instead of one leaving the others waiting in the
+ * next collective.
+ */
+export const STOP_REQUESTED = 1;
 
 export interface GradientOptions {
   /** label smoothing epsilon (PaddleClas ls_epsilon) */
@@ -81,8 +88,13 @@ export function computeGradients(
 export interface StepParts {
   model: HarDNet;
   optimizer: Optimizer;
-  /** the fused gradients the all-reduce averages, with the stop flag riding along */
-  grads: GradientBuffer;
+  /** the weights and fused gradients the optimizer updates in place and the all-reduce averages */
+  parameters: FlatParameters;
+  /**
+   * ZeRO stage 1 (sharded_optimizer): the [start, end) of the parameters this rank updates after the
+   * reduce-scatter, before the weights are all-gathered; absent: every rank updates all of them
+   */
+  shard?: [number, number];
   group: ProcessGroup;
   /** mixup/cutmix, when use_mix is on */
   mix?: MixOperator;
@@ -128,7 +140,7 @@ export async function trainStep(
   batch: Batch,
   at: { iteration: number; lr: number; stopRequested: boolean },
 ): Promise<StepResult> {
-  const { model, optimizer: opt, grads, group } = parts;
+  const { model, optimizer: opt, parameters, group, shard } = parts;
   // forward + backward
   let t0 = performance.now();
   const mixed = parts.mix?.(
@@ -148,27 +160,39 @@ export async function trainStep(
     bnGroupSize: parts.bnGroupSize,
   });
   const [loss] = await pass.loss.data();
-  grads.gather(pass.grads);
+  parameters.packGradients(pass.grads);
   const computeS = since(t0);
   // gradients averaged over all workers; while this worker waits for the others' data, it does the work that
   // does not need the averaged gradients (BN running statistics, accuracy), so a step's skew is not all idle
   t0 = performance.now();
-  grads.stopFlag = at.stopRequested;
-  const averaging = group.allReduce(grads.flat, 'mean');
+  // the stop request is a control bit of the collective: every rank gets back the OR of all ranks' bits
+  const control = at.stopRequested ? STOP_REQUESTED : 0;
+  const averaging = shard
+    ? group.reduceScatter(parameters.gradients, 'mean', control)
+    : group.allReduce(parameters.gradients, 'mean', control);
   averaging.catch(() => {}); // its failure is thrown by the await below, not reported as unhandled meanwhile
   const localStart = performance.now();
   model.updateBatchNormStats(pass.batchStats);
   const correct = await topkCorrect(pass.logits, batch.labels, parts.topk);
   const localS = since(localStart);
-  await averaging;
-  const allreduceS = since(t0) - localS;
-  const stop = grads.stopFlag;
+  const stop = ((await averaging) & STOP_REQUESTED) !== 0;
+  let allreduceS = since(t0) - localS;
   // the update
   t0 = performance.now();
-  opt.apply(grads.flat, at.lr);
+  if (shard) opt.stepSegment(at.lr, shard[0], shard[1]);
+  else opt.step(at.lr);
   tf.dispose([x, y, ...(yB ? [yB] : []), pass.loss, pass.logits, ...pass.grads.values()]);
   batch.release(); // the loader reuses the buffer (the tensors that wrapped it are gone)
-  const optimizerS = since(t0) + localS;
+  let optimizerS = since(t0) + localS;
+  if (shard) {
+    // every rank's updated segment to every rank (the all-reduce's second half), then assigned
+    t0 = performance.now();
+    await group.allGatherInPlace(parameters.weights);
+    allreduceS += since(t0);
+    t0 = performance.now();
+    parameters.unpackWeights();
+    optimizerS += since(t0);
+  }
   return {
     loss,
     correct,

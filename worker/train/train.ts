@@ -20,10 +20,10 @@ import { createProcessGroup } from '../collectives/index.js';
 import { HarDNet } from '../model/hardnet.js';
 import { loadPretrained } from '../checkpoint/pretrained.js';
 import { createMomentum, type Optimizer } from '../optim/momentum.js';
+import { FlatParameters } from '../model/flat_params.js';
 import { makeSchedule, stepsPerEpochOf } from '../optim/lr.js';
 import { loadCheckpoint, saveCheckpoint, latestCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';
 import { trainStep, type StepParts } from './step.js';
-import { GradientBuffer } from './grads.js';
 import { evaluate } from './evaluate.js';
 import { TrainMeter } from './meter.js';
 import { buildLoader } from './data.js';
@@ -85,7 +85,8 @@ export async function train(options: TrainOptions): Promise<number> {
 
     // ---- model, optimizer, learning-rate schedule ------------------------------------------------------------
     const model = new HarDNet(cfg.ARCHITECTURE.name, cfg.classes_num, cfg.seed);
-    const opt = createMomentum(model.weights, {
+    const parameters = new FlatParameters(model.weights);
+    const opt = createMomentum(parameters, {
       momentum: cfg.OPTIMIZER.params.momentum,
       l2Decay: cfg.OPTIMIZER.regularizer?.factor ?? 0,
     });
@@ -94,9 +95,9 @@ export async function train(options: TrainOptions): Promise<number> {
 
     // ---- where to start: a checkpoint, pretrained weights, or rank 0's random init everywhere -------------
     const { state, resumedFrom } = await startingPoint(model, opt, cfg, options.resume, runDir, log);
-    const weights = GradientBuffer.weightsOf(model.weights);
-    await group.broadcast(weights.flat, 0);
-    weights.assignTo(model.weights);
+    parameters.packWeights();
+    await group.broadcast(parameters.weights, 0);
+    parameters.unpackWeights();
     // after this barrier every worker has opened the shared decode caches: drop their names, so nothing outlives the job
     await group.barrier();
     for (const loader of [trainLoader, validLoader]) loader?.decodeCache?.unlinkName?.();
@@ -117,11 +118,12 @@ export async function train(options: TrainOptions): Promise<number> {
       perWorkerBatch: Math.floor(cfg.TRAIN.batch_size / env.worldSize),
       worldSize: env.worldSize,
     });
-    const grads = new GradientBuffer(model.weights, opt.gradientStorage);
     const stepParts: StepParts = {
       model,
       optimizer: opt,
-      grads,
+      parameters,
+      // ZeRO stage 1 (sharded_optimizer): the segment of the parameters this rank updates
+      shard: cfg.sharded_optimizer ? group.ownedSegment(parameters.size) : undefined,
       group,
       mix,
       seed,
@@ -188,6 +190,9 @@ export async function train(options: TrainOptions): Promise<number> {
       }
 
       // ---- checkpoints (rank 0), then everyone moves on together ---------------------------------------
+      // sharded, each rank's velocities are current in its own segment only: a checkpoint holds all of them
+      const saving = isBest || epoch % cfg.save_interval === 0 || epoch === cfg.epochs - 1;
+      if (stepParts.shard && saving) await opt.gatherVelocities((v) => group.allGatherInPlace(v));
       if (env.rank === 0) {
         if (isBest) await saveCheckpoint(path.join(runDir, 'best_model'), model, opt, state);
         if (epoch % cfg.save_interval === 0 || epoch === cfg.epochs - 1)
