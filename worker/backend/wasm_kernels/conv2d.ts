@@ -18,6 +18,7 @@ import '@tensorflow/tfjs-backend-wasm'; // registers the stock kernel captured b
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf, scratchOn } from './module.js';
 import { requireInput } from './tensors.js';
+import { WasmKernelError } from './errors.js';
 
 /** switch for tests and benchmarks that compare Winograd with the direct kernels */
 export const WINOGRAD = { enabled: true };
@@ -50,7 +51,7 @@ export function useWinograd(info: backend_util.Conv2DInfo, inC: number, outC: nu
 }
 
 const stockConfig = getKernel(Conv2D, 'wasm');
-if (!stockConfig) throw new Error('tfjs-backend-wasm registers no Conv2D kernel to fall back on');
+if (!stockConfig) throw new WasmKernelError('tfjs-backend-wasm registers no Conv2D kernel to fall back on');
 const stock: KernelConfig = stockConfig;
 
 type KernelArgs = { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown };

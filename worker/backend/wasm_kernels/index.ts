@@ -1,6 +1,6 @@
 // Registers the training kernels tfjs-backend-wasm lacks (or has too slow) for a HarDNet step:
 // Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropInput/-Filter (missing) and
-// Conv2DBackpropInput (replaced: the stock one runs at 1-3 GFLOP/s), Conv2D (3x3 stride-1 ones as Winograd,
+// Conv2DBackpropInput (replaced: the stock one is an order of magnitude slower), Conv2D (3x3 stride-1 ones as Winograd,
 // the rest by the stock kernel); and the memory-bound kernels a step
 // spends its remaining time in: Concat/SplitV (row-block copies), MaxPoolGrad, Identity (no copy) replace the
 // stock ones, and HardnetBatchNormTrain/-Grad are new (fused BatchNorm[+ReLU6], used by worker/model/batchnorm.ts).
