@@ -24,8 +24,9 @@ import { WasmKernelError } from './errors.js';
 export const WINOGRAD = { enabled: true };
 
 /** The fewest channels on either side of a 3x3 stride-1 conv that Winograd takes: HarDNet's narrowest layers (14
- * and 16 channels of growth) were still faster on it than on the direct kernels in all three directions, so the
- * bound sits just below them; narrower convolutions were not measured and keep the direct kernels. */
+ * and 16 channels of growth) were still faster on it than on the direct kernels in both gradients, and as fast or
+ * faster in the forward (docs/bench_model.md), so the bound sits just below them; narrower convolutions were not
+ * measured and keep the direct kernels. */
 export const WINOGRAD_MIN_CHANNELS = 12;
 
 /**
