@@ -2,6 +2,7 @@
 // convolutions, at how many GFLOP/s (2 * multiply-accumulates, from the shapes), so that the step's time can be read
 // against the one-core WebAssembly SIMD limit (bench/simd_peak.ts).
 import * as tf from '@tensorflow/tfjs-core';
+import { WINOGRAD_MIN_CHANNELS } from '../worker/backend/wasm_kernels/conv2d.js';
 
 const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
@@ -27,7 +28,9 @@ export function convFlops(name: string, inputs: number[][], outputs: number[][])
   }
 }
 
-/** ' 3x3 s1', ' 1x1', ...: which convolutions a row holds (Winograd takes the 3x3 stride-1 ones) */
+/** ' 3x3 s1', ' 1x1', ...: which convolutions a row holds. Winograd takes the 3x3 stride-1 ones; ' narrow' marks
+ * those with fewer than 32 channels on a side (a lower effective rate), ' direct' the ones it leaves to the direct
+ * kernels (below WINOGRAD_MIN_CHANNELS a side, or outputs under 4x4). */
 function convKind(name: string, inputs: number[][], outputs: number[][]): string {
   if (!name.startsWith('Conv2D')) return '';
   const filter = name === 'Conv2DBackpropFilter' ? outputs[0]! : inputs[1]!;
@@ -38,7 +41,15 @@ function convKind(name: string, inputs: number[][], outputs: number[][]): string
         ? [inputs[0]!, outputs[0]!]
         : [inputs[0]!, inputs[1]!];
   const stride = Math.round(x[1]! / y[1]!);
-  return ` ${filter[0]}x${filter[1]}${stride > 1 ? ` s${stride}` : ' s1'}${filter[2]! < 32 || filter[3]! < 32 ? ' narrow' : ''}`;
+  const narrow = filter[2]! < 32 || filter[3]! < 32 ? ' narrow' : '';
+  const direct =
+    filter[0] === 3 &&
+    filter[1] === 3 &&
+    stride === 1 &&
+    (Math.min(filter[2]!, filter[3]!) < WINOGRAD_MIN_CHANNELS || y[1]! < 4 || y[2]! < 4)
+      ? ' direct'
+      : '';
+  return ` ${filter[0]}x${filter[1]}${stride > 1 ? ` s${stride}` : ' s1'}${narrow}${direct}`;
 }
 
 export interface KernelRow {

@@ -8,6 +8,7 @@ import { selectBackend } from '../worker/backend/select.js';
 import { assertClose, onBoth } from './helpers/wasm_vs_cpu.js';
 import { WASM_TRAINING_KERNELS } from '../worker/backend/wasm_kernels/index.js';
 import { WINOGRAD } from '../worker/backend/wasm_kernels/conv2d.js';
+import { KernelInvariantError } from '../worker/backend/wasm_kernels/errors.js';
 
 type Pad = [[number, number], [number, number], [number, number], [number, number]];
 const symmetric = (p: number): Pad => [
@@ -51,6 +52,8 @@ const convCases: ConvCase[] = [
   { n: 2, h: 8, w: 8, ci: 16, co: 12, k: 3, s: 2, pad: 'same' }, // tf's asymmetric 'same' padding
   { n: 1, h: 9, w: 9, ci: 8, co: 9, k: 3, s: 1, pad: 'valid' },
   { n: 1, h: 9, w: 10, ci: 34, co: 36, k: 3, s: 1, pad: 'valid' }, // Winograd input gradient, pads 2 - 0
+  { n: 2, h: 9, w: 9, ci: 14, co: 22, k: 3, s: 1, pad: 'same' }, // Winograd, narrow: ragged channel tails
+  { n: 2, h: 8, w: 8, ci: 10, co: 24, k: 3, s: 1, pad: 'same' }, // one side below WINOGRAD_MIN_CHANNELS: direct
   {
     n: 1,
     h: 6,
@@ -149,7 +152,8 @@ const forwardCases: ForwardCase[] = [
     ],
   }, // Winograd: asymmetric
   { n: 3, h: 15, w: 15, ci: 68, co: 66, k: 3, s: 2, pad: symmetric(1) }, // stride 2: the stock kernel
-  { n: 2, h: 8, w: 8, ci: 20, co: 12, k: 3, s: 1, pad: 'same' }, // narrow: the stock kernel
+  { n: 2, h: 8, w: 8, ci: 20, co: 10, k: 3, s: 1, pad: 'same' }, // below WINOGRAD_MIN_CHANNELS: the stock kernel
+  { n: 2, h: 9, w: 10, ci: 24, co: 14, k: 3, s: 1, pad: 'same' }, // Winograd: HarDNet's narrowest layers, ragged channels
   { n: 2, h: 7, w: 7, ci: 96, co: 72, k: 1, s: 1, pad: 0 }, // 1x1: the stock kernel
   { n: 2, h: 7, w: 7, ci: 3, co: 32, k: 3, s: 2, pad: symmetric(1) }, // stem
 ];
@@ -266,7 +270,7 @@ test('NCHW input is refused with a message naming the kernel', () => {
           { x, dy },
           { strides: 1, pad: 'same', dataFormat: 'NCHW', filterShape: [3, 3, 4, 2] },
         ),
-    /Conv2DBackpropFilter: only NHWC/,
+    (e: unknown) => e instanceof KernelInvariantError && /Conv2DBackpropFilter: only NHWC/.test(e.message),
   );
   tf.dispose([x, dy]);
 });

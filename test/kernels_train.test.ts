@@ -190,3 +190,73 @@ test('Identity shares the buffer: a clone outlives its source with the same valu
   assert.deepEqual(Array.from(y.dataSync()), Array.from(values));
   y.dispose();
 });
+
+describe('Slice and Tile (contiguous-run copies) vs cpu', () => {
+  const sliceCases: { shape: number[]; begin: number[]; size: number[] }[] = [
+    { shape: [2, 6, 6, 5], begin: [0, 1, 1, 0], size: [2, 4, 4, 5] }, // the stem pad's gradient: whole channels
+    { shape: [3, 5, 7, 4], begin: [1, 0, 2, 1], size: [2, 5, 3, 2] }, // a partial innermost axis
+    { shape: [4, 9], begin: [1, 3], size: [2, -1] }, // rank 2, size -1 to the end
+    { shape: [2, 3, 4, 5, 6], begin: [0, 1, 0, 2, 0], size: [2, 2, 4, 3, 6] }, // rank 5
+  ];
+  for (const c of sliceCases) {
+    test(`slice [${c.shape}] at [${c.begin}] size [${c.size}], float32 and int32, and its gradient`, () => {
+      const x = input(c.shape, 40);
+      const [wasm, cpu] = onBoth(() => {
+        const y = tf.slice(x, c.begin, c.size);
+        const dy = tf.mul(y, 3);
+        const dx = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.slice(a, c.begin, c.size), dy)))(x);
+        return [y, tf.slice(tf.cast(tf.mul(x, 100), 'int32'), c.begin, c.size), dx];
+      });
+      assertClose(wasm[0]!, cpu[0]!, 'Slice float32', 0);
+      assert.deepEqual(Array.from(wasm[1]!), Array.from(cpu[1]!), 'Slice int32');
+      assertClose(wasm[2]!, cpu[2]!, 'gradient of Slice', 0);
+      x.dispose();
+    });
+  }
+
+  const tileCases: { shape: number[]; reps: number[] }[] = [
+    { shape: [2, 1, 1, 6], reps: [1, 3, 4, 1] }, // the head's global-pool gradient (broadcastTo)
+    { shape: [2, 3], reps: [3, 2] },
+    { shape: [2, 2, 3], reps: [2, 1, 3] },
+    { shape: [5], reps: [1] },
+  ];
+  for (const c of tileCases) {
+    test(`tile [${c.shape}] by [${c.reps}], float32 and int32`, () => {
+      const x = input(c.shape, 41);
+      const [wasm, cpu] = onBoth(() => [
+        tf.tile(x, c.reps),
+        tf.tile(tf.cast(tf.mul(x, 100), 'int32'), c.reps),
+        // broadcastTo widens only the axes of length 1 (it runs Tile)
+        tf.broadcastTo(
+          x,
+          c.shape.map((n, d) => (n === 1 ? c.reps[d]! : n)),
+        ),
+      ]);
+      assertClose(wasm[0]!, cpu[0]!, 'Tile float32', 0);
+      assert.deepEqual(Array.from(wasm[1]!), Array.from(cpu[1]!), 'Tile int32');
+      assertClose(wasm[2]!, cpu[2]!, 'broadcastTo', 0);
+      x.dispose();
+    });
+  }
+
+  test('bool tensors still slice and tile (the stock kernels)', () => {
+    const x = tf.tensor2d(
+      [
+        [true, false, true],
+        [false, false, true],
+      ],
+      undefined,
+      'bool',
+    );
+    // bool values read back as 0 and 1
+    assert.deepEqual(tf.slice(x, [0, 1], [2, 2]).arraySync(), [
+      [0, 1],
+      [0, 1],
+    ]);
+    assert.deepEqual(tf.tile(x, [1, 2]).arraySync(), [
+      [1, 0, 1, 1, 0, 1],
+      [0, 0, 1, 0, 0, 1],
+    ]);
+    x.dispose();
+  });
+});

@@ -8,6 +8,7 @@ import type { KernelConfig, NamedTensorInfoMap, TensorInfo } from '@tensorflow/t
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { copyFloats, kernelsOn, offsetOf, scratchOn } from './module.js';
 import { checkFloat32, checkShape, requireInput, sizeOf } from './tensors.js';
+import { KernelInvariantError } from './errors.js';
 
 export const BATCH_NORM_TRAIN = 'HardnetBatchNormTrain';
 export const BATCH_NORM_GRAD = 'HardnetBatchNormGrad';
@@ -21,7 +22,8 @@ type KernelArgs = { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknow
 
 /** [M, C] view of an NHWC (or any rank >= 1, channels-last) activation. */
 function rowsAndChannels(x: TensorInfo, kernel: string): [number, number] {
-  if (x.shape.length < 1) throw new Error(`${kernel}: 'x' must have a channel axis, got shape [${x.shape}]`);
+  if (x.shape.length < 1)
+    throw new KernelInvariantError(`${kernel}: 'x' must have a channel axis, got shape [${x.shape}]`);
   const c = x.shape[x.shape.length - 1]!;
   return [sizeOf(x.shape) / c, c];
 }
@@ -29,7 +31,7 @@ function rowsAndChannels(x: TensorInfo, kernel: string): [number, number] {
 function attrsOf(args: KernelArgs, kernel: string): BatchNormTrainAttrs {
   const a = args.attrs as Partial<BatchNormTrainAttrs> | undefined;
   if (typeof a?.epsilon !== 'number' || !(a.epsilon > 0))
-    throw new Error(`${kernel}: attr 'epsilon' must be > 0, got ${a?.epsilon}`);
+    throw new KernelInvariantError(`${kernel}: attr 'epsilon' must be > 0, got ${a?.epsilon}`);
   return { epsilon: a.epsilon, relu6: a.relu6 === true };
 }
 
@@ -43,7 +45,8 @@ function batchNormTrain(args: KernelArgs): TensorInfo[] {
   const [m, c] = rowsAndChannels(x, kernel);
   checkShape(gamma.shape, [c], kernel, 'gamma');
   checkShape(beta.shape, [c], kernel, 'beta');
-  if (m === 0) throw new Error(`${kernel}: 'x' of shape [${x.shape}] has no rows to take statistics over`);
+  if (m === 0)
+    throw new KernelInvariantError(`${kernel}: 'x' of shape [${x.shape}] has no rows to take statistics over`);
   for (const [t, name] of [
     [x, 'x'],
     [gamma, 'gamma'],

@@ -21,12 +21,13 @@ import '@tensorflow/tfjs-backend-wasm'; // registers the stock kernels captured 
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf, scratchOn, writeInts } from './module.js';
 import { sizeOf } from './tensors.js';
+import { KernelInvariantError, WasmKernelError } from './errors.js';
 
 type KernelArgs = { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown };
 
 function stock(name: string): KernelFunc {
   const k = getKernel(name, 'wasm');
-  if (!k) throw new Error(`tfjs-backend-wasm registers no ${name} kernel to fall back on`);
+  if (!k) throw new WasmKernelError(`tfjs-backend-wasm registers no ${name} kernel to fall back on`);
   return k.kernelFunc;
 }
 const stockConcat = stock(Concat);
@@ -61,7 +62,7 @@ function concat(args: KernelArgs): TensorInfo {
 function splitV(args: KernelArgs): TensorInfo[] {
   const backend = args.backend as BackendWasm;
   const x = args.inputs.x;
-  if (!x) throw new Error(`${SplitV}: missing input 'x'`);
+  if (!x) throw new KernelInvariantError(`${SplitV}: missing input 'x'`);
   const { numOrSizeSplits, axis } = args.attrs as unknown as SplitVAttrs;
   const $axis = util.parseAxisParam(axis, x.shape)[0]!;
   const sizes = backend_util.prepareSplitSize(

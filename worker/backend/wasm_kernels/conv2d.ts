@@ -1,9 +1,9 @@
 // Conv2D (forward) for tfjs-backend-wasm: 3x3 stride-1 convolutions as Winograd F(2x2, 3x3)
-// (native/kernels/winograd.c), everything else by the stock kernel (XNNPACK). XNNPACK's direct convolution is at
-// 65-90 % of what f32x4 mul+add sustains on one core, so the way to a faster HarDNet (whose work is mostly 3x3
-// stride-1 layers) is fewer multiplies: Winograd needs 16 per 2x2 output tile and channel pair instead of 36,
-// and measured 1.3-2.2x XNNPACK's time at HarDNet68's wide layers @224 (docs/bench_model.md). Any padding tfjs
-// accepts ('same', 'valid', numbers, explicit) arrives as computeConv2DInfo's top/left offsets.
+// (native/kernels/winograd.c), everything else by the stock kernel (XNNPACK). XNNPACK's direct convolution already
+// runs near what f32x4 mul+add sustains on one core, so the way to a faster HarDNet (whose work is mostly 3x3
+// stride-1 layers) is fewer multiplies: Winograd needs 16 per 2x2 output tile and channel pair instead of 36
+// (measurements per layer in docs/bench_model.md). Any padding tfjs accepts ('same', 'valid', numbers, explicit)
+// arrives as computeConv2DInfo's top/left offsets.
 import {
   backend_util,
   Conv2D,
@@ -18,15 +18,21 @@ import '@tensorflow/tfjs-backend-wasm'; // registers the stock kernel captured b
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf, scratchOn } from './module.js';
 import { requireInput } from './tensors.js';
+import { WasmKernelError } from './errors.js';
 
 /** switch for tests and benchmarks that compare Winograd with the direct kernels */
 export const WINOGRAD = { enabled: true };
 
+/** The fewest channels on either side of a 3x3 stride-1 conv that Winograd takes: HarDNet's narrowest layers (14
+ * and 16 channels of growth) were still faster on it than on the direct kernels in both gradients, and as fast or
+ * faster in the forward (docs/bench_model.md), so the bound sits just below them; narrower convolutions were not
+ * measured and keep the direct kernels. */
+export const WINOGRAD_MIN_CHANNELS = 12;
+
 /**
  * Whether a 3x3 stride-1 conv with `inC` channels in and `outC` out (as the GEMM sees them: for the input gradient,
- * the forward's output and input channels) runs as Winograd. Narrow ones keep the direct kernels: with fewer than
- * 32 channels on a side the tile transforms cost about what the saved products did; so do outputs smaller than
- * 4x4 (HarDNet at 32x32 input ends at 2x2 and 1x1), where most of each 2x2 tile lies outside the image.
+ * the forward's output and input channels) runs as Winograd. Outputs smaller than 4x4 (HarDNet at 32x32 input ends
+ * at 2x2 and 1x1) keep the direct kernels, since most of each 2x2 tile would lie outside the image.
  */
 export function useWinograd(info: backend_util.Conv2DInfo, inC: number, outC: number): boolean {
   return (
@@ -38,15 +44,15 @@ export function useWinograd(info: backend_util.Conv2DInfo, inC: number, outC: nu
     info.strideWidth === 1 &&
     info.dilationHeight === 1 &&
     info.dilationWidth === 1 &&
-    inC >= 32 &&
-    outC >= 32 &&
+    inC >= WINOGRAD_MIN_CHANNELS &&
+    outC >= WINOGRAD_MIN_CHANNELS &&
     info.outHeight >= 4 &&
     info.outWidth >= 4
   );
 }
 
 const stockConfig = getKernel(Conv2D, 'wasm');
-if (!stockConfig) throw new Error('tfjs-backend-wasm registers no Conv2D kernel to fall back on');
+if (!stockConfig) throw new WasmKernelError('tfjs-backend-wasm registers no Conv2D kernel to fall back on');
 const stock: KernelConfig = stockConfig;
 
 type KernelArgs = { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown };

@@ -1,5 +1,5 @@
-// Conv2DBackpropInput for tfjs-backend-wasm. The backend has one, but it measured 0.9-3 GFLOP/s
-// at HarDNet shapes (vs ~26 for the forward conv), so this replaces it with dcol = dy * W^T as
+// Conv2DBackpropInput for tfjs-backend-wasm. The backend has one, but it runs an order of magnitude slower than the
+// forward conv at HarDNet shapes (`npm run bench:kernels` prints both), so this replaces it with dcol = dy * W^T as
 // a packed SIMD GEMM followed by a vectorised col2im (native/kernels/conv_grad.c), and 3x3 stride-1 ones as a
 // Winograd convolution of dy with the flipped filter (native/kernels/winograd.c; see conv2d.ts).
 import {

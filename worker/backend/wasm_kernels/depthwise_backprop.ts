@@ -14,6 +14,7 @@ import {
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf } from './module.js';
 import { checkConvInfo, checkFloat32, checkShape, requireInput } from './tensors.js';
+import { KernelInvariantError } from './errors.js';
 
 type Shape4 = [number, number, number, number];
 type KernelArgs = { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown };
@@ -30,7 +31,9 @@ function depthwiseInfo(
   },
 ): backend_util.Conv2DInfo {
   if (filterShape[3] !== 1)
-    throw new Error(`${kernel}: only channel multiplier 1 is implemented, filter shape is [${filterShape}]`);
+    throw new KernelInvariantError(
+      `${kernel}: only channel multiplier 1 is implemented, filter shape is [${filterShape}]`,
+    );
   const info = backend_util.computeConv2DInfo(
     inShape,
     filterShape,

@@ -1,6 +1,6 @@
 // Identity for 'wasm' without a copy. tfjs clones every tensor a gradient saves (engine.clone runs Identity),
-// and the stock wasm Identity copies the whole buffer each time: ~540 full-size copies per HarDNet68 step,
-// ~0.5 s. tfjs tensors' buffers are immutable (Variable.assign swaps dataIds), so sharing the buffer with a
+// and the stock wasm Identity copies the whole buffer each time: hundreds of activation-sized copies per HarDNet68
+// step. tfjs tensors' buffers are immutable (Variable.assign swaps dataIds), so sharing the buffer with a
 // reference count is safe; tfjs-backend-cpu's Identity and wasm's own Reshape do exactly this.
 import { Identity, type KernelConfig, type NamedTensorInfoMap, type TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';

@@ -1,9 +1,9 @@
 // Registers the training kernels tfjs-backend-wasm lacks (or has too slow) for a HarDNet step:
 // Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropInput/-Filter (missing) and
-// Conv2DBackpropInput (replaced: the stock one runs at 1-3 GFLOP/s), Conv2D (3x3 stride-1 ones as Winograd,
-// the rest by the stock kernel); and the memory-bound kernels a step
-// spends its remaining time in: Concat/SplitV (row-block copies), MaxPoolGrad, Identity (no copy) replace the
-// stock ones, and HardnetBatchNormTrain/-Grad are new (fused BatchNorm[+ReLU6], used by worker/model/batchnorm.ts).
+// Conv2DBackpropInput (replaced: the stock one is an order of magnitude slower), Conv2D (3x3 stride-1 ones as Winograd,
+// the rest by the stock kernel); and the memory-bound kernels a step spends its remaining time in: Concat/SplitV
+// (row-block copies), MaxPoolGrad, Identity (no copy), Slice and Tile (contiguous-run copies) replace the stock
+// ones, and HardnetBatchNormTrain/-Grad are new (fused BatchNorm[+ReLU6], used by worker/model/batchnorm.ts).
 // The list was found by running a conv/BN/ReLU6/depthwise/max-pool/concat/mean/matMul/softmax-CE
 // step under tf.variableGrads on wasm and collecting every "not registered" kernel.
 import { getKernel, registerKernel, unregisterKernel } from '@tensorflow/tfjs-core';
@@ -19,6 +19,7 @@ import { batchNormGradConfig, batchNormTrainConfig } from './batchnorm_train.js'
 import { concatConfig, splitVConfig } from './concat_split.js';
 import { maxPoolGradConfig } from './max_pool_grad.js';
 import { identityConfig } from './identity.js';
+import { sliceConfig, tileConfig } from './slice_tile.js';
 
 export const WASM_TRAINING_KERNELS = [
   conv2DConfig,
@@ -32,6 +33,8 @@ export const WASM_TRAINING_KERNELS = [
   splitVConfig,
   maxPoolGradConfig,
   identityConfig,
+  sliceConfig,
+  tileConfig,
 ];
 
 let registered = false;

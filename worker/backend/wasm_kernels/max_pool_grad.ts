@@ -1,4 +1,4 @@
-// MaxPoolGrad for 'wasm': the stock kernel measured ~125 ms per call at HarDNet's stem shapes; this one takes
+// MaxPoolGrad for 'wasm': the stock kernel is a scalar loop, slow at HarDNet's stem shapes (bench:kernels); this one takes
 // each window's first maximum (row-major, strict '>', as tfjs's cpu kernel and PyTorch do) with SIMD over
 // channels and adds dy there (native/kernels/train_ops.c). The stock kernel is not kept as a fallback: it
 // needs a setup step that only runs for kernels registered when the backend starts.
@@ -13,6 +13,7 @@ import {
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf } from './module.js';
 import { checkFloat32, checkShape, requireInput } from './tensors.js';
+import { KernelInvariantError } from './errors.js';
 
 function maxPoolGrad(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
   const kernel = MaxPoolGrad;
@@ -20,7 +21,8 @@ function maxPoolGrad(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs
   const dy = requireInput(args.inputs, 'dy', kernel);
   const x = requireInput(args.inputs, 'input', kernel);
   const { filterSize, strides, pad, dimRoundingMode } = args.attrs as unknown as MaxPoolGradAttrs;
-  if (x.shape.length !== 4) throw new Error(`${kernel}: 'input' must be NHWC (rank 4), got shape [${x.shape}]`);
+  if (x.shape.length !== 4)
+    throw new KernelInvariantError(`${kernel}: 'input' must be NHWC (rank 4), got shape [${x.shape}]`);
   const info = backend_util.computePool2DInfo(
     x.shape as [number, number, number, number],
     filterSize,

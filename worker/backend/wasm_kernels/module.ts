@@ -1,8 +1,8 @@
 // Loads the clang-built SIMD kernel module (native/kernels/*.c) into tfjs-backend-wasm's own memory, so the
 // kernels read their inputs where the tensors live and write straight into the output tensors.
 //
-// Why shared: with a memory of its own the module needed every input copied in and every output copied out,
-// ~25 ms of a 200 ms HarDNet39ds training step (batch 64 @ 32), all of it memory traffic, which is also what two
+// Why shared: with a memory of its own the module needed every input copied in and every output copied out, a
+// noticeable part of a HarDNet39ds training step (batch 64 @ 32) and all of it memory traffic, which is also what two
 // workers on one machine contend for. Why it is safe: the module imports the memory and has no data segment or
 // start function (build.sh refuses both, kernelModule checks the shipped bytes), so instantiating it writes nothing; its shadow stack (two kernels keep 128 bytes
 // there) is a region malloc'd from tfjs's heap, with the stack pointer set to its top before any call; the
@@ -11,6 +11,7 @@
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { KERNELS_WASM_BASE64 } from './kernels_wasm.js';
+import { KernelInvariantError, WasmKernelError } from './errors.js';
 
 export interface KernelExports {
   __stack_pointer: WebAssembly.Global;
@@ -203,7 +204,7 @@ export function kernelModule(): WebAssembly.Module {
     const bytes = Buffer.from(KERNELS_WASM_BASE64, 'base64');
     const writes = wasmSectionIds(bytes).filter((id) => id === 8 || id === 11);
     if (writes.length > 0) {
-      throw new Error(
+      throw new WasmKernelError(
         `wasm training kernels: kernels_wasm.ts holds a module with a ${writes.includes(11) ? 'data section' : 'start function'}, which would write into tfjs-backend-wasm's heap; rebuild it with native/kernels/build.sh`,
       );
     }
@@ -231,14 +232,14 @@ const heapOf = (backend: BackendWasm) => backend.wasm as unknown as EmscriptenHe
 function memoryOf(backend: BackendWasm): WebAssembly.Memory {
   const memory = heapOf(backend).asm?.memory;
   if (!(memory instanceof WebAssembly.Memory)) {
-    throw new Error(
+    throw new WasmKernelError(
       'wasm training kernels: this tfjs-backend-wasm build does not expose its WebAssembly.Memory (Module.asm.memory)',
     );
   }
   // Node gets the single-threaded SIMD build (tfjs reports no multithread support there); the threaded one's
   // memory is shared, which this module (built without -matomics) cannot import
   if (typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer) {
-    throw new Error(
+    throw new WasmKernelError(
       'wasm training kernels: tfjs-backend-wasm runs its multi-threaded build (shared memory), which these kernels do not support',
     );
   }
@@ -249,7 +250,9 @@ function memoryOf(backend: BackendWasm): WebAssembly.Memory {
 function malloc(backend: BackendWasm, bytes: number, what: string): number {
   const pointer = heapOf(backend)._malloc(bytes) >>> 0;
   if (pointer === 0)
-    throw new Error(`wasm training kernels: tfjs-backend-wasm's heap has no room for the ${what} (${bytes} bytes)`);
+    throw new WasmKernelError(
+      `wasm training kernels: tfjs-backend-wasm's heap has no room for the ${what} (${bytes} bytes)`,
+    );
   return pointer;
 }
 
@@ -275,7 +278,9 @@ export function kernelsOn(backend: BackendWasm): KernelExports {
 export function offsetOf(backend: BackendWasm, t: TensorInfo): number {
   const data = backend.dataIdMap.get(t.dataId);
   if (!data)
-    throw new Error(`wasm training kernels: tensor ${JSON.stringify(t.shape)} has no data on the wasm backend`);
+    throw new KernelInvariantError(
+      `wasm training kernels: tensor ${JSON.stringify(t.shape)} has no data on the wasm backend`,
+    );
   return data.memoryOffset;
 }
 
