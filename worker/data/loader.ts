@@ -108,6 +108,8 @@ export class DataLoader implements AsyncIterable<Batch> {
   readonly decodeCache: ImageCache | undefined;
   /** released batch buffers, by length */
   private readonly spare: Float32Array[] = [];
+  /** floats per transformed image, once a batch has shown it */
+  private perImage: number | undefined;
 
   constructor(o: DataLoaderOptions) {
     if (!o.samples.length) throw new DataError('DataLoader: no samples');
@@ -205,20 +207,37 @@ export class DataLoader implements AsyncIterable<Batch> {
   }
 
   private async loadBatch(indices: number[], epoch: number, firstPosition: number): Promise<Omit<Batch, 'readerCost'>> {
-    // the first image tells the per-image size; the others are written straight into the batch buffer
-    const head = await this.loadOne(indices[0], epoch, firstPosition);
-    const first = head.out;
-    const [h, w, c] = first.layout === 'HWC' ? first.shape : [first.shape[1], first.shape[2], first.shape[0]];
-    const per = h * w * c;
-    const images = this.takeBuffer(per * indices.length);
+    // Images are written straight into the batch buffer, sized by the floats per image. The first batch learns
+    // that from its first image, loaded alone; later ones take the size the previous batch had and start every
+    // image at once (loading each batch's first image alone left the cores idle at every batch boundary,
+    // docs/bench_data.md). The batch's shape is still its first image's: a batch of another size than its
+    // predecessor is copied into a buffer of its own size, as images that cannot be written in place always were.
+    const shapeOf = (o: TransformOutput) => (o.layout === 'HWC' ? o.shape : [o.shape[1], o.shape[2], o.shape[0]]);
+    let head: { out: TransformOutput; index: number } | undefined;
+    if (this.perImage === undefined) {
+      head = await this.loadOne(indices[0], epoch, firstPosition);
+      this.perImage = shapeOf(head.out).reduce((x, y) => x * y, 1);
+    }
+    const slot = this.perImage;
+    const from = head ? 1 : 0;
+    const written = this.takeBuffer(slot * indices.length);
     const rest = await Promise.all(
       indices
-        .slice(1)
+        .slice(from)
         .map((idx, k) =>
-          this.loadOne(idx, epoch, firstPosition + k + 1, images.subarray((k + 1) * per, (k + 2) * per)),
+          this.loadOne(
+            idx,
+            epoch,
+            firstPosition + from + k,
+            written.subarray((from + k) * slot, (from + k + 1) * slot),
+          ),
         ),
     );
-    const loaded = [head, ...rest];
+    const loaded = head ? [head, ...rest] : rest;
+    const [h, w, c] = shapeOf(loaded[0].out);
+    const per = h * w * c;
+    this.perImage = per;
+    const images = per === slot ? written : this.takeBuffer(per * indices.length);
     const labels = new Int32Array(loaded.length);
     loaded.forEach(({ out, index }, k) => {
       if (out.data.length !== per) {
@@ -239,6 +258,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       }
       labels[k] = this.samples[index].label;
     });
+    if (images !== written && this.spare.length < this.prefetch + 2) this.spare.push(written);
     let released = false;
     const release = () => {
       if (!released && this.spare.length < this.prefetch + 2) this.spare.push(images);
