@@ -1,16 +1,16 @@
 /**
  * The training data loader: sampler -> transforms -> NHWC float32 batches, prefetched.
  *
- * Decoding and resampling run on libuv's thread pool (sharp), so while the model computes a step the next
+ * Decoding runs on libuv's thread pool (sharp), so while the model computes a step the next
  * `prefetch` batches are already being decoded; `readerCost` is only the time the consumer actually waited.
- * Images are processed with bounded concurrency (a few more than the pool has threads, so the pool never
- * idles while JS normalizes a finished image).
+ * Images are processed with bounded concurrency: three per pool thread, so the pool still has decodes queued
+ * while the JavaScript thread resamples and normalizes the images that finished (with only two more than the pool,
+ * the JavaScript thread was often the only one running on 2 cores; docs/bench_data.md).
  *
  * Bad samples (missing, truncated, corrupt, wrong format) are logged with path and list line, replaced by a
  * random other sample as PaddleClas does, and counted; the count is reported when the epoch ends.
  * With strictData they are an error instead.
  */
-import * as os from 'node:os';
 import sharp from 'sharp';
 import { ConfigError, DataError } from '../../shared/errors.js';
 import { Mulberry32, mixSeed } from '../../shared/rng.js';
@@ -51,7 +51,7 @@ export interface DataLoaderOptions {
   dropLast?: boolean;
   /** batches decoded ahead of the consumer (default 2) */
   prefetch?: number;
-  /** images in flight at once (default: libuv pool size + 2) */
+  /** images in flight at once (default: 3 x the libuv pool size) */
   concurrency?: number;
   /** augmentation seed (combined with epoch and sample index) */
   seed?: number;
@@ -138,7 +138,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     // costs bookkeeping per image (docs/bench_data.md); process-wide, which is right for a training worker
     sharp.cache(false);
     const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-    this.slots = new Slots(Math.max(1, o.concurrency ?? Math.min(pool + 2, os.availableParallelism() * 4)));
+    this.slots = new Slots(Math.max(1, o.concurrency ?? 3 * pool));
     this.seed = o.seed ?? 0;
     this.strict = o.strictData ?? false;
   }
