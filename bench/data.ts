@@ -195,13 +195,15 @@ async function run(): Promise<void> {
       // CPU time of this process (all threads) per image
       cpu_ms_per_image_median: Number(median(cpuMsPerImage).toFixed(2)),
       main_thread_cpu_ms_per_image_median: Number(median(mainMsPerImage).toFixed(2)),
+      // CPU-seconds per second of the median repeat: below the core count on a quiet machine, cores were idle
+      cores_busy: Number(((median(rates) * median(cpuMsPerImage)) / 1000).toFixed(2)),
       load_average: Number(os.loadavg()[0].toFixed(1)),
     };
     if (json) console.log(JSON.stringify(result));
     else {
       console.log(
         `median ${result.images_per_s_median} images/s (${result.cpu_ms_per_image_median} CPU-ms/image, main thread ` +
-          `${result.main_thread_cpu_ms_per_image_median}; ${inFlight || 'default'} in flight, ` +
+          `${result.main_thread_cpu_ms_per_image_median}; ${result.cores_busy} cores busy; ${inFlight || 'default'} in flight, ` +
           `UV_THREADPOOL_SIZE ${result.uv_threadpool_size}, ${fused ? 'fused resample' : 'sharp resize'}) on ${result.cpus} CPUs, load average ${result.load_average}`,
       );
     }

@@ -101,6 +101,29 @@ test('prefetch: every batch arrives once, with its reader_cost; released buffers
   assert.ok(buffers.size <= 3, `${buffers.size} batch buffers for 6 batches`);
 });
 
+test('batches may differ in image size from one to the next (no crop, batch_size 1): each has its own shape', async () => {
+  // the loader sizes each batch buffer from the previous batch; a batch of another size must still come out whole
+  const samples = loadFileList({ fileList: path.join(dir, 'good.txt'), dataDir: dir });
+  const loader = new DataLoader({
+    samples: samples.slice(0, 6),
+    transforms: [TRAIN[0], TRAIN[3]],
+    batchSize: 1,
+    prefetch: 3,
+  });
+  const batches = await collect(loader);
+  assert.deepEqual(
+    batches.map((b) => b.shape),
+    [0, 1, 2, 3, 4, 5].map((i) => [1, 30, 40 + i, 3]),
+  );
+  for (const b of batches) {
+    const i = b.indices[0];
+    assert.equal(b.images.length, 30 * (40 + i) * 3);
+    const last = b.images.length - 3; // the last pixel's R: the whole image was copied
+    assert.ok(Math.abs((b.images[last] * 0.229 + 0.485) * 255 - i * 10) < 1, `image ${i}`);
+    b.release();
+  }
+});
+
 test('bad samples are logged with path and line, replaced, counted per epoch; strict_data makes them errors', async () => {
   const samples = loadFileList({ fileList: path.join(dir, 'bad.txt'), dataDir: dir });
   const logs: string[] = [];

@@ -1,16 +1,16 @@
 /**
  * The training data loader: sampler -> transforms -> NHWC float32 batches, prefetched.
  *
- * Decoding and resampling run on libuv's thread pool (sharp), so while the model computes a step the next
+ * Decoding runs on libuv's thread pool (sharp), so while the model computes a step the next
  * `prefetch` batches are already being decoded; `readerCost` is only the time the consumer actually waited.
- * Images are processed with bounded concurrency (a few more than the pool has threads, so the pool never
- * idles while JS normalizes a finished image).
+ * Images are processed with bounded concurrency: three per pool thread, so the pool still has decodes queued
+ * while the JavaScript thread resamples and normalizes the images that finished (with only two more than the pool,
+ * the JavaScript thread was often the only one running on 2 cores; docs/bench_data.md).
  *
  * Bad samples (missing, truncated, corrupt, wrong format) are logged with path and list line, replaced by a
  * random other sample as PaddleClas does, and counted; the count is reported when the epoch ends.
  * With strictData they are an error instead.
  */
-import * as os from 'node:os';
 import sharp from 'sharp';
 import { ConfigError, DataError } from '../../shared/errors.js';
 import { Mulberry32, mixSeed } from '../../shared/rng.js';
@@ -51,7 +51,7 @@ export interface DataLoaderOptions {
   dropLast?: boolean;
   /** batches decoded ahead of the consumer (default 2) */
   prefetch?: number;
-  /** images in flight at once (default: libuv pool size + 2) */
+  /** images in flight at once (default: 3 x the libuv pool size) */
   concurrency?: number;
   /** augmentation seed (combined with epoch and sample index) */
   seed?: number;
@@ -108,6 +108,8 @@ export class DataLoader implements AsyncIterable<Batch> {
   readonly decodeCache: ImageCache | undefined;
   /** released batch buffers, by length */
   private readonly spare: Float32Array[] = [];
+  /** floats per transformed image, once a batch has shown it */
+  private perImage: number | undefined;
 
   constructor(o: DataLoaderOptions) {
     if (!o.samples.length) throw new DataError('DataLoader: no samples');
@@ -136,7 +138,7 @@ export class DataLoader implements AsyncIterable<Batch> {
     // costs bookkeeping per image (docs/bench_data.md); process-wide, which is right for a training worker
     sharp.cache(false);
     const pool = Number(process.env.UV_THREADPOOL_SIZE) || 4;
-    this.slots = new Slots(Math.max(1, o.concurrency ?? Math.min(pool + 2, os.availableParallelism() * 4)));
+    this.slots = new Slots(Math.max(1, o.concurrency ?? 3 * pool));
     this.seed = o.seed ?? 0;
     this.strict = o.strictData ?? false;
   }
@@ -205,20 +207,37 @@ export class DataLoader implements AsyncIterable<Batch> {
   }
 
   private async loadBatch(indices: number[], epoch: number, firstPosition: number): Promise<Omit<Batch, 'readerCost'>> {
-    // the first image tells the per-image size; the others are written straight into the batch buffer
-    const head = await this.loadOne(indices[0], epoch, firstPosition);
-    const first = head.out;
-    const [h, w, c] = first.layout === 'HWC' ? first.shape : [first.shape[1], first.shape[2], first.shape[0]];
-    const per = h * w * c;
-    const images = this.takeBuffer(per * indices.length);
+    // Images are written straight into the batch buffer, sized by the floats per image. The first batch learns
+    // that from its first image, loaded alone; later ones take the size the previous batch had and start every
+    // image at once (loading each batch's first image alone left the cores idle at every batch boundary,
+    // docs/bench_data.md). The batch's shape is still its first image's: a batch of another size than its
+    // predecessor is copied into a buffer of its own size, as images that cannot be written in place always were.
+    const shapeOf = (o: TransformOutput) => (o.layout === 'HWC' ? o.shape : [o.shape[1], o.shape[2], o.shape[0]]);
+    let head: { out: TransformOutput; index: number } | undefined;
+    if (this.perImage === undefined) {
+      head = await this.loadOne(indices[0], epoch, firstPosition);
+      this.perImage = shapeOf(head.out).reduce((x, y) => x * y, 1);
+    }
+    const slot = this.perImage;
+    const from = head ? 1 : 0;
+    const written = this.takeBuffer(slot * indices.length);
     const rest = await Promise.all(
       indices
-        .slice(1)
+        .slice(from)
         .map((idx, k) =>
-          this.loadOne(idx, epoch, firstPosition + k + 1, images.subarray((k + 1) * per, (k + 2) * per)),
+          this.loadOne(
+            idx,
+            epoch,
+            firstPosition + from + k,
+            written.subarray((from + k) * slot, (from + k + 1) * slot),
+          ),
         ),
     );
-    const loaded = [head, ...rest];
+    const loaded = head ? [head, ...rest] : rest;
+    const [h, w, c] = shapeOf(loaded[0].out);
+    const per = h * w * c;
+    this.perImage = per;
+    const images = per === slot ? written : this.takeBuffer(per * indices.length);
     const labels = new Int32Array(loaded.length);
     loaded.forEach(({ out, index }, k) => {
       if (out.data.length !== per) {
@@ -239,6 +258,7 @@ export class DataLoader implements AsyncIterable<Batch> {
       }
       labels[k] = this.samples[index].label;
     });
+    if (images !== written && this.spare.length < this.prefetch + 2) this.spare.push(written);
     let released = false;
     const release = () => {
       if (!released && this.spare.length < this.prefetch + 2) this.spare.push(images);
