@@ -5,7 +5,8 @@
  *   param -= lr * v
  *
  * One fused pass over all parameters (native/optim/momentum.c, WebAssembly SIMD) instead of six tfjs ops and two
- * assigns per parameter, which cost ~20 ms of a 165 ms HarDNet39ds step. The kernel works on the memory of the
+ * assigns per parameter, whose dispatches were a sizeable part of a small model's step (docs/bench_scaling.md has
+ * the figures). The kernel works on the memory of the
  * flat parameters (model/flat_params.ts), which owns the weights and the gradients: it reads the gradients where
  * they were packed and all-reduced and updates the weights there, with no copy in or out. The optimizer owns only
  * its velocities, a region of the same layout in that memory. After the update each parameter is assigned a tensor
