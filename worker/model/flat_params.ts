@@ -186,17 +186,7 @@ export class FlatParameters {
    * transfer: on a GPU each read is a blocking device-to-host copy, and one per parameter would be hundreds a step.
    */
   packGradients(grads: Map<string, tf.Tensor>): void {
-    for (const s of this.vars) {
-      const g = grads.get(s.name);
-      if (!g) throw new RangeError(`no gradient for parameter '${s.name}'`);
-      // a wrong size would spill into the next parameter's slot (or leave stale values) without any other sign
-      if (g.size !== s.size)
-        throw new RangeError(`gradient for parameter '${s.name}' has shape [${g.shape}], the parameter [${s.shape}]`);
-    }
-    if (grads.size > this.vars.length) {
-      const unknown = [...grads.keys()].find((n) => !this.params.has(n));
-      throw new RangeError(`gradient for unknown parameter '${unknown}'`);
-    }
+    this.checkGradients(grads);
     const g = this.gradients;
     if (tf.getBackend() === 'wasm') {
       for (const s of this.vars) copyInto(grads.get(s.name)!, g, s.offset);
@@ -207,6 +197,21 @@ export class FlatParameters {
       copyInto(fused, g, 0);
     } finally {
       fused.dispose();
+    }
+  }
+
+  /** Gradient tensors by name checked against the parameters: every one named, each of its size, none unknown. */
+  checkGradients(grads: Map<string, tf.Tensor>): void {
+    for (const s of this.vars) {
+      const g = grads.get(s.name);
+      if (!g) throw new RangeError(`no gradient for parameter '${s.name}'`);
+      // a wrong size would spill into the next parameter's slot (or leave stale values) without any other sign
+      if (g.size !== s.size)
+        throw new RangeError(`gradient for parameter '${s.name}' has shape [${g.shape}], the parameter [${s.shape}]`);
+    }
+    if (grads.size > this.vars.length) {
+      const unknown = [...grads.keys()].find((n) => !this.params.has(n));
+      throw new RangeError(`gradient for unknown parameter '${unknown}'`);
     }
   }
 

@@ -13,7 +13,13 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { FlatParameters } from '../model/flat_params.js';
-import { checkSegment, checkVelocities, type MomentumOptions, type Optimizer } from './optimizer.js';
+import {
+  checkGradientCount,
+  checkSegment,
+  checkVelocities,
+  type MomentumOptions,
+  type Optimizer,
+} from './optimizer.js';
 
 export class DeviceMomentum implements Optimizer {
   readonly params: FlatParameters;
@@ -97,28 +103,13 @@ export class DeviceMomentum implements Optimizer {
 
   /** The gradients as one device tensor: one write of a fused host array, or a concat of the tensors given. */
   private gradientTensor(grads: Float32Array | Map<string, tf.Tensor>): tf.Tensor1D {
-    const slots = this.params.slots;
     if (grads instanceof Float32Array) {
-      if (grads.length < this.size)
-        throw new RangeError(`optimizer: ${grads.length} gradient values for ${this.size} parameters`);
+      checkGradientCount(this.size, grads);
       // a copy: the cpu backend keeps the array it is given, and the caller may reuse its buffer
       return tf.tensor1d(grads.slice(0, this.size), 'float32');
     }
-    for (const name of grads.keys()) {
-      if (!slots.some((s) => s.name === name))
-        throw new RangeError(`optimizer: gradient for unknown parameter '${name}'`);
-    }
-    return tf.concat(
-      slots.map((s) => {
-        const g = grads.get(s.name);
-        if (!g) throw new RangeError(`optimizer: no gradient for parameter '${s.name}'`);
-        if (g.size !== s.size)
-          throw new RangeError(
-            `optimizer: gradient for parameter '${s.name}' has shape [${g.shape}], the parameter [${s.shape}]`,
-          );
-        return tf.reshape(g, [-1]);
-      }),
-    ) as tf.Tensor1D;
+    this.params.checkGradients(grads);
+    return tf.concat(this.params.slots.map((s) => tf.reshape(grads.get(s.name)!, [-1]))) as tf.Tensor1D;
   }
 
   velocityTensors(): Map<string, tf.Tensor> {

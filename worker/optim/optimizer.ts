@@ -47,9 +47,13 @@ export function setGradients(params: FlatParameters, grads: Float32Array | Map<s
     params.packGradients(grads);
     return;
   }
-  if (grads.length < params.size)
-    throw new RangeError(`optimizer: ${grads.length} gradient values for ${params.size} parameters`);
+  checkGradientCount(params.size, grads);
   params.gradients.set(grads.subarray(0, params.size));
+}
+
+/** Fused gradient values: at least one per parameter (extra trailing values are ignored). */
+export function checkGradientCount(size: number, grads: Float32Array): void {
+  if (grads.length < size) throw new RangeError(`optimizer: ${grads.length} gradient values for ${size} parameters`);
 }
 
 /** A segment [start, end) of the parameters, checked. */
