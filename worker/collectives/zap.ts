@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import * as zmq from 'zeromq';
 import type { JobSecret } from '../../shared/env.js';
+import { CollectiveError } from '../../shared/errors.js';
 import { z85Encode } from '../../shared/job_secret.js';
 
 const ZAP_ENDPOINT = 'inproc://zeromq.zap.01';
@@ -111,11 +112,46 @@ export async function registerZapDomain(domain: string, expect: ZapExpectation):
   if (handler === undefined) {
     const sock = new zmq.Reply({ linger: 0 });
     handler = sock;
-    starting = sock.bind(ZAP_ENDPOINT).then(() => {
-      void serve(sock);
-    });
+    starting = bindHandler(sock).then(
+      () => {
+        void serve(sock);
+      },
+      (err: unknown) => {
+        // a later registration starts over instead of awaiting this failure forever
+        if (handler === sock) {
+          handler = undefined;
+          starting = undefined;
+        }
+        sock.close();
+        throw err;
+      },
+    );
   }
-  await starting;
+  try {
+    await starting;
+  } catch (err) {
+    unregisterZapDomain(domain);
+    throw new CollectiveError(`cannot start the ZAP handler at ${ZAP_ENDPOINT}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * zmq_close returns before libzmq's reaper thread has released the socket's inproc name, so a handler closed with
+ * the last domain can still hold ZAP_ENDPOINT when the next group registers a moment later (seen in CI: a failed
+ * bind followed at once by another group). That is the only way this bind finds the name taken in our own
+ * context, so it waits for the release, bounded.
+ */
+async function bindHandler(sock: zmq.Reply): Promise<void> {
+  const deadline = Date.now() + 2000;
+  for (;;) {
+    try {
+      await sock.bind(ZAP_ENDPOINT);
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
 }
 
 export function unregisterZapDomain(domain: string): void {
