@@ -7,7 +7,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { selectBackend } from '../worker/backend/select.js';
 import { assertClose, onBoth } from './helpers/wasm_vs_cpu.js';
 import { WASM_TRAINING_KERNELS } from '../worker/backend/wasm_kernels/index.js';
-import { WINOGRAD } from '../worker/backend/wasm_kernels/conv2d.js';
+import { WINOGRAD, WINOGRAD_F4_MIN_PIXELS, winogradTile } from '../worker/backend/wasm_kernels/conv2d.js';
 import { KernelInvariantError } from '../worker/backend/wasm_kernels/errors.js';
 
 type Pad = [[number, number], [number, number], [number, number], [number, number]];
@@ -192,6 +192,118 @@ describe('Conv2D forward: wasm kernel vs cpu', () => {
     assertClose(wasm[0]!, cpu[0]!, 'Conv2D chain', 3e-5);
     tf.dispose([x, w1, w2]);
   });
+});
+
+/**
+ * A 3x3 stride-1 convolution in float64, x [n,h,w,ci] with `pad` zeros each side, g [3,3,ci,co]: the exact sum that
+ * both the float32 kernels and the cpu backend only approximate.
+ */
+function conv3x3Float64(x: Float32Array, g: Float32Array, n: number, h: number, w: number, ci: number, co: number) {
+  const y = new Float64Array(n * h * w * co);
+  for (let b = 0; b < n; b++)
+    for (let i = 0; i < h; i++)
+      for (let j = 0; j < w; j++) {
+        const at = ((b * h + i) * w + j) * co;
+        for (let kh = 0; kh < 3; kh++) {
+          const ii = i - 1 + kh;
+          if (ii < 0 || ii >= h) continue;
+          for (let kw = 0; kw < 3; kw++) {
+            const jj = j - 1 + kw;
+            if (jj < 0 || jj >= w) continue;
+            const xAt = ((b * h + ii) * w + jj) * ci;
+            for (let c = 0; c < ci; c++) {
+              const v = x[xAt + c]!;
+              const gAt = ((kh * 3 + kw) * ci + c) * co;
+              for (let o = 0; o < co; o++) y[at + o]! += v * g[gAt + o]!;
+            }
+          }
+        }
+      }
+  return y;
+}
+
+/** max and root-mean-square |actual - exact|, each relative to max |exact| */
+function errorsAgainst(actual: Float32Array, exact: Float64Array): { max: number; rms: number } {
+  let max = 0,
+    sq = 0,
+    scale = 0;
+  for (let i = 0; i < exact.length; i++) {
+    const d = Math.abs(actual[i]! - exact[i]!);
+    max = Math.max(max, d);
+    sq += d * d;
+    scale = Math.max(scale, Math.abs(exact[i]!));
+  }
+  return { max: max / scale, rms: Math.sqrt(sq / exact.length) / scale };
+}
+
+const withTile = <T>(tile: 2 | 4, f: () => T): T => {
+  WINOGRAD.tile = tile;
+  try {
+    return f();
+  } finally {
+    WINOGRAD.tile = 'auto';
+  }
+};
+
+describe('Winograd F(4x4, 3x3): the forward and the input gradient against a float64 sum', () => {
+  // F(4x4, 3x3)'s transforms multiply by up to 8 and divide by 24, so it is further from the exact sum than the
+  // direct float32 kernels: on the HarDNet layer below 1.2e-5 of max |y| at most and 5.6e-7 RMS, against XNNPACK's
+  // 1.5e-6 and 1.5e-7 and F(2x2, 3x3)'s 5.6e-7 and 8.5e-8. The bounds are about 2.5x those, so a wrong transform
+  // coefficient (errors of order 1) or a lost tile edge fails them by orders of magnitude.
+  const MAX_REL = 3e-5;
+  const RMS_REL = 1.5e-6;
+
+  test('the tile is 4 from WINOGRAD_F4_MIN_PIXELS output pixels a call, 2 below', () => {
+    assert.equal(winogradTile(8, 28, 28), 4);
+    assert.equal(winogradTile(8, 14, 14), 2);
+    assert.equal(winogradTile(1, 64, 64), 4);
+    assert.equal(winogradTile(1, 63, 64), 63 * 64 >= WINOGRAD_F4_MIN_PIXELS ? 4 : 2);
+  });
+
+  for (const c of [
+    { n: 8, h: 28, w: 28, ci: 218, co: 78 }, // HarDNet68's 28x28 block at batch 8: F(4x4) by the 'auto' rule
+    { n: 2, h: 13, w: 11, ci: 14, co: 22 }, // partial tiles on both edges, ragged channels on both sides
+    { n: 1, h: 6, w: 9, ci: 300, co: 9 }, // two channel chunks (300 > 256), a single output-channel panel
+  ]) {
+    test(`Conv2D and Conv2DBackpropInput, ${c.n}x${c.h}x${c.w}, ${c.ci} -> ${c.co}`, () => {
+      const x = input([c.n, c.h, c.w, c.ci], 40),
+        g = input([3, 3, c.ci, c.co], 41),
+        dy = input([c.n, c.h, c.w, c.co], 42);
+      const xs = x.dataSync() as Float32Array,
+        gs = g.dataSync() as Float32Array,
+        dys = dy.dataSync() as Float32Array;
+      // dx = dy convolved with g flipped in space and transposed in channels, pad 1
+      const flipped = new Float32Array(gs.length);
+      for (let kh = 0; kh < 3; kh++)
+        for (let kw = 0; kw < 3; kw++)
+          for (let ci = 0; ci < c.ci; ci++)
+            for (let o = 0; o < c.co; o++)
+              flipped[((kh * 3 + kw) * c.co + o) * c.ci + ci] = gs[(((2 - kh) * 3 + (2 - kw)) * c.ci + ci) * c.co + o]!;
+      const exactY = conv3x3Float64(xs, gs, c.n, c.h, c.w, c.ci, c.co);
+      const exactDx = conv3x3Float64(dys, flipped, c.n, c.h, c.w, c.co, c.ci);
+      const forward = () => tf.conv2d(x as tf.Tensor4D, g as tf.Tensor4D, 1, 'same');
+      const inputGrad = () =>
+        tf
+          .engine()
+          .runKernel(
+            'Conv2DBackpropInput',
+            { dy, filter: g },
+            { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', inputShape: x.shape },
+          ) as tf.Tensor;
+      for (const [what, f, exact] of [
+        ['Conv2D', forward, exactY],
+        ['Conv2DBackpropInput', inputGrad, exactDx],
+      ] as const) {
+        const f4 = withTile(4, () => Float32Array.from(tf.tidy(f).dataSync()));
+        const f2 = withTile(2, () => Float32Array.from(tf.tidy(f).dataSync()));
+        const e4 = errorsAgainst(f4, exact);
+        const e2 = errorsAgainst(f2, exact);
+        assert.ok(e4.max <= MAX_REL && e4.rms <= RMS_REL, `${what} F(4x4): max ${e4.max}, rms ${e4.rms}`);
+        assert.ok(e2.max <= MAX_REL / 4 && e2.rms <= RMS_REL / 4, `${what} F(2x2): max ${e2.max}, rms ${e2.rms}`);
+      }
+      tf.dispose([x, g, dy]);
+    });
+  }
 });
 
 describe('Depthwise gradients: wasm kernels vs cpu', () => {

@@ -21,7 +21,7 @@ static int tile_chunk(int tiles, int ci, int cop) {
   return min_i(tc, round_up(tiles, MR));
 }
 
-int winograd_scratch_bytes(int n, int oh, int ow, int ci, int co) {
+static int winograd2_scratch_bytes(int n, int oh, int ow, int ci, int co) {
   const int cop = round_up(co, NR), tiles = n * ((oh + 1) / 2) * ((ow + 1) / 2);
   const int tc = tile_chunk(tiles, ci, cop);
   return (16 * cop * ci + 16 * tc * ci + 16 * tc * cop + KC) * 4 + 64;
@@ -139,8 +139,8 @@ static void untransform_tile(const float *m, long estride, float *y, int OW, int
   }
 }
 
-void conv3x3_winograd(const float *x, const float *w, float *y, int N, int H, int W, int Ci, int OH, int OW,
-                      int Co, int pt, int pl, int flip, char *scratch) {
+static void conv3x3_winograd2(const float *x, const float *w, float *y, int N, int H, int W, int Ci, int OH, int OW,
+                              int Co, int pt, int pl, int flip, char *scratch) {
   const int panels = (Co + NR - 1) / NR, cop = panels * NR;
   const int th = (OH + 1) / 2, tw = (OW + 1) / 2, tiles = N * th * tw;
   const int tc = tile_chunk(tiles, Ci, cop);
@@ -178,6 +178,202 @@ void conv3x3_winograd(const float *x, const float *w, float *y, int N, int H, in
                        min_i(2, OH - 2 * ty), min_i(2, OW - 2 * tx));
     }
   }
+}
+
+/* ---- F(4x4, 3x3) ----
+ * The same convolution with 4x4 output tiles from 6x6 input patches: 36 products per tile and channel pair for 16
+ * outputs (2.25 per output against F(2x2, 3x3)'s 4 and the direct sum's 9). Why: the GEMMs are most of a HarDNet
+ * step and already near what f32x4 mul+add sustains (docs/bench_model.md), so fewer of them is what is left. The
+ * cost is accuracy: the points 0, +-1, +-2, inf bring factors up to 8 (A) and 1/24 (G), so results differ from the
+ * direct sum by more ulps than F(2x2, 3x3)'s; the kernel tests bound that against a float64 sum.
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]  (Lavin & Gray, section 4) */
+
+static int tile_chunk4(int tiles, int ci, int cop) {
+  int tc = (32 << 20) / (36 * 4 * (ci + cop));
+  tc = max_i(64, tc / MR * MR);
+  return min_i(tc, round_up(tiles, MR));
+}
+
+static int winograd4_scratch_bytes(int n, int oh, int ow, int ci, int co) {
+  const int cop = round_up(co, NR), tiles = n * ((oh + 3) / 4) * ((ow + 3) / 4);
+  const int tc = tile_chunk4(tiles, ci, cop);
+  return (36 * cop * ci + 36 * tc * ci + 36 * tc * cop + KC) * 4 + 64;
+}
+
+/* U = G g G^T for every (c, o), into packU[e][panel][c][NR] (columns past Co zero). */
+static void transform_filter4(const float *w, int flip, int Ci, int Co, float *packU) {
+  const int panels = (Co + NR - 1) / NR;
+  for (int c = 0; c < Ci; c++)
+    for (int o = 0; o < panels * NR; o++) {
+      float u[36];
+      if (o >= Co) {
+        for (int e = 0; e < 36; e++) u[e] = 0.f;
+      } else {
+        float g[3][3], t[6][3];
+        for (int kh = 0; kh < 3; kh++)
+          for (int kw = 0; kw < 3; kw++) g[kh][kw] = filter_tap(w, flip, kh, kw, c, o, Ci, Co);
+        for (int j = 0; j < 3; j++) {
+          const float g0 = g[0][j], g1 = g[1][j], g2 = g[2][j];
+          t[0][j] = g0 / 4.f;
+          t[1][j] = -(g0 + g1 + g2) / 6.f;
+          t[2][j] = -(g0 - g1 + g2) / 6.f;
+          t[3][j] = g0 / 24.f + g1 / 12.f + g2 / 6.f;
+          t[4][j] = g0 / 24.f - g1 / 12.f + g2 / 6.f;
+          t[5][j] = g2;
+        }
+        for (int i = 0; i < 6; i++) {
+          const float g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
+          u[i * 6 + 0] = g0 / 4.f;
+          u[i * 6 + 1] = -(g0 + g1 + g2) / 6.f;
+          u[i * 6 + 2] = -(g0 - g1 + g2) / 6.f;
+          u[i * 6 + 3] = g0 / 24.f + g1 / 12.f + g2 / 6.f;
+          u[i * 6 + 4] = g0 / 24.f - g1 / 12.f + g2 / 6.f;
+          u[i * 6 + 5] = g2;
+        }
+      }
+      const int jp = o / NR, j = o % NR;
+      for (int e = 0; e < 36; e++) packU[((long)(e * panels + jp) * Ci + c) * NR + j] = u[e];
+    }
+}
+
+/* r = B^T d for six vectors at stride s (in) and rs (out) */
+static inline void bt6(const v128_t *d, int s, v128_t *r, int rs) {
+  const v128_t d0 = d[0], d1 = d[s], d2 = d[2 * s], d3 = d[3 * s], d4 = d[4 * s], d5 = d[5 * s];
+  const v128_t four = wasm_f32x4_splat(4.f), five = wasm_f32x4_splat(5.f), two = wasm_f32x4_splat(2.f);
+  const v128_t d4m2 = wasm_f32x4_sub(d4, d2), d31 = wasm_f32x4_mul(two, wasm_f32x4_sub(d3, d1));
+  r[0] = wasm_f32x4_add(wasm_f32x4_sub(wasm_f32x4_mul(four, d0), wasm_f32x4_mul(five, d2)), d4);
+  r[rs] = wasm_f32x4_sub(wasm_f32x4_add(d3, d4), wasm_f32x4_mul(four, wasm_f32x4_add(d1, d2)));
+  r[2 * rs] = wasm_f32x4_add(wasm_f32x4_sub(d4, d3), wasm_f32x4_mul(four, wasm_f32x4_sub(d1, d2)));
+  r[3 * rs] = wasm_f32x4_add(d4m2, d31);
+  r[4 * rs] = wasm_f32x4_sub(d4m2, d31);
+  r[5 * rs] = wasm_f32x4_add(wasm_f32x4_sub(wasm_f32x4_mul(four, d1), wasm_f32x4_mul(five, d3)), d5);
+}
+
+/* y = A^T m for six vectors at stride s: four outputs at stride ys */
+static inline void at6(const v128_t *m, int s, v128_t *y, int ys) {
+  const v128_t a = wasm_f32x4_add(m[s], m[2 * s]), b = wasm_f32x4_sub(m[s], m[2 * s]);
+  const v128_t c = wasm_f32x4_add(m[3 * s], m[4 * s]), d = wasm_f32x4_sub(m[3 * s], m[4 * s]);
+  y[0] = wasm_f32x4_add(wasm_f32x4_add(m[0], a), c);
+  y[ys] = wasm_f32x4_add(b, wasm_f32x4_mul(wasm_f32x4_splat(2.f), d));
+  y[2 * ys] = wasm_f32x4_add(a, wasm_f32x4_mul(wasm_f32x4_splat(4.f), c));
+  y[3 * ys] = wasm_f32x4_add(wasm_f32x4_add(b, wasm_f32x4_mul(wasm_f32x4_splat(8.f), d)), m[5 * s]);
+}
+
+/* V = B^T d B of one 6x6 input patch, 4 channels at a time; d outside the image reads as zero. The last 1-3
+ * channels go through the same vector code from a zero-padded copy, so there is one transform, not two. */
+static void transform_tile4(const float *x, int H, int W, int Ci, int ih0, int iw0, float *v, long estride) {
+  const float *row[6];
+  int colOk[6];
+  for (int i = 0; i < 6; i++) row[i] = (unsigned)(ih0 + i) < (unsigned)H ? x + (long)(ih0 + i) * W * Ci : 0;
+  for (int j = 0; j < 6; j++) colOk[j] = (unsigned)(iw0 + j) < (unsigned)W;
+  const v128_t z = wasm_f32x4_splat(0.f);
+  for (int c = 0; c < Ci; c += 4) {
+    const int lanes = min_i(4, Ci - c);
+    v128_t d[36], t[36], r[36];
+    for (int i = 0; i < 6; i++)
+      for (int j = 0; j < 6; j++) {
+        if (!row[i] || !colOk[j]) d[i * 6 + j] = z;
+        else if (lanes == 4) d[i * 6 + j] = wasm_v128_load(row[i] + (long)(iw0 + j) * Ci + c);
+        else {
+          float p[4] = {0.f, 0.f, 0.f, 0.f};
+          for (int l = 0; l < lanes; l++) p[l] = row[i][(long)(iw0 + j) * Ci + c + l];
+          d[i * 6 + j] = wasm_v128_load(p);
+        }
+      }
+    for (int j = 0; j < 6; j++) bt6(d + j, 6, t + j, 6);
+    for (int i = 0; i < 6; i++) bt6(t + i * 6, 1, r + i * 6, 1);
+    if (lanes == 4)
+      for (int e = 0; e < 36; e++) wasm_v128_store(v + e * estride + c, r[e]);
+    else
+      for (int e = 0; e < 36; e++) {
+        float p[4];
+        wasm_v128_store(p, r[e]);
+        for (int l = 0; l < lanes; l++) v[e * estride + c + l] = p[l];
+      }
+  }
+}
+
+/* Y = A^T m A of one tile's 36 products, 4 output channels at a time, into the valid rows x cols of y. */
+static void untransform_tile4(const float *m, long estride, float *y, int OW, int Co, int oh0, int ow0, int rows,
+                              int cols) {
+  for (int o = 0; o < Co; o += 4) {
+    const int lanes = min_i(4, Co - o);
+    v128_t mm[36], s[24], out[16];
+    for (int e = 0; e < 36; e++) {
+      if (lanes == 4) mm[e] = wasm_v128_load(m + e * estride + o);
+      else {
+        float p[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int l = 0; l < lanes; l++) p[l] = m[e * estride + o + l];
+        mm[e] = wasm_v128_load(p);
+      }
+    }
+    for (int j = 0; j < 6; j++) at6(mm + j, 6, s + j, 6);      /* s[i][j], i < 4 */
+    for (int i = 0; i < 4; i++) at6(s + i * 6, 1, out + i * 4, 1); /* out[i][j], j < 4 */
+    for (int i = 0; i < rows; i++)
+      for (int j = 0; j < cols; j++) {
+        float *dst = y + ((long)(oh0 + i) * OW + ow0 + j) * Co + o;
+        if (lanes == 4) wasm_v128_store(dst, out[i * 4 + j]);
+        else {
+          float p[4];
+          wasm_v128_store(p, out[i * 4 + j]);
+          for (int l = 0; l < lanes; l++) dst[l] = p[l];
+        }
+      }
+  }
+}
+
+static void conv3x3_winograd4(const float *x, const float *w, float *y, int N, int H, int W, int Ci, int OH, int OW,
+                              int Co, int pt, int pl, int flip, char *scratch) {
+  const int panels = (Co + NR - 1) / NR, cop = panels * NR;
+  const int th = (OH + 3) / 4, tw = (OW + 3) / 4, tiles = N * th * tw;
+  const int tc = tile_chunk4(tiles, Ci, cop);
+  float *packU = (float *)scratch;
+  float *V = packU + 36L * cop * Ci;  /* [36][tc][Ci] */
+  float *Mo = V + 36L * tc * Ci;      /* [36][tc][cop] */
+  float *zero = Mo + 36L * tc * cop;  /* KC zeros: the A rows of tiles past the last */
+  for (int i = 0; i < KC; i++) zero[i] = 0.f;
+  transform_filter4(w, flip, Ci, Co, packU);
+  for (int t0 = 0; t0 < tiles; t0 += tc) {
+    const int n_t = min_i(tc, tiles - t0);
+    for (int t = 0; t < n_t; t++) {
+      const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
+      transform_tile4(x + (long)n * H * W * Ci, H, W, Ci, 4 * ty - pt, 4 * tx - pl, V + (long)t * Ci, (long)tc * Ci);
+    }
+    for (int e = 0; e < 36; e++) {
+      const float *Ve = V + (long)e * tc * Ci;
+      float *Me = Mo + (long)e * tc * cop;
+      for (int c0 = 0; c0 < Ci; c0 += KC) {
+        const int kc = min_i(KC, Ci - c0);
+        for (int jp = 0; jp < panels; jp++) {
+          const float *b = packU + ((long)(e * panels + jp) * Ci + c0) * NR;
+          for (int t = 0; t < n_t; t += MR) {
+            const float *a[MR];
+            for (int i = 0; i < MR; i++) a[i] = t + i < n_t ? Ve + (long)(t + i) * Ci + c0 : zero;
+            ukernel_rows_4x8(kc, a[0], a[1], a[2], a[3], b, Me + (long)t * cop + jp * NR, cop, min_i(MR, n_t - t),
+                             NR, c0 > 0);
+          }
+        }
+      }
+    }
+    for (int t = 0; t < n_t; t++) {
+      const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
+      untransform_tile4(Mo + (long)t * cop, (long)tc * cop, y + (long)n * OH * OW * Co, OW, Co, 4 * ty, 4 * tx,
+                        min_i(4, OH - 4 * ty), min_i(4, OW - 4 * tx));
+    }
+  }
+}
+
+/* The entry points: m is the output tile, 2 for F(2x2, 3x3) or 4 for F(4x4, 3x3) (chosen by the caller). */
+int winograd_scratch_bytes(int n, int oh, int ow, int ci, int co, int m) {
+  return m == 4 ? winograd4_scratch_bytes(n, oh, ow, ci, co) : winograd2_scratch_bytes(n, oh, ow, ci, co);
+}
+
+void conv3x3_winograd(const float *x, const float *w, float *y, int N, int H, int W, int Ci, int OH, int OW, int Co,
+                      int pt, int pl, int flip, int m, char *scratch) {
+  if (m == 4) conv3x3_winograd4(x, w, y, N, H, W, Ci, OH, OW, Co, pt, pl, flip, scratch);
+  else conv3x3_winograd2(x, w, y, N, H, W, Ci, OH, OW, Co, pt, pl, flip, scratch);
 }
 
 /* ---- Filter gradient of a 3x3 stride-1 conv by F(3x3, 2x2) ----

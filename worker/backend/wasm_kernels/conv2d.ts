@@ -20,8 +20,26 @@ import { kernelsOn, offsetOf, scratchOn } from './module.js';
 import { requireInput } from './tensors.js';
 import { WasmKernelError } from './errors.js';
 
-/** switch for tests and benchmarks that compare Winograd with the direct kernels */
-export const WINOGRAD = { enabled: true };
+/**
+ * Switches for tests and benchmarks that compare Winograd with the direct kernels, and its tile size: 'auto' picks
+ * per call (winogradTile), 2 or 4 forces F(2x2, 3x3) or F(4x4, 3x3) for the forward and the input gradient; the
+ * filter gradient is always F(3x3, 2x2).
+ */
+export const WINOGRAD: { enabled: boolean; tile: 'auto' | 2 | 4 } = { enabled: true, tile: 'auto' };
+
+/**
+ * F(4x4, 3x3) makes 2.25 products per output where F(2x2, 3x3) makes 4, but its filter transform (36 values per
+ * channel pair, once per call) and the GEMMs' fewer, longer rows only pay off over enough output pixels: HarDNet68 at
+ * batch 8 ran its 3x3 layers in 0.56-0.86 of F(2x2)'s time at 28x28 and larger (6,272+ output pixels a call), level
+ * at 14x14 (1,568) and 1.1-1.6x slower at 7x7 (docs/bench_model.md), so the bound sits between.
+ */
+export const WINOGRAD_F4_MIN_PIXELS = 4096;
+
+/** The output tile of a Winograd call producing n x oh x ow pixels: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3). */
+export function winogradTile(n: number, oh: number, ow: number): 2 | 4 {
+  if (WINOGRAD.tile !== 'auto') return WINOGRAD.tile;
+  return n * oh * ow >= WINOGRAD_F4_MIN_PIXELS ? 4 : 2;
+}
 
 /** The fewest channels on either side of a 3x3 stride-1 conv that Winograd takes: HarDNet's narrowest layers (14
  * and 16 channels of growth) were still faster on it than on the direct kernels in both gradients, and as fast or
@@ -76,9 +94,10 @@ function conv2D(args: KernelArgs): TensorInfo {
     return stock.kernelFunc(args as Parameters<KernelFunc>[0]) as TensorInfo;
   const k = kernelsOn(backend);
   const out = backend.makeOutput(info.outShape, 'float32');
+  const tile = winogradTile(info.batchSize, info.outHeight, info.outWidth);
   const scratch = scratchOn(
     backend,
-    k.winograd_scratch_bytes(info.batchSize, info.outHeight, info.outWidth, info.inChannels, info.outChannels),
+    k.winograd_scratch_bytes(info.batchSize, info.outHeight, info.outWidth, info.inChannels, info.outChannels, tile),
   );
   k.conv3x3_winograd(
     offsetOf(backend, x),
@@ -94,6 +113,7 @@ function conv2D(args: KernelArgs): TensorInfo {
     info.padInfo.top,
     info.padInfo.left,
     0,
+    tile,
     scratch,
   );
   return out;

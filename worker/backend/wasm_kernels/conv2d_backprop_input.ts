@@ -13,7 +13,7 @@ import {
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf, scratchOn } from './module.js';
 import { checkConvInfo, checkFloat32, checkShape, requireInput } from './tensors.js';
-import { useWinograd } from './conv2d.js';
+import { useWinograd, winogradTile } from './conv2d.js';
 
 function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
   const backend = args.backend as BackendWasm;
@@ -39,9 +39,10 @@ function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknow
   const out = backend.makeOutput(inputShape, 'float32');
   if (useWinograd(info, info.outChannels, info.inChannels)) {
     // dx is a 3x3 stride-1 conv of dy with the filter flipped and its channel axes swapped, padded by 2 - pad
+    const tile = winogradTile(info.batchSize, info.inHeight, info.inWidth);
     const scratch = scratchOn(
       backend,
-      k.winograd_scratch_bytes(info.batchSize, info.inHeight, info.inWidth, info.outChannels, info.inChannels),
+      k.winograd_scratch_bytes(info.batchSize, info.inHeight, info.inWidth, info.outChannels, info.inChannels, tile),
     );
     k.conv3x3_winograd(
       offsetOf(backend, dy),
@@ -57,6 +58,7 @@ function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknow
       2 - info.padInfo.top,
       2 - info.padInfo.left,
       1,
+      tile,
       scratch,
     );
     return out;

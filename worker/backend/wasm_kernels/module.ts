@@ -15,7 +15,8 @@ import { KernelInvariantError, WasmKernelError } from './errors.js';
 
 export interface KernelExports {
   __stack_pointer: WebAssembly.Global;
-  winograd_scratch_bytes(n: number, oh: number, ow: number, ci: number, co: number): number;
+  /** m: the output tile, 2 for F(2x2, 3x3), 4 for F(4x4, 3x3) */
+  winograd_scratch_bytes(n: number, oh: number, ow: number, ci: number, co: number, m: number): number;
   conv3x3_winograd(
     x: number,
     w: number,
@@ -30,6 +31,7 @@ export interface KernelExports {
     pt: number,
     pl: number,
     flip: number,
+    m: number,
     scratch: number,
   ): void;
   winograd_filter_scratch_bytes(n: number, oh: number, ow: number, ci: number, co: number): number;
