@@ -245,10 +245,11 @@ const withTile = <T>(tile: 2 | 4, f: () => T): T => {
   }
 };
 
-describe('Winograd F(4x4, 3x3): the forward and the input gradient against a float64 sum', () => {
+describe('Winograd F(4x4, 3x3) and F(3x3, 4x4): the forward and both gradients against a float64 sum', () => {
   // F(4x4, 3x3)'s transforms multiply by up to 8 and divide by 24, so it is further from the exact sum than the
-  // direct float32 kernels: on the HarDNet layer below 1.2e-5 of max |y| at most and 5.6e-7 RMS, against XNNPACK's
-  // 1.5e-6 and 1.5e-7 and F(2x2, 3x3)'s 5.6e-7 and 8.5e-8. The bounds are about 2.5x those, so a wrong transform
+  // direct float32 kernels: on the HarDNet layer below, the forward 1.2e-5 of max |y| at most and 5.6e-7 RMS,
+  // against XNNPACK's 1.5e-6 and 1.5e-7 and F(2x2, 3x3)'s 5.6e-7 and 8.5e-8; the filter gradient by F(3x3, 4x4)
+  // 8.8e-6 and 6.5e-7 (the direct GEMM 4.9e-7 and 8.6e-8). The bounds are about 2.5x those, so a wrong transform
   // coefficient (errors of order 1) or a lost tile edge fails them by orders of magnitude.
   const MAX_REL = 3e-5;
   const RMS_REL = 1.5e-6;
@@ -290,9 +291,38 @@ describe('Winograd F(4x4, 3x3): the forward and the input gradient against a flo
             { dy, filter: g },
             { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', inputShape: x.shape },
           ) as tf.Tensor;
+      // dw[kh, kw, ci, o] = sum over pixels of x (padded by 1, shifted by kh, kw) times dy
+      const exactDw = new Float64Array(9 * c.ci * c.co);
+      for (let b = 0; b < c.n; b++)
+        for (let i = 0; i < c.h; i++)
+          for (let j = 0; j < c.w; j++)
+            for (let kh = 0; kh < 3; kh++) {
+              const ii = i - 1 + kh;
+              if (ii < 0 || ii >= c.h) continue;
+              for (let kw = 0; kw < 3; kw++) {
+                const jj = j - 1 + kw;
+                if (jj < 0 || jj >= c.w) continue;
+                const xAt = ((b * c.h + ii) * c.w + jj) * c.ci;
+                const dyAt = ((b * c.h + i) * c.w + j) * c.co;
+                for (let ci = 0; ci < c.ci; ci++) {
+                  const v = xs[xAt + ci]!;
+                  const at = ((kh * 3 + kw) * c.ci + ci) * c.co;
+                  for (let o = 0; o < c.co; o++) exactDw[at + o]! += v * dys[dyAt + o]!;
+                }
+              }
+            }
+      const filterGrad = () =>
+        tf
+          .engine()
+          .runKernel(
+            'Conv2DBackpropFilter',
+            { x, dy },
+            { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', filterShape: g.shape },
+          ) as tf.Tensor;
       for (const [what, f, exact] of [
         ['Conv2D', forward, exactY],
         ['Conv2DBackpropInput', inputGrad, exactDx],
+        ['Conv2DBackpropFilter', filterGrad, exactDw],
       ] as const) {
         const f4 = withTile(4, () => Float32Array.from(tf.tidy(f).dataSync()));
         const f2 = withTile(2, () => Float32Array.from(tf.tidy(f).dataSync()));

@@ -388,7 +388,7 @@ void conv3x3_winograd(const float *x, const float *w, float *y, int N, int H, in
 
 static int bf_chunk(int tiles) { return min_i(BF_TILES, tiles); }
 
-int winograd_filter_scratch_bytes(int n, int oh, int ow, int ci, int co) {
+static int winograd2_filter_scratch_bytes(int n, int oh, int ow, int ci, int co) {
   const int cip = round_up(ci, MR), cop = round_up(co, NR), tc = bf_chunk(n * ((oh + 1) / 2) * ((ow + 1) / 2));
   return (16 * cip * cop + 16 * tc * cip + 16 * tc * cop) * 4 + 64;
 }
@@ -435,8 +435,8 @@ static void transform_dy_tile(const float *dy, int OH, int OW, int Co, int oh0, 
   }
 }
 
-void conv3x3_winograd_filter(const float *x, const float *dy, float *dw, int N, int H, int W, int Ci, int OH,
-                             int OW, int Co, int pt, int pl, char *scratch) {
+static void conv3x3_winograd2_filter(const float *x, const float *dy, float *dw, int N, int H, int W, int Ci, int OH,
+                                     int OW, int Co, int pt, int pl, char *scratch) {
   const int cip = round_up(Ci, MR), cop = round_up(Co, NR);
   const int th = (OH + 1) / 2, tw = (OW + 1) / 2, tiles = N * th * tw, tc = bf_chunk(tiles);
   float *acc = (float *)scratch;          /* [16][cip][cop] */
@@ -492,4 +492,128 @@ void conv3x3_winograd_filter(const float *x, const float *dy, float *dw, int N, 
       }
     }
   }
+}
+
+/* ---- Filter gradient by F(3x3, 4x4) ----
+ * The same sum over 4x4 tiles of dy and the 6x6 patches of x under them: 36 products per tile and (c, o) for 16
+ * dy pixels instead of 16 for 4. Minimal filtering F(3, 4) on F(4x4, 3x3)'s points 0, 1, -1, 2, -2, inf: its B^T
+ * (which depends only on the points) is F(4x4, 3x3)'s, so the x patches go through transform_tile4, and
+ *   G = [1/4 0 0 0; -1/6 -1/6 -1/6 -1/6; -1/6 1/6 -1/6 1/6; 1/24 1/12 1/6 1/3; 1/24 -1/12 1/6 -1/3; 0 0 0 1],
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 1]. */
+
+static int winograd4_filter_scratch_bytes(int n, int oh, int ow, int ci, int co) {
+  const int cip = round_up(ci, MR), cop = round_up(co, NR), tc = bf_chunk(n * ((oh + 3) / 4) * ((ow + 3) / 4));
+  return (36 * cip * cop + 36 * tc * cip + 36 * tc * cop) * 4 + 64;
+}
+
+/* r = G g for four vectors at stride s: six at stride rs */
+static inline void g4(const v128_t *g, int s, v128_t *r, int rs) {
+  const v128_t g0 = g[0], g1 = g[s], g2 = g[2 * s], g3 = g[3 * s];
+  const v128_t sixth = wasm_f32x4_splat(-1.f / 6.f);
+  const v128_t e = wasm_f32x4_add(g0, g2), o = wasm_f32x4_add(g1, g3);
+  const v128_t e2 = wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_splat(1.f / 24.f), g0),
+                                   wasm_f32x4_mul(wasm_f32x4_splat(1.f / 6.f), g2));
+  const v128_t o2 = wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_splat(1.f / 12.f), g1),
+                                   wasm_f32x4_mul(wasm_f32x4_splat(1.f / 3.f), g3));
+  r[0] = wasm_f32x4_mul(wasm_f32x4_splat(0.25f), g0);
+  r[rs] = wasm_f32x4_mul(sixth, wasm_f32x4_add(e, o));
+  r[2 * rs] = wasm_f32x4_mul(sixth, wasm_f32x4_sub(e, o));
+  r[3 * rs] = wasm_f32x4_add(e2, o2);
+  r[4 * rs] = wasm_f32x4_sub(e2, o2);
+  r[5 * rs] = g3;
+}
+
+/* G g G^T of one 4x4 dy tile (entries past the image are zero), 4 output channels at a time. */
+static void transform_dy_tile4(const float *dy, int OH, int OW, int Co, int oh0, int ow0, float *v, long estride) {
+  const float *px[16];
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++)
+      px[i * 4 + j] = oh0 + i < OH && ow0 + j < OW ? dy + ((long)(oh0 + i) * OW + ow0 + j) * Co : 0;
+  const v128_t z = wasm_f32x4_splat(0.f);
+  for (int o = 0; o < Co; o += 4) {
+    const int lanes = min_i(4, Co - o);
+    v128_t d[16], t[24], r[36];
+    for (int k = 0; k < 16; k++) {
+      if (!px[k]) d[k] = z;
+      else if (lanes == 4) d[k] = wasm_v128_load(px[k] + o);
+      else {
+        float p[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int l = 0; l < lanes; l++) p[l] = px[k][o + l];
+        d[k] = wasm_v128_load(p);
+      }
+    }
+    for (int j = 0; j < 4; j++) g4(d + j, 4, t + j, 4);      /* t[i][j], i < 6, j < 4 */
+    for (int i = 0; i < 6; i++) g4(t + i * 4, 1, r + i * 6, 1); /* r[i][k], k < 6 */
+    if (lanes == 4)
+      for (int e = 0; e < 36; e++) wasm_v128_store(v + e * estride + o, r[e]);
+    else
+      for (int e = 0; e < 36; e++) {
+        float p[4];
+        wasm_v128_store(p, r[e]);
+        for (int l = 0; l < lanes; l++) v[e * estride + o + l] = p[l];
+      }
+  }
+}
+
+/* y = A^T m (3 of 6) for six vectors at stride s: three at stride ys */
+static inline void at3(const v128_t *m, int s, v128_t *y, int ys) {
+  const v128_t a = wasm_f32x4_add(m[s], m[2 * s]), b = wasm_f32x4_sub(m[s], m[2 * s]);
+  const v128_t c = wasm_f32x4_add(m[3 * s], m[4 * s]), d = wasm_f32x4_sub(m[3 * s], m[4 * s]);
+  y[0] = wasm_f32x4_add(wasm_f32x4_add(m[0], a), c);
+  y[ys] = wasm_f32x4_add(b, wasm_f32x4_mul(wasm_f32x4_splat(2.f), d));
+  y[2 * ys] = wasm_f32x4_add(wasm_f32x4_add(a, wasm_f32x4_mul(wasm_f32x4_splat(4.f), c)), m[5 * s]);
+}
+
+static void conv3x3_winograd4_filter(const float *x, const float *dy, float *dw, int N, int H, int W, int Ci, int OH,
+                                     int OW, int Co, int pt, int pl, char *scratch) {
+  const int cip = round_up(Ci, MR), cop = round_up(Co, NR);
+  const int th = (OH + 3) / 4, tw = (OW + 3) / 4, tiles = N * th * tw, tc = bf_chunk(tiles);
+  float *acc = (float *)scratch;          /* [36][cip][cop] */
+  float *Vx = acc + 36L * cip * cop;      /* [36][tc][cip] */
+  float *Vd = Vx + 36L * tc * cip;        /* [36][tc][cop] */
+  for (int t0 = 0; t0 < tiles; t0 += tc) {
+    const int n_t = min_i(tc, tiles - t0);
+    for (int t = 0; t < n_t; t++) {
+      const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
+      transform_tile4(x + (long)n * H * W * Ci, H, W, Ci, 4 * ty - pt, 4 * tx - pl, Vx + (long)t * cip, (long)tc * cip);
+      transform_dy_tile4(dy + (long)n * OH * OW * Co, OH, OW, Co, 4 * ty, 4 * tx, Vd + (long)t * cop, (long)tc * cop);
+    }
+    for (int e = 0; e < 36; e++)
+      for (int c0 = 0; c0 < cip; c0 += MR)
+        for (int o0 = 0; o0 < cop; o0 += NR) {
+          const float *a = Vx + (long)e * tc * cip + c0;
+          ukernel_4x8_any(n_t, a, a + 1, a + 2, a + 3, cip, Vd + (long)e * tc * cop + o0, cop,
+                          acc + ((long)e * cip + c0) * cop + o0, cop, MR, NR, t0 > 0);
+        }
+  }
+  /* dw = A^T m A for every (c, o), 4 output channels at a time */
+  for (int c = 0; c < Ci; c++)
+    for (int o = 0; o < Co; o += 4) {
+      const int lanes = min_i(4, Co - o);
+      v128_t mm[36], s[18], out[9];
+      /* acc rows are cop wide, so 4 lanes from o < Co always lie inside the row */
+      for (int e = 0; e < 36; e++) mm[e] = wasm_v128_load(acc + ((long)e * cip + c) * cop + o);
+      for (int j = 0; j < 6; j++) at3(mm + j, 6, s + j, 6);      /* s[i][j], i < 3 */
+      for (int i = 0; i < 3; i++) at3(s + i * 6, 1, out + i * 3, 1); /* out[i][j], j < 3 */
+      for (int k = 0; k < 9; k++) {
+        float *dst = dw + ((long)k * Ci + c) * Co + o;
+        if (lanes == 4) wasm_v128_store(dst, out[k]);
+        else {
+          float p[4];
+          wasm_v128_store(p, out[k]);
+          for (int l = 0; l < lanes; l++) dst[l] = p[l];
+        }
+      }
+    }
+}
+
+/* The entry points: m is the dy tile, 2 for F(3x3, 2x2) or 4 for F(3x3, 4x4) (chosen by the caller). */
+int winograd_filter_scratch_bytes(int n, int oh, int ow, int ci, int co, int m) {
+  return m == 4 ? winograd4_filter_scratch_bytes(n, oh, ow, ci, co) : winograd2_filter_scratch_bytes(n, oh, ow, ci, co);
+}
+
+void conv3x3_winograd_filter(const float *x, const float *dy, float *dw, int N, int H, int W, int Ci, int OH, int OW,
+                             int Co, int pt, int pl, int m, char *scratch) {
+  if (m == 4) conv3x3_winograd4_filter(x, dy, dw, N, H, W, Ci, OH, OW, Co, pt, pl, scratch);
+  else conv3x3_winograd2_filter(x, dy, dw, N, H, W, Ci, OH, OW, Co, pt, pl, scratch);
 }

@@ -22,8 +22,8 @@ import { WasmKernelError } from './errors.js';
 
 /**
  * Switches for tests and benchmarks that compare Winograd with the direct kernels, and its tile size: 'auto' picks
- * per call (winogradTile), 2 or 4 forces F(2x2, 3x3) or F(4x4, 3x3) for the forward and the input gradient; the
- * filter gradient is always F(3x3, 2x2).
+ * per call (winogradTile), 2 or 4 forces F(2x2, 3x3) or F(4x4, 3x3) for the forward and the input gradient, and
+ * F(3x3, 2x2) or F(3x3, 4x4) for the filter gradient.
  */
 export const WINOGRAD: { enabled: boolean; tile: 'auto' | 2 | 4 } = { enabled: true, tile: 'auto' };
 

@@ -1,5 +1,5 @@
 // Conv2DBackpropFilter for tfjs-backend-wasm (which has none): dW = im2col(x)^T * dy, run as a
-// packed SIMD GEMM in native/kernels/conv_grad.c; 3x3 stride-1 ones by Winograd F(3x3, 2x2) (winograd.c).
+// packed SIMD GEMM in native/kernels/conv_grad.c; 3x3 stride-1 ones by Winograd F(3x3, 4x4) or F(3x3, 2x2) (winograd.c).
 import {
   backend_util,
   Conv2DBackpropFilter,
@@ -11,7 +11,7 @@ import {
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { kernelsOn, offsetOf, scratchOn } from './module.js';
 import { checkConvInfo, checkFloat32, checkShape, requireInput } from './tensors.js';
-import { useWinograd } from './conv2d.js';
+import { useWinograd, winogradTile } from './conv2d.js';
 
 function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: unknown }): TensorInfo {
   const backend = args.backend as BackendWasm;
@@ -35,10 +35,19 @@ function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unkno
   const k = kernelsOn(backend);
   const out = backend.makeOutput(filterShape, 'float32');
   if (useWinograd(info, info.inChannels, info.outChannels)) {
-    // 3x3 stride 1: F(3x3, 2x2) over the 2x2 tiles of dy (native/kernels/winograd.c)
+    // 3x3 stride 1: F(3x3, 4x4) or F(3x3, 2x2) over the tiles of dy (native/kernels/winograd.c), by the rule the
+    // forward uses for its output, which dy has the size of
+    const tile = winogradTile(info.batchSize, info.outHeight, info.outWidth);
     const scratch = scratchOn(
       backend,
-      k.winograd_filter_scratch_bytes(info.batchSize, info.outHeight, info.outWidth, info.inChannels, info.outChannels),
+      k.winograd_filter_scratch_bytes(
+        info.batchSize,
+        info.outHeight,
+        info.outWidth,
+        info.inChannels,
+        info.outChannels,
+        tile,
+      ),
     );
     k.conv3x3_winograd_filter(
       offsetOf(backend, x),
@@ -53,6 +62,7 @@ function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unkno
       info.outChannels,
       info.padInfo.top,
       info.padInfo.left,
+      tile,
       scratch,
     );
     return out;

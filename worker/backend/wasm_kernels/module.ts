@@ -34,7 +34,8 @@ export interface KernelExports {
     m: number,
     scratch: number,
   ): void;
-  winograd_filter_scratch_bytes(n: number, oh: number, ow: number, ci: number, co: number): number;
+  /** m: the dy tile, 2 for F(3x3, 2x2), 4 for F(3x3, 4x4) */
+  winograd_filter_scratch_bytes(n: number, oh: number, ow: number, ci: number, co: number, m: number): number;
   conv3x3_winograd_filter(
     x: number,
     dy: number,
@@ -48,6 +49,7 @@ export interface KernelExports {
     co: number,
     pt: number,
     pl: number,
+    m: number,
     scratch: number,
   ): void;
   conv_backprop_filter_scratch_bytes(co: number): number;
