@@ -1,6 +1,6 @@
 /**
  * npm run bench:conv-step -- [--model HarDNet68] [--batch 8] [--image_size 224] [--reps 3] [--build <checkout>]
- *                            [--per_shape]
+ *                            [--per_shape] [--tile auto|2|4]
  *
  * Every convolution kernel call of one training step on wasm (the shapes recorded from the step itself under
  * tf.profile), each timed alone `--reps` times in process CPU time, the minimum summed per kind: forward / input
@@ -19,6 +19,7 @@ const o = new Command('bench:conv-step')
   .option('--reps <n>', 'timed calls per kernel (the minimum counts)', '3')
   .option('--build <checkout>', 'the checkout whose dist/ and node_modules/ to run (default: this one)')
   .option('--per_shape', 'also print every call')
+  .option('--tile <t>', "Winograd's tile: auto (the build's rule), 2 or 4 (this build only)", 'auto')
   .parse()
   .opts();
 
@@ -31,6 +32,11 @@ const { selectBackend } = await from('dist/worker/backend/select.js');
 const { HarDNet } = await from('dist/worker/model/hardnet.js');
 const { computeGradients } = await from('dist/worker/train/step.js');
 await selectBackend('wasm', { gpuAssigned: false, log: () => {} });
+if (o.tile !== 'auto') {
+  const { WINOGRAD } = await from('dist/worker/backend/wasm_kernels/conv2d.js');
+  if (!('tile' in WINOGRAD)) throw new Error(`--tile: the build at ${root} has a single Winograd tile`);
+  WINOGRAD.tile = Number(o.tile);
+}
 
 interface Call {
   name: string;

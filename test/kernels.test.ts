@@ -43,6 +43,15 @@ const withoutWinograd = <T>(f: () => T): T => {
     WINOGRAD.enabled = true;
   }
 };
+const withTile = <T>(tile: 2 | 4, f: () => T): T => {
+  WINOGRAD.tile = tile;
+  try {
+    return f();
+  } finally {
+    WINOGRAD.tile = 'auto';
+  }
+};
+
 const convCases: ConvCase[] = [
   { n: 2, h: 15, w: 15, ci: 72, co: 70, k: 3, s: 1, pad: symmetric(1) }, // >64 channels, odd size
   { n: 3, h: 15, w: 15, ci: 68, co: 66, k: 3, s: 2, pad: symmetric(1) }, // stride 2, odd size
@@ -169,7 +178,7 @@ describe('Conv2D forward: wasm kernel vs cpu', () => {
     });
   }
 
-  test('Winograd and the stock kernel agree on a HarDNet-like layer (28x28, 218 -> 78)', () => {
+  test('Winograd F(2x2, 3x3) and the stock kernel agree on a HarDNet-like layer (28x28, 218 -> 78)', () => {
     const x = input([2, 28, 28, 218], 29),
       w = input([3, 3, 218, 78], 30);
     const conv = () => tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 1);
@@ -236,15 +245,6 @@ function errorsAgainst(actual: Float32Array, exact: Float64Array): { max: number
   return { max: max / scale, rms: Math.sqrt(sq / exact.length) / scale };
 }
 
-const withTile = <T>(tile: 2 | 4, f: () => T): T => {
-  WINOGRAD.tile = tile;
-  try {
-    return f();
-  } finally {
-    WINOGRAD.tile = 'auto';
-  }
-};
-
 describe('Winograd F(4x4, 3x3) and F(3x3, 4x4): the forward and both gradients against a float64 sum', () => {
   // F(4x4, 3x3)'s transforms multiply by up to 8 and divide by 24, so it is further from the exact sum than the
   // direct float32 kernels: on the HarDNet layer below, the forward 1.2e-5 of max |y| at most and 5.6e-7 RMS,
@@ -254,15 +254,21 @@ describe('Winograd F(4x4, 3x3) and F(3x3, 4x4): the forward and both gradients a
   const MAX_REL = 3e-5;
   const RMS_REL = 1.5e-6;
 
-  test('the tile is 4 from WINOGRAD_F4_MIN_PIXELS output pixels a call, 2 below', () => {
-    assert.equal(winogradTile(8, 28, 28), 4);
-    assert.equal(winogradTile(8, 14, 14), 2);
-    assert.equal(winogradTile(1, 64, 64), 4);
-    assert.equal(winogradTile(1, 63, 64), 63 * 64 >= WINOGRAD_F4_MIN_PIXELS ? 4 : 2);
+  test('the gradients take 4x4 tiles from WINOGRAD_F4_MIN_PIXELS pixels a call, 2x2 below; the forward always 2x2', () => {
+    assert.equal(winogradTile('gradient', 8, 28, 28), 4);
+    assert.equal(winogradTile('gradient', 8, 7, 7), 4);
+    assert.equal(winogradTile('gradient', 1, 14, 14), 2);
+    assert.equal(winogradTile('gradient', 1, 7, 7), 2);
+    assert.equal(winogradTile('gradient', 1, 19, 20), 19 * 20 >= WINOGRAD_F4_MIN_PIXELS ? 4 : 2);
+    assert.equal(winogradTile('forward', 8, 56, 56), 2);
+    assert.equal(
+      withTile(4, () => winogradTile('forward', 1, 4, 4)),
+      4,
+    );
   });
 
   for (const c of [
-    { n: 8, h: 28, w: 28, ci: 218, co: 78 }, // HarDNet68's 28x28 block at batch 8: F(4x4) by the 'auto' rule
+    { n: 8, h: 28, w: 28, ci: 218, co: 78 }, // HarDNet68's 28x28 block at batch 8
     { n: 2, h: 13, w: 11, ci: 14, co: 22 }, // partial tiles on both edges, ragged channels on both sides
     { n: 1, h: 6, w: 9, ci: 300, co: 9 }, // two channel chunks (300 > 256), a single output-channel panel
   ]) {

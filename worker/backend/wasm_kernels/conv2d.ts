@@ -28,16 +28,28 @@ import { WasmKernelError } from './errors.js';
 export const WINOGRAD: { enabled: boolean; tile: 'auto' | 2 | 4 } = { enabled: true, tile: 'auto' };
 
 /**
- * F(4x4, 3x3) makes 2.25 products per output where F(2x2, 3x3) makes 4, but its filter transform (36 values per
- * channel pair, once per call) and the GEMMs' fewer, longer rows only pay off over enough output pixels: HarDNet68 at
- * batch 8 ran its 3x3 layers in 0.56-0.86 of F(2x2)'s time at 28x28 and larger (6,272+ output pixels a call), level
- * at 14x14 (1,568) and 1.1-1.6x slower at 7x7 (docs/bench_model.md), so the bound sits between.
+ * The 4x4 tiles make 2.25 products per output where the 2x2 ones make 4, but compute whole tiles (on a 7x7 image
+ * 64 outputs for 49) and transform the filter into 36 values per channel pair once per call, so they pay off only
+ * over enough pixels. HarDNet68 at batch 8 (bench:conv-step --tile 2 / --tile 4, docs/bench_model.md): every 3x3
+ * gradient from 7x7 (392 pixels a call) up ran in 0.62-0.98 of the 2x2 tiles' time, except the 7x7 input gradients
+ * (1.08); the bound sits just below 392. Smaller calls (a batch of 1 at 7x7 or 14x14) were not measured and keep
+ * the 2x2 tiles, which waste less of a small image.
  */
-export const WINOGRAD_F4_MIN_PIXELS = 4096;
+export const WINOGRAD_F4_MIN_PIXELS = 384;
 
-/** The output tile of a Winograd call producing n x oh x ow pixels: 4 for F(4x4, 3x3), 2 for F(2x2, 3x3). */
-export function winogradTile(n: number, oh: number, ow: number): 2 | 4 {
+/**
+ * The Winograd tile of a call over n x oh x ow pixels (the forward's output, which dy has the size of): 4 or 2.
+ *
+ * The forward always takes F(2x2, 3x3). Its values decide the discontinuities of the step, which ReLU6 clips and
+ * which max-pool input wins, and F(4x4, 3x3)'s larger rounding (several times F(2x2)'s, test/kernels.test.ts) moved
+ * enough of them that HarDNet68's early-layer gradients ended 1.5e-2 (relative L2) off the PyTorch fixture, against
+ * 6e-5 with F(2x2) and the fixture test's bound of 1e-3. The gradients' own rounding only passes on linearly: with
+ * the 4x4 tiles in the input or the filter gradient the fixture's errors were those of the 2x2 tiles. So the
+ * forward, eval and infer keep their values, and the two gradients take the 4x4 tiles.
+ */
+export function winogradTile(kernel: 'forward' | 'gradient', n: number, oh: number, ow: number): 2 | 4 {
   if (WINOGRAD.tile !== 'auto') return WINOGRAD.tile;
+  if (kernel === 'forward') return 2;
   return n * oh * ow >= WINOGRAD_F4_MIN_PIXELS ? 4 : 2;
 }
 
@@ -94,7 +106,7 @@ function conv2D(args: KernelArgs): TensorInfo {
     return stock.kernelFunc(args as Parameters<KernelFunc>[0]) as TensorInfo;
   const k = kernelsOn(backend);
   const out = backend.makeOutput(info.outShape, 'float32');
-  const tile = winogradTile(info.batchSize, info.outHeight, info.outWidth);
+  const tile = winogradTile('forward', info.batchSize, info.outHeight, info.outWidth);
   const scratch = scratchOn(
     backend,
     k.winograd_scratch_bytes(info.batchSize, info.outHeight, info.outWidth, info.inChannels, info.outChannels, tile),

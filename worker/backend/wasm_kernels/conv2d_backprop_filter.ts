@@ -35,9 +35,8 @@ function conv2DBackpropFilter(args: { inputs: NamedTensorInfoMap; backend: unkno
   const k = kernelsOn(backend);
   const out = backend.makeOutput(filterShape, 'float32');
   if (useWinograd(info, info.inChannels, info.outChannels)) {
-    // 3x3 stride 1: F(3x3, 4x4) or F(3x3, 2x2) over the tiles of dy (native/kernels/winograd.c), by the rule the
-    // forward uses for its output, which dy has the size of
-    const tile = winogradTile(info.batchSize, info.outHeight, info.outWidth);
+    // 3x3 stride 1: F(3x3, 4x4) or F(3x3, 2x2) over the tiles of dy (native/kernels/winograd.c; conv2d.ts says which)
+    const tile = winogradTile('gradient', info.batchSize, info.outHeight, info.outWidth);
     const scratch = scratchOn(
       backend,
       k.winograd_filter_scratch_bytes(

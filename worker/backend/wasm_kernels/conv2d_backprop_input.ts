@@ -39,7 +39,7 @@ function conv2DBackpropInput(args: { inputs: NamedTensorInfoMap; backend: unknow
   const out = backend.makeOutput(inputShape, 'float32');
   if (useWinograd(info, info.outChannels, info.inChannels)) {
     // dx is a 3x3 stride-1 conv of dy with the filter flipped and its channel axes swapped, padded by 2 - pad
-    const tile = winogradTile(info.batchSize, info.inHeight, info.inWidth);
+    const tile = winogradTile('gradient', info.batchSize, info.inHeight, info.inWidth);
     const scratch = scratchOn(
       backend,
       k.winograd_scratch_bytes(info.batchSize, info.inHeight, info.inWidth, info.outChannels, info.inChannels, tile),
