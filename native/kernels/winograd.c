@@ -9,7 +9,9 @@
  * flip = 1: w is a forward filter [3,3,Co,Ci] and g[kh,kw,c,o] = w[2-kh, 2-kw, o, c]: the gradient with respect to
  *   the forward conv's input, with x = dy and pt/pl = 2 - the forward's (Conv2DBackpropInput).
  * Tiles are processed in chunks: transform a chunk's inputs (V: [16][tiles][Ci]), multiply (M: [16][tiles][CoP]),
- * transform back into y. The transformed filter U is packed once per call as [16][panel][Ci][8]. */
+ * transform back into y. The transformed filter U is packed once per call as [16][panel][Ci][8].
+ * Further down: the same with 4x4 tiles, F(4x4, 3x3), and the filter gradients F(3x3, 2x2) and F(3x3, 4x4); the
+ * caller picks the tile (worker/backend/wasm_kernels/conv2d.ts, winogradTile, says which and why). */
 #include "gemm.h"
 
 #define KC 256
