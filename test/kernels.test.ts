@@ -43,6 +43,13 @@ const withoutWinograd = <T>(f: () => T): T => {
     WINOGRAD.enabled = true;
   }
 };
+/** A stride-1 'same' convolution gradient kernel called directly, as tf.grad's would be */
+const sameGradient = (
+  kernel: 'Conv2DBackpropInput' | 'Conv2DBackpropFilter',
+  inputs: Record<string, tf.Tensor>,
+  shape: { inputShape: number[] } | { filterShape: number[] },
+) => tf.engine().runKernel(kernel, inputs, { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', ...shape }) as tf.Tensor;
+
 const withTile = <T>(tile: 2 | 4, f: () => T): T => {
   WINOGRAD.tile = tile;
   try {
@@ -103,14 +110,7 @@ describe('Conv2D gradients: wasm kernels vs cpu', () => {
     const x = input([2, 11, 9, 40], 26),
       w = input([3, 3, 40, 36], 27),
       dy = input([2, 11, 9, 36], 28);
-    const bpInput = () =>
-      tf
-        .engine()
-        .runKernel(
-          'Conv2DBackpropInput',
-          { dy, filter: w },
-          { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', inputShape: x.shape },
-        ) as tf.Tensor;
+    const bpInput = () => sameGradient('Conv2DBackpropInput', { dy, filter: w }, { inputShape: x.shape });
     const [direct, cpu] = withoutWinograd(() => onBoth(bpInput));
     const [winograd] = onBoth(bpInput);
     assertClose(direct[0]!, cpu[0]!, 'Conv2DBackpropInput, direct');
@@ -289,14 +289,7 @@ describe('Winograd F(4x4, 3x3) and F(3x3, 4x4): the forward and both gradients a
       const exactY = conv3x3Float64(xs, gs, c.n, c.h, c.w, c.ci, c.co);
       const exactDx = conv3x3Float64(dys, flipped, c.n, c.h, c.w, c.co, c.ci);
       const forward = () => tf.conv2d(x as tf.Tensor4D, g as tf.Tensor4D, 1, 'same');
-      const inputGrad = () =>
-        tf
-          .engine()
-          .runKernel(
-            'Conv2DBackpropInput',
-            { dy, filter: g },
-            { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', inputShape: x.shape },
-          ) as tf.Tensor;
+      const inputGrad = () => sameGradient('Conv2DBackpropInput', { dy, filter: g }, { inputShape: x.shape });
       // dw[kh, kw, ci, o] = sum over pixels of x (padded by 1, shifted by kh, kw) times dy
       const exactDw = new Float64Array(9 * c.ci * c.co);
       for (let b = 0; b < c.n; b++)
@@ -317,14 +310,7 @@ describe('Winograd F(4x4, 3x3) and F(3x3, 4x4): the forward and both gradients a
                 }
               }
             }
-      const filterGrad = () =>
-        tf
-          .engine()
-          .runKernel(
-            'Conv2DBackpropFilter',
-            { x, dy },
-            { strides: [1, 1], pad: 'same', dataFormat: 'NHWC', filterShape: g.shape },
-          ) as tf.Tensor;
+      const filterGrad = () => sameGradient('Conv2DBackpropFilter', { x, dy }, { filterShape: g.shape });
       for (const [what, f, exact] of [
         ['Conv2D', forward, exactY],
         ['Conv2DBackpropInput', inputGrad, exactDx],

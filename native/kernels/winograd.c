@@ -141,6 +141,29 @@ static void untransform_tile(const float *m, long estride, float *y, int OW, int
   }
 }
 
+/* The transform domain's products: for each of the `planes` points, M_e[t][o] = sum_c V_e[t][c] * U_e[c][o] over
+ * the chunk's n_t tiles (V: [planes][tc][Ci], packU: [planes][panel][Ci][NR], M: [planes][tc][cop]). */
+static void plane_gemms(int planes, const float *V, const float *packU, float *Mo, int n_t, int tc, int Ci, int panels,
+                        const float *zero) {
+  const int cop = panels * NR;
+  for (int e = 0; e < planes; e++) {
+    const float *Ve = V + (long)e * tc * Ci;
+    float *Me = Mo + (long)e * tc * cop;
+    for (int c0 = 0; c0 < Ci; c0 += KC) {
+      const int kc = min_i(KC, Ci - c0);
+      for (int jp = 0; jp < panels; jp++) {
+        const float *b = packU + ((long)(e * panels + jp) * Ci + c0) * NR;
+        for (int t = 0; t < n_t; t += MR) {
+          const float *a[MR];
+          for (int i = 0; i < MR; i++) a[i] = t + i < n_t ? Ve + (long)(t + i) * Ci + c0 : zero;
+          ukernel_rows_4x8(kc, a[0], a[1], a[2], a[3], b, Me + (long)t * cop + jp * NR, cop, min_i(MR, n_t - t), NR,
+                           c0 > 0);
+        }
+      }
+    }
+  }
+}
+
 static void conv3x3_winograd2(const float *x, const float *w, float *y, int N, int H, int W, int Ci, int OH, int OW,
                               int Co, int pt, int pl, int flip, char *scratch) {
   const int panels = (Co + NR - 1) / NR, cop = panels * NR;
@@ -158,22 +181,7 @@ static void conv3x3_winograd2(const float *x, const float *w, float *y, int N, i
       const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
       transform_tile(x + (long)n * H * W * Ci, H, W, Ci, 2 * ty - pt, 2 * tx - pl, V + (long)t * Ci, (long)tc * Ci);
     }
-    for (int e = 0; e < 16; e++) {
-      const float *Ve = V + (long)e * tc * Ci;
-      float *Me = Mo + (long)e * tc * cop;
-      for (int c0 = 0; c0 < Ci; c0 += KC) {
-        const int kc = min_i(KC, Ci - c0);
-        for (int jp = 0; jp < panels; jp++) {
-          const float *b = packU + ((long)(e * panels + jp) * Ci + c0) * NR;
-          for (int t = 0; t < n_t; t += MR) {
-            const float *a[MR];
-            for (int i = 0; i < MR; i++) a[i] = t + i < n_t ? Ve + (long)(t + i) * Ci + c0 : zero;
-            ukernel_rows_4x8(kc, a[0], a[1], a[2], a[3], b, Me + (long)t * cop + jp * NR, cop, min_i(MR, n_t - t),
-                             NR, c0 > 0);
-          }
-        }
-      }
-    }
+    plane_gemms(16, V, packU, Mo, n_t, tc, Ci, panels, zero);
     for (int t = 0; t < n_t; t++) {
       const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
       untransform_tile(Mo + (long)t * cop, (long)tc * cop, y + (long)n * OH * OW * Co, OW, Co, 2 * ty, 2 * tx,
@@ -348,22 +356,7 @@ static void conv3x3_winograd4(const float *x, const float *w, float *y, int N, i
       const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
       transform_tile4(x + (long)n * H * W * Ci, H, W, Ci, 4 * ty - pt, 4 * tx - pl, V + (long)t * Ci, (long)tc * Ci);
     }
-    for (int e = 0; e < 36; e++) {
-      const float *Ve = V + (long)e * tc * Ci;
-      float *Me = Mo + (long)e * tc * cop;
-      for (int c0 = 0; c0 < Ci; c0 += KC) {
-        const int kc = min_i(KC, Ci - c0);
-        for (int jp = 0; jp < panels; jp++) {
-          const float *b = packU + ((long)(e * panels + jp) * Ci + c0) * NR;
-          for (int t = 0; t < n_t; t += MR) {
-            const float *a[MR];
-            for (int i = 0; i < MR; i++) a[i] = t + i < n_t ? Ve + (long)(t + i) * Ci + c0 : zero;
-            ukernel_rows_4x8(kc, a[0], a[1], a[2], a[3], b, Me + (long)t * cop + jp * NR, cop, min_i(MR, n_t - t),
-                             NR, c0 > 0);
-          }
-        }
-      }
-    }
+    plane_gemms(36, V, packU, Mo, n_t, tc, Ci, panels, zero);
     for (int t = 0; t < n_t; t++) {
       const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
       untransform_tile4(Mo + (long)t * cop, (long)tc * cop, y + (long)n * OH * OW * Co, OW, Co, 4 * ty, 4 * tx,
@@ -442,6 +435,19 @@ static void transform_dy_tile(const float *dy, int OH, int OW, int Co, int oh0, 
   }
 }
 
+/* The filter gradient's products, summed over the chunk's n_t tiles into acc: for each point,
+ * acc_e[c][o] (+)= sum_t Vx_e[t][c] * Vd_e[t][o] (Vx: [planes][tc][cip], Vd: [planes][tc][cop], read with strides). */
+static void filter_plane_gemms(int planes, const float *Vx, const float *Vd, float *acc, int n_t, int tc, int cip,
+                               int cop, int accumulate) {
+  for (int e = 0; e < planes; e++)
+    for (int c0 = 0; c0 < cip; c0 += MR)
+      for (int o0 = 0; o0 < cop; o0 += NR) {
+        const float *a = Vx + (long)e * tc * cip + c0;
+        ukernel_4x8_any(n_t, a, a + 1, a + 2, a + 3, cip, Vd + (long)e * tc * cop + o0, cop,
+                        acc + ((long)e * cip + c0) * cop + o0, cop, MR, NR, accumulate);
+      }
+}
+
 static void conv3x3_winograd2_filter(const float *x, const float *dy, float *dw, int N, int H, int W, int Ci, int OH,
                                      int OW, int Co, int pt, int pl, char *scratch) {
   const int cip = round_up(Ci, MR), cop = round_up(Co, NR);
@@ -456,14 +462,7 @@ static void conv3x3_winograd2_filter(const float *x, const float *dy, float *dw,
       transform_tile(x + (long)n * H * W * Ci, H, W, Ci, 2 * ty - pt, 2 * tx - pl, Vx + (long)t * cip, (long)tc * cip);
       transform_dy_tile(dy + (long)n * OH * OW * Co, OH, OW, Co, 2 * ty, 2 * tx, Vd + (long)t * cop, (long)tc * cop);
     }
-    for (int e = 0; e < 16; e++)
-      for (int c0 = 0; c0 < cip; c0 += MR)
-        for (int o0 = 0; o0 < cop; o0 += NR)
-        {
-          const float *a = Vx + (long)e * tc * cip + c0;
-          ukernel_4x8_any(n_t, a, a + 1, a + 2, a + 3, cip, Vd + (long)e * tc * cop + o0, cop,
-                          acc + ((long)e * cip + c0) * cop + o0, cop, MR, NR, t0 > 0);
-        }
+    filter_plane_gemms(16, Vx, Vd, acc, n_t, tc, cip, cop, t0 > 0);
   }
   /* dw = A^T m A for every (c, o) */
   for (int c = 0; c < Ci; c++) {
@@ -585,13 +584,7 @@ static void conv3x3_winograd4_filter(const float *x, const float *dy, float *dw,
       transform_tile4(x + (long)n * H * W * Ci, H, W, Ci, 4 * ty - pt, 4 * tx - pl, Vx + (long)t * cip, (long)tc * cip);
       transform_dy_tile4(dy + (long)n * OH * OW * Co, OH, OW, Co, 4 * ty, 4 * tx, Vd + (long)t * cop, (long)tc * cop);
     }
-    for (int e = 0; e < 36; e++)
-      for (int c0 = 0; c0 < cip; c0 += MR)
-        for (int o0 = 0; o0 < cop; o0 += NR) {
-          const float *a = Vx + (long)e * tc * cip + c0;
-          ukernel_4x8_any(n_t, a, a + 1, a + 2, a + 3, cip, Vd + (long)e * tc * cop + o0, cop,
-                          acc + ((long)e * cip + c0) * cop + o0, cop, MR, NR, t0 > 0);
-        }
+    filter_plane_gemms(36, Vx, Vd, acc, n_t, tc, cip, cop, t0 > 0);
   }
   /* dw = A^T m A for every (c, o), 4 output channels at a time */
   for (int c = 0; c < Ci; c++)
