@@ -259,7 +259,8 @@ describe('Winograd F(4x4, 3x3) and F(3x3, 4x4): the forward and both gradients a
     assert.equal(winogradTile('gradient', 8, 7, 7), 4);
     assert.equal(winogradTile('gradient', 1, 14, 14), 2);
     assert.equal(winogradTile('gradient', 1, 7, 7), 2);
-    assert.equal(winogradTile('gradient', 1, 19, 20), 19 * 20 >= WINOGRAD_F4_MIN_PIXELS ? 4 : 2);
+    assert.equal(winogradTile('gradient', 1, 1, WINOGRAD_F4_MIN_PIXELS), 4);
+    assert.equal(winogradTile('gradient', 1, 1, WINOGRAD_F4_MIN_PIXELS - 1), 2);
     assert.equal(winogradTile('forward', 8, 56, 56), 2);
     assert.equal(
       withTile(4, () => winogradTile('forward', 1, 4, 4)),
