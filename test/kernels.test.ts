@@ -273,7 +273,7 @@ describe('Winograd F(4x4, 3x3) and F(3x3, 4x4): the forward and both gradients a
     { n: 2, h: 13, w: 11, ci: 14, co: 22 }, // partial tiles on both edges, ragged channels on both sides
     { n: 1, h: 6, w: 9, ci: 300, co: 9 }, // two channel chunks (300 > 256), a single output-channel panel
   ]) {
-    test(`Conv2D and Conv2DBackpropInput, ${c.n}x${c.h}x${c.w}, ${c.ci} -> ${c.co}`, () => {
+    test(`Conv2D, Conv2DBackpropInput and Conv2DBackpropFilter, ${c.n}x${c.h}x${c.w}, ${c.ci} -> ${c.co}`, () => {
       const x = input([c.n, c.h, c.w, c.ci], 40),
         g = input([3, 3, c.ci, c.co], 41),
         dy = input([c.n, c.h, c.w, c.co], 42);
