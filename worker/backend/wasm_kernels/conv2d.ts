@@ -38,7 +38,8 @@ export const WINOGRAD: { enabled: boolean; tile: 'auto' | 2 | 4 } = { enabled: t
 export const WINOGRAD_F4_MIN_PIXELS = 384;
 
 /**
- * The Winograd tile of a call over n x oh x ow pixels (the forward's output, which dy has the size of): 4 or 2.
+ * The Winograd tile of a call over n x oh x ow pixels (the output of the forward, the size of dy for the filter
+ * gradient, of dx for the input gradient): 4 or 2.
  *
  * The forward always takes F(2x2, 3x3). Its values decide the discontinuities of the step, which ReLU6 clips and
  * which max-pool input wins, and F(4x4, 3x3)'s larger rounding (several times F(2x2)'s, test/kernels.test.ts) moved
