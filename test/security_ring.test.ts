@@ -10,6 +10,7 @@ import * as zmq from 'zeromq';
 import type { WorkerEnv } from '../shared/env.js';
 import { createProcessGroup, makeJobSecret, type ProcessGroup } from '../worker/collectives/index.js';
 import { encodeHeader, Op, WireDtype } from '../worker/collectives/wire.js';
+import { registerZapDomain, unregisterZapDomain } from '../worker/collectives/zap.js';
 import type { JobSecret } from '../shared/env.js';
 import { freePorts } from './helpers/spawn_group.js';
 
@@ -234,4 +235,14 @@ test('300 clients with wrong keys give a bounded number of warning lines, with a
     .filter(Boolean)
     .map((m) => Number(m![1]));
   assert.ok(counted.reduce((a, b) => a + b, 0) >= 100, `the warnings count the rejected peers: ${warned.join('\n')}`);
+});
+
+test('the ZAP handler closed with its last domain starts again at once, 100 times (libzmq releases its name later)', async () => {
+  // each unregister closes the handler (no other domain is registered between this file's tests) and the next
+  // register binds the same inproc name right away, as a group created just after a failed one does
+  const domain = `zap-restart-${process.pid}`;
+  for (let i = 0; i < 100; i++) {
+    await registerZapDomain(domain, { mechanism: 'PLAIN', username: 'u', password: 'p' });
+    unregisterZapDomain(domain);
+  }
 });
