@@ -16,17 +16,22 @@
 
 #define KC 256
 
-static int tile_chunk(int tiles, int ci, int cop) {
+/* An m x m output tile of a 3x3 filter comes from an (m + 2) x (m + 2) patch: that many transform points (planes). */
+static int planes_of(int m) { return (m + 2) * (m + 2); }
+
+static int tiles_of(int n, int oh, int ow, int m) { return n * ((oh + m - 1) / m) * ((ow + m - 1) / m); }
+
+static int tile_chunk(int tiles, int ci, int cop, int planes) {
   /* V and M of one chunk within 32 MB, at least 64 tiles so each U panel is reused across many tiles */
-  int tc = (32 << 20) / (16 * 4 * (ci + cop));
+  int tc = (32 << 20) / (planes * 4 * (ci + cop));
   tc = max_i(64, tc / MR * MR);
   return min_i(tc, round_up(tiles, MR));
 }
 
-static int winograd2_scratch_bytes(int n, int oh, int ow, int ci, int co) {
-  const int cop = round_up(co, NR), tiles = n * ((oh + 1) / 2) * ((ow + 1) / 2);
-  const int tc = tile_chunk(tiles, ci, cop);
-  return (16 * cop * ci + 16 * tc * ci + 16 * tc * cop + KC) * 4 + 64;
+/* m is the output tile, 2 for F(2x2, 3x3) or 4 for F(4x4, 3x3) (chosen by the caller) */
+int winograd_scratch_bytes(int n, int oh, int ow, int ci, int co, int m) {
+  const int planes = planes_of(m), cop = round_up(co, NR), tc = tile_chunk(tiles_of(n, oh, ow, m), ci, cop, planes);
+  return (planes * cop * ci + planes * tc * ci + planes * tc * cop + KC) * 4 + 64;
 }
 
 static inline float filter_tap(const float *w, int flip, int kh, int kw, int c, int o, int Ci, int Co) {
@@ -164,32 +169,6 @@ static void plane_gemms(int planes, const float *V, const float *packU, float *M
   }
 }
 
-static void conv3x3_winograd2(const float *x, const float *w, float *y, int N, int H, int W, int Ci, int OH, int OW,
-                              int Co, int pt, int pl, int flip, char *scratch) {
-  const int panels = (Co + NR - 1) / NR, cop = panels * NR;
-  const int th = (OH + 1) / 2, tw = (OW + 1) / 2, tiles = N * th * tw;
-  const int tc = tile_chunk(tiles, Ci, cop);
-  float *packU = (float *)scratch;
-  float *V = packU + 16L * cop * Ci;  /* [16][tc][Ci] */
-  float *Mo = V + 16L * tc * Ci;      /* [16][tc][cop] */
-  float *zero = Mo + 16L * tc * cop;  /* KC zeros: the A rows of tiles past the last */
-  for (int i = 0; i < KC; i++) zero[i] = 0.f;
-  transform_filter(w, flip, Ci, Co, packU);
-  for (int t0 = 0; t0 < tiles; t0 += tc) {
-    const int n_t = min_i(tc, tiles - t0);
-    for (int t = 0; t < n_t; t++) {
-      const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
-      transform_tile(x + (long)n * H * W * Ci, H, W, Ci, 2 * ty - pt, 2 * tx - pl, V + (long)t * Ci, (long)tc * Ci);
-    }
-    plane_gemms(16, V, packU, Mo, n_t, tc, Ci, panels, zero);
-    for (int t = 0; t < n_t; t++) {
-      const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
-      untransform_tile(Mo + (long)t * cop, (long)tc * cop, y + (long)n * OH * OW * Co, OW, Co, 2 * ty, 2 * tx,
-                       min_i(2, OH - 2 * ty), min_i(2, OW - 2 * tx));
-    }
-  }
-}
-
 /* ---- F(4x4, 3x3) ----
  * The same convolution with 4x4 output tiles from 6x6 input patches: 36 products per tile and channel pair for 16
  * outputs (2.25 per output against F(2x2, 3x3)'s 4 and the direct sum's 9). Why: the GEMMs are most of a HarDNet
@@ -200,16 +179,24 @@ static void conv3x3_winograd2(const float *x, const float *w, float *y, int N, i
  *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
  *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]  (Lavin & Gray, section 4) */
 
-static int tile_chunk4(int tiles, int ci, int cop) {
-  int tc = (32 << 20) / (36 * 4 * (ci + cop));
-  tc = max_i(64, tc / MR * MR);
-  return min_i(tc, round_up(tiles, MR));
+/* The first `lanes` (1-4) floats at src as a vector, the rest zero; and the first `lanes` lanes of v stored at dst.
+ * The 4x4-tile transforms run 4 channels per vector and take a row's last 1-3 channels through these, so that one
+ * vector code path serves every channel count without reading or writing past the row. */
+static inline v128_t load_lanes(const float *src, int lanes) {
+  if (lanes == 4) return wasm_v128_load(src);
+  float p[4] = {0.f, 0.f, 0.f, 0.f};
+  for (int l = 0; l < lanes; l++) p[l] = src[l];
+  return wasm_v128_load(p);
 }
 
-static int winograd4_scratch_bytes(int n, int oh, int ow, int ci, int co) {
-  const int cop = round_up(co, NR), tiles = n * ((oh + 3) / 4) * ((ow + 3) / 4);
-  const int tc = tile_chunk4(tiles, ci, cop);
-  return (36 * cop * ci + 36 * tc * ci + 36 * tc * cop + KC) * 4 + 64;
+static inline void store_lanes(float *dst, v128_t v, int lanes) {
+  if (lanes == 4) {
+    wasm_v128_store(dst, v);
+    return;
+  }
+  float p[4];
+  wasm_v128_store(p, v);
+  for (int l = 0; l < lanes; l++) dst[l] = p[l];
 }
 
 /* r = G g for three vectors at stride s: six at stride rs (F(4x4, 3x3)'s G, with products for its divisions) */
@@ -232,7 +219,6 @@ static inline void g3(const v128_t *g, int s, v128_t *r, int rs) {
  * the call, so it is vectorised and multiplies by 1/6, 1/12, 1/24 instead of dividing. */
 static void transform_filter4(const float *w, int flip, int Ci, int Co, float *packU) {
   const int panels = (Co + NR - 1) / NR;
-  const v128_t z = wasm_f32x4_splat(0.f);
   for (int c = 0; c < Ci; c++)
     for (int o = 0; o < panels * NR; o += 4) {
       const int lanes = max_i(0, min_i(4, Co - o));
@@ -243,7 +229,7 @@ static void transform_filter4(const float *w, int flip, int Ci, int Co, float *p
         else {
           float p[4] = {0.f, 0.f, 0.f, 0.f};
           for (int l = 0; l < lanes; l++) p[l] = filter_tap(w, flip, kh, kw, c, o + l, Ci, Co);
-          g[k] = lanes ? wasm_v128_load(p) : z;
+          g[k] = wasm_v128_load(p); /* all zero for the panel's columns past Co */
         }
       }
       for (int j = 0; j < 3; j++) g3(g + j, 3, t + j, 3);      /* t[i][j], i < 6, j < 3 */
@@ -289,24 +275,11 @@ static void transform_tile4(const float *x, int H, int W, int Ci, int ih0, int i
     v128_t d[36], t[36], r[36];
     for (int i = 0; i < 6; i++)
       for (int j = 0; j < 6; j++) {
-        if (!row[i] || !colOk[j]) d[i * 6 + j] = z;
-        else if (lanes == 4) d[i * 6 + j] = wasm_v128_load(row[i] + (long)(iw0 + j) * Ci + c);
-        else {
-          float p[4] = {0.f, 0.f, 0.f, 0.f};
-          for (int l = 0; l < lanes; l++) p[l] = row[i][(long)(iw0 + j) * Ci + c + l];
-          d[i * 6 + j] = wasm_v128_load(p);
-        }
+        d[i * 6 + j] = row[i] && colOk[j] ? load_lanes(row[i] + (long)(iw0 + j) * Ci + c, lanes) : z;
       }
     for (int j = 0; j < 6; j++) bt6(d + j, 6, t + j, 6);
     for (int i = 0; i < 6; i++) bt6(t + i * 6, 1, r + i * 6, 1);
-    if (lanes == 4)
-      for (int e = 0; e < 36; e++) wasm_v128_store(v + e * estride + c, r[e]);
-    else
-      for (int e = 0; e < 36; e++) {
-        float p[4];
-        wasm_v128_store(p, r[e]);
-        for (int l = 0; l < lanes; l++) v[e * estride + c + l] = p[l];
-      }
+    for (int e = 0; e < 36; e++) store_lanes(v + e * estride + c, r[e], lanes);
   }
 }
 
@@ -316,64 +289,44 @@ static void untransform_tile4(const float *m, long estride, float *y, int OW, in
   for (int o = 0; o < Co; o += 4) {
     const int lanes = min_i(4, Co - o);
     v128_t mm[36], s[24], out[16];
-    for (int e = 0; e < 36; e++) {
-      if (lanes == 4) mm[e] = wasm_v128_load(m + e * estride + o);
-      else {
-        float p[4] = {0.f, 0.f, 0.f, 0.f};
-        for (int l = 0; l < lanes; l++) p[l] = m[e * estride + o + l];
-        mm[e] = wasm_v128_load(p);
-      }
-    }
+    for (int e = 0; e < 36; e++) mm[e] = load_lanes(m + e * estride + o, lanes);
     for (int j = 0; j < 6; j++) at6(mm + j, 6, s + j, 6);      /* s[i][j], i < 4 */
     for (int i = 0; i < 4; i++) at6(s + i * 6, 1, out + i * 4, 1); /* out[i][j], j < 4 */
     for (int i = 0; i < rows; i++)
-      for (int j = 0; j < cols; j++) {
-        float *dst = y + ((long)(oh0 + i) * OW + ow0 + j) * Co + o;
-        if (lanes == 4) wasm_v128_store(dst, out[i * 4 + j]);
-        else {
-          float p[4];
-          wasm_v128_store(p, out[i * 4 + j]);
-          for (int l = 0; l < lanes; l++) dst[l] = p[l];
-        }
-      }
+      for (int j = 0; j < cols; j++) store_lanes(y + ((long)(oh0 + i) * OW + ow0 + j) * Co + o, out[i * 4 + j], lanes);
   }
 }
 
-static void conv3x3_winograd4(const float *x, const float *w, float *y, int N, int H, int W, int Ci, int OH, int OW,
-                              int Co, int pt, int pl, int flip, char *scratch) {
-  const int panels = (Co + NR - 1) / NR, cop = panels * NR;
-  const int th = (OH + 3) / 4, tw = (OW + 3) / 4, tiles = N * th * tw;
-  const int tc = tile_chunk4(tiles, Ci, cop);
+/* The convolution on m x m tiles (m = 2 or 4): transform a chunk of input patches, multiply, transform back. */
+void conv3x3_winograd(const float *x, const float *w, float *y, int N, int H, int W, int Ci, int OH, int OW, int Co,
+                      int pt, int pl, int flip, int m, char *scratch) {
+  const int planes = planes_of(m), panels = (Co + NR - 1) / NR, cop = panels * NR;
+  const int th = (OH + m - 1) / m, tw = (OW + m - 1) / m, tiles = N * th * tw;
+  const int tc = tile_chunk(tiles, Ci, cop, planes);
   float *packU = (float *)scratch;
-  float *V = packU + 36L * cop * Ci;  /* [36][tc][Ci] */
-  float *Mo = V + 36L * tc * Ci;      /* [36][tc][cop] */
-  float *zero = Mo + 36L * tc * cop;  /* KC zeros: the A rows of tiles past the last */
+  float *V = packU + (long)planes * cop * Ci;  /* [planes][tc][Ci] */
+  float *Mo = V + (long)planes * tc * Ci;      /* [planes][tc][cop] */
+  float *zero = Mo + (long)planes * tc * cop;  /* KC zeros: the A rows of tiles past the last */
   for (int i = 0; i < KC; i++) zero[i] = 0.f;
-  transform_filter4(w, flip, Ci, Co, packU);
+  if (m == 4) transform_filter4(w, flip, Ci, Co, packU);
+  else transform_filter(w, flip, Ci, Co, packU);
   for (int t0 = 0; t0 < tiles; t0 += tc) {
     const int n_t = min_i(tc, tiles - t0);
     for (int t = 0; t < n_t; t++) {
       const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
-      transform_tile4(x + (long)n * H * W * Ci, H, W, Ci, 4 * ty - pt, 4 * tx - pl, V + (long)t * Ci, (long)tc * Ci);
+      const float *xn = x + (long)n * H * W * Ci;
+      if (m == 4) transform_tile4(xn, H, W, Ci, 4 * ty - pt, 4 * tx - pl, V + (long)t * Ci, (long)tc * Ci);
+      else transform_tile(xn, H, W, Ci, 2 * ty - pt, 2 * tx - pl, V + (long)t * Ci, (long)tc * Ci);
     }
-    plane_gemms(36, V, packU, Mo, n_t, tc, Ci, panels, zero);
+    plane_gemms(planes, V, packU, Mo, n_t, tc, Ci, panels, zero);
     for (int t = 0; t < n_t; t++) {
       const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
-      untransform_tile4(Mo + (long)t * cop, (long)tc * cop, y + (long)n * OH * OW * Co, OW, Co, 4 * ty, 4 * tx,
-                        min_i(4, OH - 4 * ty), min_i(4, OW - 4 * tx));
+      float *yn = y + (long)n * OH * OW * Co;
+      const int rows = min_i(m, OH - m * ty), cols = min_i(m, OW - m * tx);
+      if (m == 4) untransform_tile4(Mo + (long)t * cop, (long)tc * cop, yn, OW, Co, 4 * ty, 4 * tx, rows, cols);
+      else untransform_tile(Mo + (long)t * cop, (long)tc * cop, yn, OW, Co, 2 * ty, 2 * tx, rows, cols);
     }
   }
-}
-
-/* The entry points: m is the output tile, 2 for F(2x2, 3x3) or 4 for F(4x4, 3x3) (chosen by the caller). */
-int winograd_scratch_bytes(int n, int oh, int ow, int ci, int co, int m) {
-  return m == 4 ? winograd4_scratch_bytes(n, oh, ow, ci, co) : winograd2_scratch_bytes(n, oh, ow, ci, co);
-}
-
-void conv3x3_winograd(const float *x, const float *w, float *y, int N, int H, int W, int Ci, int OH, int OW, int Co,
-                      int pt, int pl, int flip, int m, char *scratch) {
-  if (m == 4) conv3x3_winograd4(x, w, y, N, H, W, Ci, OH, OW, Co, pt, pl, flip, scratch);
-  else conv3x3_winograd2(x, w, y, N, H, W, Ci, OH, OW, Co, pt, pl, flip, scratch);
 }
 
 /* ---- Filter gradient of a 3x3 stride-1 conv by F(3x3, 2x2) ----
@@ -388,9 +341,11 @@ void conv3x3_winograd(const float *x, const float *w, float *y, int N, int H, in
 
 static int bf_chunk(int tiles) { return min_i(BF_TILES, tiles); }
 
-static int winograd2_filter_scratch_bytes(int n, int oh, int ow, int ci, int co) {
-  const int cip = round_up(ci, MR), cop = round_up(co, NR), tc = bf_chunk(n * ((oh + 1) / 2) * ((ow + 1) / 2));
-  return (16 * cip * cop + 16 * tc * cip + 16 * tc * cop) * 4 + 64;
+/* m is the dy tile, 2 for F(3x3, 2x2) or 4 for F(3x3, 4x4) (chosen by the caller) */
+int winograd_filter_scratch_bytes(int n, int oh, int ow, int ci, int co, int m) {
+  const int planes = planes_of(m), cip = round_up(ci, MR), cop = round_up(co, NR);
+  const int tc = bf_chunk(tiles_of(n, oh, ow, m));
+  return (planes * cip * cop + planes * tc * cip + planes * tc * cop) * 4 + 64;
 }
 
 /* G g G^T of one 2x2 dy tile (entries past the image are zero), row and column 3 negated (see above). */
@@ -448,23 +403,8 @@ static void filter_plane_gemms(int planes, const float *Vx, const float *Vd, flo
       }
 }
 
-static void conv3x3_winograd2_filter(const float *x, const float *dy, float *dw, int N, int H, int W, int Ci, int OH,
-                                     int OW, int Co, int pt, int pl, char *scratch) {
-  const int cip = round_up(Ci, MR), cop = round_up(Co, NR);
-  const int th = (OH + 1) / 2, tw = (OW + 1) / 2, tiles = N * th * tw, tc = bf_chunk(tiles);
-  float *acc = (float *)scratch;          /* [16][cip][cop] */
-  float *Vx = acc + 16L * cip * cop;      /* [16][tc][cip] */
-  float *Vd = Vx + 16L * tc * cip;        /* [16][tc][cop] */
-  for (int t0 = 0; t0 < tiles; t0 += tc) {
-    const int n_t = min_i(tc, tiles - t0);
-    for (int t = 0; t < n_t; t++) {
-      const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
-      transform_tile(x + (long)n * H * W * Ci, H, W, Ci, 2 * ty - pt, 2 * tx - pl, Vx + (long)t * cip, (long)tc * cip);
-      transform_dy_tile(dy + (long)n * OH * OW * Co, OH, OW, Co, 2 * ty, 2 * tx, Vd + (long)t * cop, (long)tc * cop);
-    }
-    filter_plane_gemms(16, Vx, Vd, acc, n_t, tc, cip, cop, t0 > 0);
-  }
-  /* dw = A^T m A for every (c, o) */
+/* dw = A^T m A for every (c, o) of F(3x3, 2x2)'s 16 sums */
+static void untransform_filter2(const float *acc, float *dw, int Ci, int Co, int cip, int cop) {
   for (int c = 0; c < Ci; c++) {
     int o = 0;
     for (; o + 4 <= Co; o += 4) {
@@ -507,11 +447,6 @@ static void conv3x3_winograd2_filter(const float *x, const float *dy, float *dw,
  *   G = [1/4 0 0 0; -1/6 -1/6 -1/6 -1/6; -1/6 1/6 -1/6 1/6; 1/24 1/12 1/6 1/3; 1/24 -1/12 1/6 -1/3; 0 0 0 1],
  *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 1]. */
 
-static int winograd4_filter_scratch_bytes(int n, int oh, int ow, int ci, int co) {
-  const int cip = round_up(ci, MR), cop = round_up(co, NR), tc = bf_chunk(n * ((oh + 3) / 4) * ((ow + 3) / 4));
-  return (36 * cip * cop + 36 * tc * cip + 36 * tc * cop) * 4 + 64;
-}
-
 /* r = G g for four vectors at stride s: six at stride rs */
 static inline void g4(const v128_t *g, int s, v128_t *r, int rs) {
   const v128_t g0 = g[0], g1 = g[s], g2 = g[2 * s], g3 = g[3 * s];
@@ -539,25 +474,10 @@ static void transform_dy_tile4(const float *dy, int OH, int OW, int Co, int oh0,
   for (int o = 0; o < Co; o += 4) {
     const int lanes = min_i(4, Co - o);
     v128_t d[16], t[24], r[36];
-    for (int k = 0; k < 16; k++) {
-      if (!px[k]) d[k] = z;
-      else if (lanes == 4) d[k] = wasm_v128_load(px[k] + o);
-      else {
-        float p[4] = {0.f, 0.f, 0.f, 0.f};
-        for (int l = 0; l < lanes; l++) p[l] = px[k][o + l];
-        d[k] = wasm_v128_load(p);
-      }
-    }
+    for (int k = 0; k < 16; k++) d[k] = px[k] ? load_lanes(px[k] + o, lanes) : z;
     for (int j = 0; j < 4; j++) g4(d + j, 4, t + j, 4);      /* t[i][j], i < 6, j < 4 */
     for (int i = 0; i < 6; i++) g4(t + i * 4, 1, r + i * 6, 1); /* r[i][k], k < 6 */
-    if (lanes == 4)
-      for (int e = 0; e < 36; e++) wasm_v128_store(v + e * estride + o, r[e]);
-    else
-      for (int e = 0; e < 36; e++) {
-        float p[4];
-        wasm_v128_store(p, r[e]);
-        for (int l = 0; l < lanes; l++) v[e * estride + o + l] = p[l];
-      }
+    for (int e = 0; e < 36; e++) store_lanes(v + e * estride + o, r[e], lanes);
   }
 }
 
@@ -570,23 +490,8 @@ static inline void at3(const v128_t *m, int s, v128_t *y, int ys) {
   y[2 * ys] = wasm_f32x4_add(wasm_f32x4_add(a, wasm_f32x4_mul(wasm_f32x4_splat(4.f), c)), m[5 * s]);
 }
 
-static void conv3x3_winograd4_filter(const float *x, const float *dy, float *dw, int N, int H, int W, int Ci, int OH,
-                                     int OW, int Co, int pt, int pl, char *scratch) {
-  const int cip = round_up(Ci, MR), cop = round_up(Co, NR);
-  const int th = (OH + 3) / 4, tw = (OW + 3) / 4, tiles = N * th * tw, tc = bf_chunk(tiles);
-  float *acc = (float *)scratch;          /* [36][cip][cop] */
-  float *Vx = acc + 36L * cip * cop;      /* [36][tc][cip] */
-  float *Vd = Vx + 36L * tc * cip;        /* [36][tc][cop] */
-  for (int t0 = 0; t0 < tiles; t0 += tc) {
-    const int n_t = min_i(tc, tiles - t0);
-    for (int t = 0; t < n_t; t++) {
-      const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
-      transform_tile4(x + (long)n * H * W * Ci, H, W, Ci, 4 * ty - pt, 4 * tx - pl, Vx + (long)t * cip, (long)tc * cip);
-      transform_dy_tile4(dy + (long)n * OH * OW * Co, OH, OW, Co, 4 * ty, 4 * tx, Vd + (long)t * cop, (long)tc * cop);
-    }
-    filter_plane_gemms(36, Vx, Vd, acc, n_t, tc, cip, cop, t0 > 0);
-  }
-  /* dw = A^T m A for every (c, o), 4 output channels at a time */
+/* dw = A^T m A for every (c, o) of F(3x3, 4x4)'s 36 sums, 4 output channels at a time */
+static void untransform_filter4(const float *acc, float *dw, int Ci, int Co, int cip, int cop) {
   for (int c = 0; c < Ci; c++)
     for (int o = 0; o < Co; o += 4) {
       const int lanes = min_i(4, Co - o);
@@ -595,25 +500,35 @@ static void conv3x3_winograd4_filter(const float *x, const float *dy, float *dw,
       for (int e = 0; e < 36; e++) mm[e] = wasm_v128_load(acc + ((long)e * cip + c) * cop + o);
       for (int j = 0; j < 6; j++) at3(mm + j, 6, s + j, 6);      /* s[i][j], i < 3 */
       for (int i = 0; i < 3; i++) at3(s + i * 6, 1, out + i * 3, 1); /* out[i][j], j < 3 */
-      for (int k = 0; k < 9; k++) {
-        float *dst = dw + ((long)k * Ci + c) * Co + o;
-        if (lanes == 4) wasm_v128_store(dst, out[k]);
-        else {
-          float p[4];
-          wasm_v128_store(p, out[k]);
-          for (int l = 0; l < lanes; l++) dst[l] = p[l];
-        }
-      }
+      for (int k = 0; k < 9; k++) store_lanes(dw + ((long)k * Ci + c) * Co + o, out[k], lanes);
     }
 }
 
-/* The entry points: m is the dy tile, 2 for F(3x3, 2x2) or 4 for F(3x3, 4x4) (chosen by the caller). */
-int winograd_filter_scratch_bytes(int n, int oh, int ow, int ci, int co, int m) {
-  return m == 4 ? winograd4_filter_scratch_bytes(n, oh, ow, ci, co) : winograd2_filter_scratch_bytes(n, oh, ow, ci, co);
-}
-
+/* The filter gradient over m x m tiles of dy (m = 2 or 4): transform a chunk of x patches and dy tiles, sum their
+ * products over all chunks, transform the sums back into dw. */
 void conv3x3_winograd_filter(const float *x, const float *dy, float *dw, int N, int H, int W, int Ci, int OH, int OW,
                              int Co, int pt, int pl, int m, char *scratch) {
-  if (m == 4) conv3x3_winograd4_filter(x, dy, dw, N, H, W, Ci, OH, OW, Co, pt, pl, scratch);
-  else conv3x3_winograd2_filter(x, dy, dw, N, H, W, Ci, OH, OW, Co, pt, pl, scratch);
+  const int planes = planes_of(m), cip = round_up(Ci, MR), cop = round_up(Co, NR);
+  const int th = (OH + m - 1) / m, tw = (OW + m - 1) / m, tiles = N * th * tw, tc = bf_chunk(tiles);
+  float *acc = (float *)scratch;                /* [planes][cip][cop] */
+  float *Vx = acc + (long)planes * cip * cop;   /* [planes][tc][cip] */
+  float *Vd = Vx + (long)planes * tc * cip;     /* [planes][tc][cop] */
+  for (int t0 = 0; t0 < tiles; t0 += tc) {
+    const int n_t = min_i(tc, tiles - t0);
+    for (int t = 0; t < n_t; t++) {
+      const int g = t0 + t, n = g / (th * tw), r = g % (th * tw), ty = r / tw, tx = r % tw;
+      const float *xn = x + (long)n * H * W * Ci, *dyn = dy + (long)n * OH * OW * Co;
+      float *vx = Vx + (long)t * cip, *vd = Vd + (long)t * cop;
+      if (m == 4) {
+        transform_tile4(xn, H, W, Ci, 4 * ty - pt, 4 * tx - pl, vx, (long)tc * cip);
+        transform_dy_tile4(dyn, OH, OW, Co, 4 * ty, 4 * tx, vd, (long)tc * cop);
+      } else {
+        transform_tile(xn, H, W, Ci, 2 * ty - pt, 2 * tx - pl, vx, (long)tc * cip);
+        transform_dy_tile(dyn, OH, OW, Co, 2 * ty, 2 * tx, vd, (long)tc * cop);
+      }
+    }
+    filter_plane_gemms(planes, Vx, Vd, acc, n_t, tc, cip, cop, t0 > 0);
+  }
+  if (m == 4) untransform_filter4(acc, dw, Ci, Co, cip, cop);
+  else untransform_filter2(acc, dw, Ci, Co, cip, cop);
 }
