@@ -9,6 +9,7 @@
  *                                             DataLoader workers) on as many libuv threads (UV_THREADPOOL_SIZE,
  *                                             unless set)
  *   npm run bench:data -- --no-fused          resize with sharp instead of the fused resample pass
+ *   npm run bench:data -- --no-turbo          decode every JPEG with sharp instead of libjpeg-turbo's cropped decode
  *   npm run bench:data -- --breakdown         serial CPU-ms per image of each stage (read, decode+crop, resize...)
  *
  * With several --in-flight values each runs in its own process (libuv's pool size is fixed at start-up).
@@ -23,6 +24,7 @@ import { DataLoader } from '../worker/data/loader.js';
 import type { Sample } from '../worker/data/dataset.js';
 import { buildTransforms, randCropBox, sampleRng, type PaddleTransformOp } from '../worker/data/transforms.js';
 import { resampleNormalize } from '../worker/data/resample.js';
+import { decodeJpegBox, jpegTurboStatus } from '../worker/data/jpeg_turbo.js';
 
 const TRAIN_TRANSFORMS: PaddleTransformOp[] = [
   { DecodeImage: { to_rgb: true, to_np: false, channel_first: false } },
@@ -72,7 +74,13 @@ async function breakdown(image: string, n: number): Promise<Record<string, numbe
   const dest = new Float32Array(224 * 224 * 3);
   const crops = await Promise.all(boxes.slice(0, 64).map((b) => sharp(input).extract(b).raw().toBuffer()));
   const fn = buildTransforms(TRAIN_TRANSFORMS, { channelsLast: true, seed: 1 });
-  const plain = buildTransforms(TRAIN_TRANSFORMS, { channelsLast: true, seed: 1, fusedResample: false });
+  const plain = buildTransforms(TRAIN_TRANSFORMS, {
+    channelsLast: true,
+    seed: 1,
+    fusedResample: false,
+    jpegTurbo: false,
+  });
+  const sharpFused = buildTransforms(TRAIN_TRANSFORMS, { channelsLast: true, seed: 1, jpegTurbo: false });
   const stages: Record<string, (i: number) => Promise<unknown> | unknown> = {
     'sharp pipeline, 8x8 created image (fixed cost)': () =>
       sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } })
@@ -87,6 +95,7 @@ async function breakdown(image: string, n: number): Promise<Record<string, numbe
         .toColourspace('srgb')
         .raw()
         .toBuffer(),
+    'decode + crop (libjpeg-turbo, the default)': (i) => decodeJpegBox(input, W, H, boxes[i], 50_000_000),
     'decode + crop + resize 224 (sharp)': (i) =>
       sharp(input, { autoOrient: true, failOn: 'truncated' })
         .extract(boxes[i])
@@ -99,8 +108,10 @@ async function breakdown(image: string, n: number): Promise<Record<string, numbe
       const b = boxes[i % 64];
       resampleNormalize(crops[i % 64], b.width, b.height, 224, 224, i & 1 ? 1 : undefined, luts, dest);
     },
-    'whole transform, fused (default)': (i) => fn({ path: image, buffer: input }, i, dest),
-    'whole transform, sharp resize (--no-fused)': (i) => plain({ path: image, buffer: input }, i, dest),
+    'whole transform, libjpeg-turbo + fused (default)': (i) => fn({ path: image, buffer: input }, i, dest),
+    'whole transform, sharp decode + fused (--no-turbo)': (i) => sharpFused({ path: image, buffer: input }, i, dest),
+    'whole transform, sharp decode + sharp resize (--no-turbo --no-fused)': (i) =>
+      plain({ path: image, buffer: input }, i, dest),
   };
   // the stages interleaved in rounds (the machine's speed drifts), median per stage
   const rounds = 5;
@@ -126,6 +137,9 @@ async function run(): Promise<void> {
   const batch = Number(arg('batch', '64'));
   const inFlight = arg('in-flight', '');
   const fused = !process.argv.includes('--no-fused');
+  const turbo = !process.argv.includes('--no-turbo');
+  const turboStatus = jpegTurboStatus();
+  const decoder = !turbo ? 'sharp' : turboStatus.available ? 'libjpeg-turbo' : `sharp (${turboStatus.reason})`;
   if (process.argv.includes('--breakdown')) {
     const b = await breakdown(image, Number(arg('n', '300')));
     if (json) console.log(JSON.stringify({ benchmark: 'data-breakdown', image, cpu_ms_per_image: b }));
@@ -146,7 +160,12 @@ async function run(): Promise<void> {
     const mainMsPerImage: number[] = [];
     const loader = new DataLoader({
       samples,
-      transforms: buildTransforms(TRAIN_TRANSFORMS, { seed: 1, channelsLast: true, fusedResample: fused }),
+      transforms: buildTransforms(TRAIN_TRANSFORMS, {
+        seed: 1,
+        channelsLast: true,
+        fusedResample: fused,
+        jpegTurbo: turbo,
+      }),
       batchSize: batch,
       shuffle: true,
       dropLast: false,
@@ -187,6 +206,7 @@ async function run(): Promise<void> {
       batch_size: batch,
       repeats,
       fused_resample: fused,
+      decoder,
       in_flight: inFlight ? Number(inFlight) : 'loader default',
       cpus: os.availableParallelism(),
       uv_threadpool_size: Number(process.env.UV_THREADPOOL_SIZE) || 4,
@@ -204,7 +224,7 @@ async function run(): Promise<void> {
       console.log(
         `median ${result.images_per_s_median} images/s (${result.cpu_ms_per_image_median} CPU-ms/image, main thread ` +
           `${result.main_thread_cpu_ms_per_image_median}; ${result.cores_busy} cores busy; ${inFlight || 'default'} in flight, ` +
-          `UV_THREADPOOL_SIZE ${result.uv_threadpool_size}, ${fused ? 'fused resample' : 'sharp resize'}) on ${result.cpus} CPUs, load average ${result.load_average}`,
+          `UV_THREADPOOL_SIZE ${result.uv_threadpool_size}, ${decoder} decode, ${fused ? 'fused resample' : 'sharp resize'}) on ${result.cpus} CPUs, load average ${result.load_average}`,
       );
     }
   } finally {

@@ -32,8 +32,20 @@ function exifOrientation(b: Uint8Array, start: number, end: number): number {
   return 1;
 }
 
-function jpegSize(b: Uint8Array): ImageSize | undefined {
+/** What a JPEG's markers say before its scan: stored size, EXIF orientation, whether an ICC profile is embedded. */
+export interface JpegHeader {
+  /** as stored, before EXIF orientation */
+  width: number;
+  height: number;
+  orientation: number;
+  iccProfile: boolean;
+}
+
+/** The markers of a JPEG up to its frame header, or undefined when they cannot be read. */
+export function jpegHeader(b: Uint8Array): JpegHeader | undefined {
+  if (!(b.length > 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff)) return undefined;
   let orientation = 1;
+  let iccProfile = false;
   let o = 2;
   while (o + 4 <= b.length) {
     if (b[o] !== 0xff) return undefined;
@@ -47,18 +59,29 @@ function jpegSize(b: Uint8Array): ImageSize | undefined {
     if (marker === 0xe1 && b[seg] === 0x45 && b[seg + 1] === 0x78 && b[seg + 2] === 0x69 && b[seg + 3] === 0x66) {
       orientation = exifOrientation(b, seg + 6, Math.min(o + 2 + len, b.length));
     }
+    // APP2 "ICC_PROFILE\0": sharp converts such images to sRGB through the profile
+    if (marker === 0xe2 && b[seg] === 0x49 && b[seg + 1] === 0x43 && b[seg + 2] === 0x43 && b[seg + 3] === 0x5f) {
+      iccProfile = true;
+    }
     // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC)
     if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
       if (seg + 5 > b.length) return undefined;
       const height = (b[seg + 1] << 8) | b[seg + 2];
       const width = (b[seg + 3] << 8) | b[seg + 4];
       if (!width || !height) return undefined;
-      return orientation >= 5 && orientation <= 8 ? { width: height, height: width } : { width, height };
+      return { width, height, orientation, iccProfile };
     }
     if (marker === 0xda || marker === 0xd9) return undefined; // scan data or end before any frame header
     o += 2 + len;
   }
   return undefined;
+}
+
+function jpegSize(b: Uint8Array): ImageSize | undefined {
+  const h = jpegHeader(b);
+  if (!h) return undefined;
+  const { width, height, orientation } = h;
+  return orientation >= 5 && orientation <= 8 ? { width: height, height: width } : { width, height };
 }
 
 function pngSize(b: Uint8Array): ImageSize | undefined {

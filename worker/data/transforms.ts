@@ -18,7 +18,8 @@
  * Enlarging, the fused train path is INTER_LINEAR itself (to rounding); libvips' affine, which the other lists
  * use when they enlarge, samples half an output pixel off half-pixel centres (libvips 8.18, see data_fastpath.test).
  */
-import { headerImageSize } from './header.js';
+import { headerImageSize, jpegHeader } from './header.js';
+import { decodeJpegBox } from './jpeg_turbo.js';
 import * as fs from 'node:fs/promises';
 import sharp from 'sharp';
 import { Mulberry32, mixSeed, type Rng } from '../../shared/rng.js';
@@ -68,6 +69,11 @@ export interface BuildOptions {
   cache?: ImageCache;
   /** images with more pixels are refused before decoding (config max_image_pixels; default 50 megapixels) */
   maxImagePixels?: number;
+  /**
+   * Decode JPEGs and their crop boxes with libjpeg-turbo (jpeg_turbo.ts) where it gives sharp's pixels and the
+   * library is installed. Default true; false sends every image to sharp (the bench's comparison).
+   */
+  jpegTurbo?: boolean;
 }
 
 /**
@@ -90,6 +96,8 @@ interface PendingImage {
   path: string;
   /** sharp's limitInputPixels for the decode */
   maxPixels: number;
+  /** a JPEG that libjpeg-turbo decodes as sharp would (no EXIF rotation, no ICC profile): its stored size */
+  turbo?: { width: number; height: number };
   /** size after the ops below */
   width: number;
   height: number;
@@ -124,11 +132,19 @@ function checkPixels(file: string, width: number, height: number, limit: number)
   }
 }
 
-async function decodePending(input: Buffer, file: string, maxPixels: number): Promise<PendingImage> {
+async function decodePending(
+  input: Buffer,
+  file: string,
+  maxPixels: number,
+  jpegTurbo: boolean,
+): Promise<PendingImage> {
   const fromHeader = headerImageSize(input);
   if (fromHeader) {
     checkPixels(file, fromHeader.width, fromHeader.height, maxPixels);
-    return { kind: 'pending', input, path: file, maxPixels, ...fromHeader };
+    const jpeg = jpegTurbo ? jpegHeader(input) : undefined;
+    const turbo =
+      jpeg && jpeg.orientation === 1 && !jpeg.iccProfile ? { width: jpeg.width, height: jpeg.height } : undefined;
+    return { kind: 'pending', input, path: file, maxPixels, turbo, ...fromHeader };
   }
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
   try {
@@ -144,8 +160,23 @@ async function decodePending(input: Buffer, file: string, maxPixels: number): Pr
 }
 
 async function materialize(img: PendingImage): Promise<RawImage> {
-  const raw = await decodeWithSharp(img);
+  const raw = await decodePixels(img);
   return img.flip === undefined ? raw : flipRaw(raw, img.flip);
+}
+
+/** Decode and crop (where asked) with libjpeg-turbo where that gives sharp's pixels, with sharp otherwise. */
+async function decodePixels(img: PendingImage): Promise<RawImage> {
+  if (img.turbo && !img.resize && !img.post) {
+    const box = img.pre ?? { left: 0, top: 0, width: img.width, height: img.height };
+    let raw: RawImage | undefined;
+    try {
+      raw = await decodeJpegBox(img.input, img.turbo.width, img.turbo.height, box, img.maxPixels);
+    } catch (e) {
+      throw new TransformError(`cannot decode ${img.path}: ${(e as Error).message}`, img.path);
+    }
+    if (raw) return raw;
+  }
+  return decodeWithSharp(img);
 }
 
 /** The one sharp pipeline per image: decode, crop, resize, crop (each where asked), RGB uint8 out. */
@@ -314,7 +345,7 @@ function normalizeStep(p: Record<string, unknown>, writesOutput: boolean, fused:
     if (fused && !chw && img.kind === 'pending' && img.resize?.fusable && !img.post) {
       // sharp decodes and crops; resize + flip + this normalisation are one pass into `out`
       const { width, height, fromWidth, fromHeight } = img.resize;
-      const crop = await decodeWithSharp({
+      const crop = await decodePixels({
         ...img,
         resize: undefined,
         flip: undefined,
@@ -536,7 +567,12 @@ export function buildTransforms(ops: PaddleTransformOp[], opts: BuildOptions = {
         );
       }
     }
-    let img: Img = await decodePending(input, sample.path, opts.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS);
+    let img: Img = await decodePending(
+      input,
+      sample.path,
+      opts.maxImagePixels ?? DEFAULT_MAX_IMAGE_PIXELS,
+      opts.jpegTurbo ?? true,
+    );
     for (const step of steps.slice(0, head)) img = await step(img, ctx);
     return img;
   }

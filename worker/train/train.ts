@@ -27,6 +27,7 @@ import { trainStep, type StepParts } from './step.js';
 import { evaluate } from './evaluate.js';
 import { TrainMeter } from './meter.js';
 import { buildLoader } from './data.js';
+import { jpegDecoderDescription } from '../data/jpeg_turbo.js';
 
 export interface TrainOptions {
   config?: string;
@@ -74,6 +75,7 @@ export async function train(options: TrainOptions): Promise<number> {
     };
     const trainLoader = await buildLoader(cfg, 'train', loaderContext);
     const validLoader = cfg.validate && cfg.VALID ? await buildLoader(cfg, 'valid', loaderContext) : undefined;
+    log.info(`data: ${jpegDecoderDescription()}`);
     // the LR schedule counts S = total_images // global batch per epoch, as PaddleClas does
     const stepsPerEpoch = cfg.total_images > 0 ? stepsPerEpochOf(cfg) : trainLoader.length;
     if (stepsPerEpoch !== trainLoader.length && env.rank === 0) {
