@@ -14,6 +14,18 @@ import { croppingRegion, decodeJpegBox, jpegTurboStatus, type JpegBox } from '..
 import { buildTransforms, type PaddleTransformOp } from '../worker/data/transforms.js';
 import { jpegHeader } from '../worker/data/header.js';
 import { Mulberry32 } from '../shared/rng.js';
+import { createRequire } from 'node:module';
+
+// the encoder of the package that ships libturbojpeg: the subsamplings sharp cannot write (4:2:2, 4:4:0)
+const turboEncoder = createRequire(import.meta.url)('@julusian/jpeg-turbo') as {
+  compressSync(
+    raw: Buffer,
+    o: { format: number; width: number; height: number; subsampling: number; quality: number },
+  ): Buffer;
+  FORMAT_RGB: number;
+  SAMP_422: number;
+  SAMP_440: number;
+};
 
 const FIXTURES = path.resolve('test/fixtures/images');
 const PHOTO = fs.readFileSync(path.join(FIXTURES, 'photo_500x375.jpg'));
@@ -46,6 +58,18 @@ before(async () => {
     .jpeg({ quality: 80, progressive: true, chromaSubsampling: '4:2:0' })
     .toBuffer();
   jpegs['noise grey'] = await sharp(px, raw).greyscale().jpeg({ quality: 85 }).toBuffer();
+  for (const [name, subsampling] of [
+    ['4:2:2', turboEncoder.SAMP_422],
+    ['4:4:0', turboEncoder.SAMP_440],
+  ] as const) {
+    jpegs[`noise ${name}`] = turboEncoder.compressSync(px, {
+      format: turboEncoder.FORMAT_RGB,
+      width: W,
+      height: H,
+      subsampling,
+      quality: 90,
+    });
+  }
   // a width that is not a multiple of the iMCU: the last column of iMCUs is partial
   jpegs['noise 4:2:0, 7 px wide'] = await sharp(px, raw)
     .extract({ left: 0, top: 0, width: 7, height: 40 })
@@ -68,6 +92,16 @@ function withOrientation(jpeg: Buffer, orientation: number): Buffer {
   const payload = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
   const app1 = Buffer.concat([Buffer.from([0xff, 0xe1, 0, payload.length + 2]), payload]);
   return Buffer.concat([jpeg.subarray(0, 2), app1, jpeg.subarray(2)]);
+}
+
+/** The JPEG with its first segment of `marker` moved to just before the start of scan. */
+function moveSegmentAfterFrame(jpeg: Buffer, marker: number): Buffer {
+  const at = jpeg.indexOf(Buffer.from([0xff, marker]));
+  const len = jpeg.readUInt16BE(at + 2) + 2;
+  const segment = jpeg.subarray(at, at + len);
+  const rest = Buffer.concat([jpeg.subarray(0, at), jpeg.subarray(at + len)]);
+  const sos = rest.indexOf(Buffer.from([0xff, 0xda]));
+  return Buffer.concat([rest.subarray(0, sos), segment, rest.subarray(sos)]);
 }
 
 /** The JPEG with 4 junk bytes before its start-of-scan marker (after the frame header, which stays readable). */
@@ -96,7 +130,8 @@ function boxesOf(W: number, H: number, n: number, seed: number): JpegBox[] {
 
 test('libjpeg-turbo is loaded on Linux (the optional dependencies are installed)', () => {
   const status = jpegTurboStatus();
-  if (process.platform === 'linux' && (process.arch === 'x64' || process.arch === 'arm64')) {
+  // @julusian/jpeg-turbo 2.3.0 ships libturbojpeg for these
+  if (process.platform === 'linux' && ['x64', 'arm64', 'arm'].includes(process.arch)) {
     assert.equal(status.available, true, status.available ? '' : status.reason);
   } else {
     assert.equal(status.available, false);
@@ -156,12 +191,29 @@ test('CMYK, truncated, warned-about and too-large files are left to sharp', asyn
   assert.equal(await decodeJpegBox(Buffer.from('not a jpeg, just text'), 10, 10, box, BIG), undefined);
 });
 
+test('a file whose header libjpeg rejects does not spoil the decompressor for the next files', async () => {
+  // sampling factors 5x5: past libjpeg's limit of 4, a fatal error in the header
+  const bad = Buffer.from(PHOTO);
+  const sof = bad.indexOf(Buffer.from([0xff, 0xc0]));
+  bad[sof + 11] = 0x55;
+  const before = jpegTurboStatus().decompressors;
+  for (let i = 0; i < 3; i++) {
+    assert.equal(await decodeJpegBox(bad, 500, 375, { left: 0, top: 0, width: 8, height: 8 }, BIG), undefined);
+    const good = await decodeJpegBox(PHOTO, 500, 375, { left: 3, top: 4, width: 50, height: 60 }, BIG);
+    assert.ok(good, `the good file after bad file ${i} is decoded here`);
+  }
+  assert.ok(jpegTurboStatus().decompressors <= before + 1, 'the spoiled decompressors are destroyed, not kept');
+});
+
 test('the train transforms give the same floats with and without libjpeg-turbo, rotated and ICC-tagged files included', async () => {
   // stored 500x375, shown 375x500: most boxes of the shown image fit the stored one, wrongly placed
   const rotated = withOrientation(PHOTO, 6);
   const icc = await sharp(PHOTO).withIccProfile('p3').jpeg({ quality: 90 }).toBuffer();
   const iccHead = jpegHeader(icc);
   assert.ok(iccHead?.iccProfile, 'the ICC-tagged test file carries a profile');
+  // the same file with its APP2 segment moved after the frame header, where libvips still reads it
+  const iccAfterFrame = moveSegmentAfterFrame(icc, 0xe2);
+  assert.deepEqual(jpegHeader(iccAfterFrame), iccHead);
   assert.deepEqual(jpegHeader(rotated), { width: 500, height: 375, orientation: 6, iccProfile: false });
   const turbo = buildTransforms(TRAIN, { seed: 3, channelsLast: true });
   const plain = buildTransforms(TRAIN, { seed: 3, channelsLast: true, jpegTurbo: false });
@@ -170,6 +222,7 @@ test('the train transforms give the same floats with and without libjpeg-turbo, 
     ['rotated', rotated],
     ['icc', icc],
     ['noise', jpegs['noise 4:2:0']],
+    ['icc after the frame header', iccAfterFrame],
   ] as const) {
     for (let call = 0; call < 12; call++) {
       const a = await turbo({ path: `${name}.jpg`, buffer }, call);

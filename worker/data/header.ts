@@ -41,11 +41,15 @@ export interface JpegHeader {
   iccProfile: boolean;
 }
 
-/** The markers of a JPEG up to its frame header, or undefined when they cannot be read. */
+/**
+ * The markers of a JPEG up to its first scan, or undefined when they cannot be read. Up to the scan, not the frame
+ * header: an EXIF or ICC segment may follow the frame header, and libvips (sharp) reads it there too.
+ */
 export function jpegHeader(b: Uint8Array): JpegHeader | undefined {
   if (!(b.length > 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff)) return undefined;
   let orientation = 1;
   let iccProfile = false;
+  let frame: { width: number; height: number } | undefined;
   let o = 2;
   while (o + 4 <= b.length) {
     if (b[o] !== 0xff) return undefined;
@@ -54,6 +58,8 @@ export function jpegHeader(b: Uint8Array): JpegHeader | undefined {
       o++;
       continue;
     } // fill byte
+    if (marker === 0xda) return frame && { ...frame, orientation, iccProfile }; // the first scan
+    if (marker === 0xd9) return undefined; // the end before any scan
     const len = (b[o + 2] << 8) | b[o + 3];
     const seg = o + 4;
     if (marker === 0xe1 && b[seg] === 0x45 && b[seg + 1] === 0x78 && b[seg + 2] === 0x69 && b[seg + 3] === 0x66) {
@@ -63,15 +69,14 @@ export function jpegHeader(b: Uint8Array): JpegHeader | undefined {
     if (marker === 0xe2 && b[seg] === 0x49 && b[seg + 1] === 0x43 && b[seg + 2] === 0x43 && b[seg + 3] === 0x5f) {
       iccProfile = true;
     }
-    // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC)
-    if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+    // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC); the first one is the frame
+    if (!frame && marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
       if (seg + 5 > b.length) return undefined;
       const height = (b[seg + 1] << 8) | b[seg + 2];
       const width = (b[seg + 3] << 8) | b[seg + 4];
       if (!width || !height) return undefined;
-      return { width, height, orientation, iccProfile };
+      frame = { width, height };
     }
-    if (marker === 0xda || marker === 0xd9) return undefined; // scan data or end before any frame header
     o += 2 + len;
   }
   return undefined;

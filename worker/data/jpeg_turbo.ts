@@ -19,8 +19,9 @@
  * and lossless files, and any file libjpeg warns about (truncated data, extraneous bytes) or rejects, return
  * undefined and the caller decodes them with sharp, whose error for a bad file is the one the user sees.
  *
- * Bounds for hostile files: the library refuses images over the caller's pixel limit and progressive files with
- * more than 500 scans (libjpeg-turbo's own advice against scan-flooding files), and caps its memory.
+ * Bounds for hostile files: here the library refuses images over the caller's pixel limit and progressive files
+ * with more than 500 scans (libjpeg-turbo's own advice against scan-flooding files), and caps its memory; a file
+ * it refuses goes to sharp, whose own limits then apply, as they did before this path existed.
  */
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
@@ -38,6 +39,7 @@ type Handle = unknown;
 
 interface TurboApi {
   init(initType: number): Handle;
+  destroy(h: Handle): void;
   set(h: Handle, param: number, value: number): number;
   get(h: Handle, param: number): number;
   decompressHeader(h: Handle, jpeg: Uint8Array, size: number): number;
@@ -91,16 +93,18 @@ function load(): TurboApi | undefined {
     const decompress8 = lib.func('int tj3Decompress8(void*, const uint8_t*, size_t, uint8_t*, int, int)');
     const candidate: TurboApi = {
       init: lib.func('void* tj3Init(int)'),
+      destroy: lib.func('void tj3Destroy(void*)'),
       set: lib.func('int tj3Set(void*, int, int)'),
       get: lib.func('int tj3Get(void*, int)'),
       decompressHeader: lib.func('int tj3DecompressHeader(void*, const uint8_t*, size_t)'),
       setCroppingRegion: lib.func('int tj3SetCroppingRegion(void*, tjregion)'),
       decompress8: (...args) => decompress8.async(...args),
     };
-    // TJPARAM_MAXPIXELS is 24 from libjpeg-turbo 3.1 on; an older library refuses it, and its other indices differ
+    // TJPARAM_MAXPIXELS is 24 from libjpeg-turbo 3.0.2 on (the indices used here are those of 3.0.2-3.1); 3.0.0
+    // and 3.0.1 refuse it, and their indices differ
     const probe = candidate.init(TJINIT_DECOMPRESS);
     if (!probe || candidate.set(probe, TJPARAM_MAXPIXELS, 1) !== 0 || candidate.get(probe, TJPARAM_MAXPIXELS) !== 1) {
-      throw new Error('libturbojpeg is not the libjpeg-turbo 3.1 API');
+      throw new Error('libturbojpeg is not the libjpeg-turbo 3.0.2+ API');
     }
     idle.push(probe);
     created = 1;
@@ -136,10 +140,18 @@ function acquire(t: TurboApi, maxPixels: number): Handle {
     if (!h) throw new Error('tj3Init failed');
     created++;
   }
-  t.set(h, TJPARAM_MAXPIXELS, Math.min(maxPixels, 2 ** 31 - 1));
-  // the coefficients of a progressive file of maxPixels pixels (3 components, 2 bytes each) and the row buffers
-  t.set(h, TJPARAM_MAXMEMORY, Math.ceil((maxPixels * 6) / 2 ** 20) + 64);
-  t.set(h, TJPARAM_SCANLIMIT, SCAN_LIMIT);
+  const int = (v: number) => Math.min(Math.max(1, Math.ceil(v)), 2 ** 31 - 1);
+  // MAXMEMORY in MB: the coefficients of a progressive file of maxPixels pixels (3 components, 2 bytes each) and
+  // the row buffers
+  if (
+    t.set(h, TJPARAM_MAXPIXELS, int(maxPixels)) !== 0 ||
+    t.set(h, TJPARAM_MAXMEMORY, int((maxPixels * 6) / 2 ** 20 + 64)) !== 0 ||
+    t.set(h, TJPARAM_SCANLIMIT, SCAN_LIMIT) !== 0
+  ) {
+    t.destroy(h);
+    created--;
+    throw new Error('tj3Set refused a limit');
+  }
   return h;
 }
 
@@ -157,9 +169,21 @@ export async function decodeJpegBox(
 ): Promise<RawImage | undefined> {
   const t = load();
   if (!t) return undefined;
-  const h = acquire(t, maxPixels);
+  let h: Handle | undefined;
   try {
-    if (t.decompressHeader(h, jpeg, jpeg.length) !== 0) return undefined;
+    h = acquire(t, maxPixels);
+  } catch {
+    return undefined; // no decompressor to be had (tj3Init failed): sharp decodes this one
+  }
+  try {
+    if (t.decompressHeader(h, jpeg, jpeg.length) !== 0) {
+      // a fatal error in the header leaves the instance mid-header (3.1.2 returns without aborting it): every
+      // later header on it would fail ("two SOI markers"), so it is not reused
+      t.destroy(h);
+      created--;
+      h = undefined;
+      return undefined;
+    }
     // CMYK and YCCK files (no conversion to RGB), 12- and 16-bit ones (not the 8-bit call) and lossless ones (no
     // cropping) fail below, in the library, and go to sharp
     if (t.get(h, TJPARAM_JPEGWIDTH) !== width || t.get(h, TJPARAM_JPEGHEIGHT) !== height) return undefined;
@@ -169,15 +193,21 @@ export async function decodeJpegBox(
     const region = croppingRegion(width, box, mcuWidth);
     if (t.setCroppingRegion(h, region) !== 0) return undefined;
     const out = Buffer.allocUnsafe(region.w * region.h * 3);
-    const rc = await new Promise<number>((resolve, reject) =>
-      t.decompress8(h, jpeg, jpeg.length, out, 0, TJPF_RGB, (err, r) => (err ? reject(err) : resolve(r))),
-    );
+    const handle = h;
+    let rc: number;
+    try {
+      rc = await new Promise<number>((resolve, reject) =>
+        t.decompress8(handle, jpeg, jpeg.length, out, 0, TJPF_RGB, (err, r) => (err ? reject(err) : resolve(r))),
+      );
+    } catch {
+      return undefined; // the call itself failed (koffi's queue of asynchronous calls full): sharp decodes it
+    }
     // non-zero: an error, or a warning (libjpeg still wrote every row); either way sharp decides about this file
     if (rc !== 0) return undefined;
     const data = compactRows(out, region.w, box.left - region.x, box.width, box.height);
     return { kind: 'raw', data, width: box.width, height: box.height };
   } finally {
-    idle.push(h);
+    if (h !== undefined) idle.push(h);
   }
 }
 

@@ -168,12 +168,7 @@ async function materialize(img: PendingImage): Promise<RawImage> {
 async function decodePixels(img: PendingImage): Promise<RawImage> {
   if (img.turbo && !img.resize && !img.post) {
     const box = img.pre ?? { left: 0, top: 0, width: img.width, height: img.height };
-    let raw: RawImage | undefined;
-    try {
-      raw = await decodeJpegBox(img.input, img.turbo.width, img.turbo.height, box, img.maxPixels);
-    } catch (e) {
-      throw new TransformError(`cannot decode ${img.path}: ${(e as Error).message}`, img.path);
-    }
+    const raw = await decodeJpegBox(img.input, img.turbo.width, img.turbo.height, box, img.maxPixels);
     if (raw) return raw;
   }
   return decodeWithSharp(img);
