@@ -97,17 +97,33 @@ async function withRing(
   chunkBytes: number,
   body: (ring: Ring, attackers: zmq.Push[]) => Promise<void>,
 ): Promise<Ring> {
-  const ring = await openRing(jobId, chunkBytes);
+  const ring = await within(60_000, `${jobId}: opening the ring`, openRing(jobId, chunkBytes));
   const keepAlive = setInterval(() => {}, 1000);
   const attackers: zmq.Push[] = [];
   try {
-    await body(ring, attackers);
+    await within(60_000, `${jobId}: the test's body`, body(ring, attackers));
   } finally {
     clearInterval(keepAlive);
     for (const s of attackers) s.close();
-    await Promise.all(ring.groups.map((g) => g.close()));
+    await within(30_000, `${jobId}: closing the ring`, Promise.all(ring.groups.map((g) => g.close())));
   }
   return ring;
+}
+
+/**
+ * `p`, or an error naming the stage after `ms`: one run in ~34 of this file once hung until the test runner's limit
+ * without saying where; a stage that hangs again says which one it was.
+ */
+async function within<T>(ms: number, stage: string, p: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${stage} did not finish in ${ms / 1000} s`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** A socket holding the job's client key (every rank has it), connected to rank 0 but not its predecessor. */
