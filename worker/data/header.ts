@@ -82,11 +82,14 @@ export function jpegHeader(b: Uint8Array): JpegHeader | undefined {
   return undefined;
 }
 
+/** The size a JPEG is shown at: its stored size, turned by EXIF orientations 5-8 (the quarter turns). */
+export function jpegDisplaySize({ width, height, orientation }: JpegHeader): ImageSize {
+  return orientation >= 5 && orientation <= 8 ? { width: height, height: width } : { width, height };
+}
+
 function jpegSize(b: Uint8Array): ImageSize | undefined {
   const h = jpegHeader(b);
-  if (!h) return undefined;
-  const { width, height, orientation } = h;
-  return orientation >= 5 && orientation <= 8 ? { width: height, height: width } : { width, height };
+  return h && jpegDisplaySize(h);
 }
 
 function pngSize(b: Uint8Array): ImageSize | undefined {

@@ -18,7 +18,7 @@
  * Enlarging, the fused train path is INTER_LINEAR itself (to rounding); libvips' affine, which the other lists
  * use when they enlarge, samples half an output pixel off half-pixel centres (libvips 8.18, see data_fastpath.test).
  */
-import { headerImageSize, jpegHeader } from './header.js';
+import { headerImageSize, jpegDisplaySize, jpegHeader } from './header.js';
 import { decodeJpegBox } from './jpeg_turbo.js';
 import * as fs from 'node:fs/promises';
 import sharp from 'sharp';
@@ -138,12 +138,15 @@ async function decodePending(
   maxPixels: number,
   jpegTurbo: boolean,
 ): Promise<PendingImage> {
-  const fromHeader = headerImageSize(input);
+  // one walk over a JPEG's markers gives both its shown size and whether libjpeg-turbo may decode it
+  const jpeg = jpegHeader(input);
+  const fromHeader = jpeg ? jpegDisplaySize(jpeg) : headerImageSize(input);
   if (fromHeader) {
     checkPixels(file, fromHeader.width, fromHeader.height, maxPixels);
-    const jpeg = jpegTurbo ? jpegHeader(input) : undefined;
     const turbo =
-      jpeg && jpeg.orientation === 1 && !jpeg.iccProfile ? { width: jpeg.width, height: jpeg.height } : undefined;
+      jpegTurbo && jpeg && jpeg.orientation === 1 && !jpeg.iccProfile
+        ? { width: jpeg.width, height: jpeg.height }
+        : undefined;
     return { kind: 'pending', input, path: file, maxPixels, turbo, ...fromHeader };
   }
   let meta: Awaited<ReturnType<ReturnType<typeof sharp>['metadata']>>;
