@@ -133,11 +133,12 @@ export function jpegDecoderDescription(): string {
     : `every image decoded by sharp (libjpeg-turbo not loaded: ${s.reason})`;
 }
 
-function acquire(t: TurboApi, maxPixels: number): Handle {
+/** An idle decompressor (or a new one) with the caller's limits, or undefined when none can be had. */
+function acquire(t: TurboApi, maxPixels: number): Handle | undefined {
   let h = idle.pop();
   if (h === undefined) {
     h = t.init(TJINIT_DECOMPRESS);
-    if (!h) throw new Error('tj3Init failed');
+    if (!h) return undefined;
     created++;
   }
   const int = (v: number) => Math.min(Math.max(1, Math.ceil(v)), 2 ** 31 - 1);
@@ -148,11 +149,16 @@ function acquire(t: TurboApi, maxPixels: number): Handle {
     t.set(h, TJPARAM_MAXMEMORY, int((maxPixels * 6) / 2 ** 20 + 64)) !== 0 ||
     t.set(h, TJPARAM_SCANLIMIT, SCAN_LIMIT) !== 0
   ) {
-    t.destroy(h);
-    created--;
-    throw new Error('tj3Set refused a limit');
+    discard(t, h);
+    return undefined;
   }
   return h;
+}
+
+/** A decompressor that must not be reused. */
+function discard(t: TurboApi, h: Handle): void {
+  t.destroy(h);
+  created--;
 }
 
 /**
@@ -169,19 +175,15 @@ export async function decodeJpegBox(
 ): Promise<RawImage | undefined> {
   const t = load();
   if (!t) return undefined;
-  let h: Handle | undefined;
-  try {
-    h = acquire(t, maxPixels);
-  } catch {
-    return undefined; // no decompressor to be had (tj3Init failed): sharp decodes this one
-  }
+  const h = acquire(t, maxPixels);
+  if (h === undefined) return undefined; // no decompressor to be had: sharp decodes this one
+  let reusable = true;
   try {
     if (t.decompressHeader(h, jpeg, jpeg.length) !== 0) {
       // a fatal error in the header leaves the instance mid-header (3.1.2 returns without aborting it): every
       // later header on it would fail ("two SOI markers"), so it is not reused
-      t.destroy(h);
-      created--;
-      h = undefined;
+      discard(t, h);
+      reusable = false;
       return undefined;
     }
     // CMYK and YCCK files (no conversion to RGB), 12- and 16-bit ones (not the 8-bit call) and lossless ones (no
@@ -193,11 +195,10 @@ export async function decodeJpegBox(
     const region = croppingRegion(width, box, mcuWidth);
     if (t.setCroppingRegion(h, region) !== 0) return undefined;
     const out = Buffer.allocUnsafe(region.w * region.h * 3);
-    const handle = h;
     let rc: number;
     try {
       rc = await new Promise<number>((resolve, reject) =>
-        t.decompress8(handle, jpeg, jpeg.length, out, 0, TJPF_RGB, (err, r) => (err ? reject(err) : resolve(r))),
+        t.decompress8(h, jpeg, jpeg.length, out, 0, TJPF_RGB, (err, r) => (err ? reject(err) : resolve(r))),
       );
     } catch {
       return undefined; // the call itself failed (koffi's queue of asynchronous calls full): sharp decodes it
@@ -207,7 +208,7 @@ export async function decodeJpegBox(
     const data = compactRows(out, region.w, box.left - region.x, box.width, box.height);
     return { kind: 'raw', data, width: box.width, height: box.height };
   } finally {
-    if (h !== undefined) idle.push(h);
+    if (reusable) idle.push(h);
   }
 }
 
