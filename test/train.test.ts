@@ -258,11 +258,16 @@ test('a checkpoint save killed by SIGKILL leaves the previous checkpoint intact 
  * Train on `n` workers under the launcher until every worker logs a step of `epoch`, then Ctrl-C the launcher.
  * Returns its exit code and the workers' logs.
  */
+/**
+ * Start a training job under the launcher and, once every worker has reached `epoch`, send SIGINT to the launcher
+ * (a Ctrl-C) or, with `signalRank0`, to rank 0's worker process alone (a Ctrl-C that reached one node only).
+ */
 async function interruptAtEpoch(
   n: number,
   name: string,
   epoch: number,
-): Promise<{ code: number | null; logs: string[] }> {
+  signalRank0 = false,
+): Promise<{ code: number | null; logs: string[]; launcherOut: string }> {
   const logDir = path.join(tmp, `log-${name}`);
   const args = [
     '--nproc_per_node',
@@ -272,7 +277,9 @@ async function interruptAtEpoch(
     'train',
     ...small(path.join(tmp, name), ['epochs=100000', 'validate=False', 'save_interval=100000']),
   ];
-  const child = spawn(process.execPath, [LAUNCH, ...args], { stdio: 'ignore' });
+  const child = spawn(process.execPath, [LAUNCH, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let launcherOut = '';
+  for (const s of [child.stdout, child.stderr]) s.on('data', (d: Buffer) => (launcherOut += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const files = Array.from({ length: n }, (_, r) => path.join(logDir, `workerlog.${r}`));
   const reached = new RegExp(`epoch:${epoch} +, train step:`);
@@ -284,12 +291,17 @@ async function interruptAtEpoch(
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  child.kill('SIGINT');
+  if (signalRank0) {
+    // the launcher's worker table: rank, local_rank, device, pid, log
+    const pid = /^\s*0\s+0\s+\S+\s+(\d+)\s/m.exec(launcherOut)?.[1];
+    assert.ok(pid, `no pid for rank 0 in the launcher's output:\n${launcherOut}`);
+    process.kill(Number(pid), 'SIGINT');
+  } else child.kill('SIGINT');
   // generous: the stop waits for the step in flight; a launcher that ignores Ctrl-C never exits
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   const code = await exited;
   clearTimeout(timer);
-  return { code, logs: files.map((f) => fs.readFileSync(f, 'utf8')) };
+  return { code, logs: files.map((f) => fs.readFileSync(f, 'utf8')), launcherOut };
 }
 
 test('Ctrl-C stops a single worker after its step even when no step does I/O (decode cache warm)', async () => {
@@ -322,4 +334,20 @@ test('Ctrl-C with 2 workers under the launcher: both stop after the same step an
     return m![0];
   });
   assert.equal(stops[0], stops[1], 'the two workers stopped after different steps');
+});
+
+test('SIGINT to one worker alone: the other stops after the same step, saying why, and the launcher reports it', async () => {
+  const { code, logs, launcherOut } = await interruptAtEpoch(2, 'ctrlc-rank0', 1, true);
+  assert.match(logs[0], /SIGINT received: stopping after this step/);
+  assert.doesNotMatch(logs[1], /SIGINT received/);
+  assert.match(logs[1], /another worker was asked to stop: stopping after this step with it/);
+  const stops = logs.map((t, r) => {
+    const m = /stopped on request in epoch (\d+) after iteration (\d+)/.exec(t);
+    assert.ok(m, `rank ${r} did not stop cleanly:\n${t.slice(-600)}`);
+    return m![0];
+  });
+  assert.equal(stops[0], stops[1], 'the two workers stopped after different steps');
+  // nobody asked the launcher to stop: a worker that exits 130 of its own accord is a failed worker to it
+  assert.notEqual(code, 0, launcherOut.slice(-1500));
+  assert.match(launcherOut, /exit code 130/, launcherOut.slice(-1500));
 });

@@ -155,6 +155,12 @@ export async function train(options: TrainOptions): Promise<number> {
         meter.startBatch();
       }
       if (stopped) {
+        // The bit can come back before this rank's own SIGINT handler ran: the launcher signals every worker at
+        // once, and the stop travels in the all-reduce, whose reply may be read in the same turn of the event loop
+        // as the signal. One more turn runs a pending handler before `cleanup` removes it (which would drop the
+        // signal unseen); a rank that then still got none was stopped by another (a Ctrl-C on one node only).
+        if (!interrupt.requested) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (!interrupt.requested) log.warn('another worker was asked to stop: stopping after this step with it');
         const last = latestCheckpoint(runDir);
         log.warn(
           `stopped on request in epoch ${epoch} after iteration ${state.iteration}; ` +
