@@ -87,6 +87,9 @@ test('the real HarDNet68 config loads unchanged apart from -o data paths, typed 
   assert.equal(cfg.seed, 0);
   assert.equal(cfg.strict_data, false);
   assert.equal(cfg.allreduce_dtype, 'float32');
+  assert.equal(cfg.sharded_optimizer, false);
+  assert.equal(cfg.manual_gc, true);
+  assert.equal(loadConfig(HARDNET, [...DATA, 'manual_gc=False'], quiet()).manual_gc, false);
   assert.equal(cfg.collective_timeout_s, 300);
   assert.equal(cfg.metrics_file, path.join('output', 'HarDNet68_v2', 'HarDNet68', 'metrics.jsonl'));
   assert.equal(isBuiltinDataset(cfg.TRAIN), false);
@@ -295,6 +298,10 @@ test('validation names the key path of a wrong type or an unknown value', () => 
   assert.match(
     errorOf(() => loadConfig(HARDNET, [...DATA, 'backend=gpu'], quiet())),
     /config key backend: unknown backend 'gpu'; expected one of auto, tensorflow, wasm, cpu/,
+  );
+  assert.match(
+    errorOf(() => loadConfig(HARDNET, [...DATA, 'manual_gc=sometimes'], quiet())),
+    /config key manual_gc/,
   );
   assert.match(
     errorOf(() => loadConfig(HARDNET, [...DATA, 'allreduce_dtype=int8'], quiet())),

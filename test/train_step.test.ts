@@ -1,5 +1,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
+import vm from 'node:vm';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs-core';
 import { HarDNet, type BatchStats } from '../worker/model/hardnet.js';
 import { computeGradients, trainStep, type StepParts } from '../worker/train/step.js';
@@ -341,6 +343,7 @@ test('trainStep is the step written out: same loss and weights, no tensor left b
     temperature: 1,
     bnGroupSize: 0,
     topk: 5,
+    manualGc: true,
   };
   const byHand = new HarDNet('HarDNet39ds', 10, 0);
   const byHandParams = new FlatParameters(byHand.weights);
@@ -379,4 +382,64 @@ test('trainStep is the step written out: same loss and weights, no tensor left b
     assert.deepEqual(w.dataSync(), byHand.weights.get(name)!.dataSync(), `weight ${name}`);
   stepped.dispose();
   byHand.dispose();
+});
+
+/** A group of one whose all-reduce stays in flight for 30 ms, and which records when each one was. */
+class SlowSoloGroup extends SoloGroup {
+  readonly windows: [number, number][] = [];
+  override async allReduce(buf: Float32Array, op: 'sum' | 'mean', control = 0): Promise<number> {
+    const start = performance.now();
+    const out = await super.allReduce(buf, op, control);
+    await new Promise((r) => setTimeout(r, 30));
+    this.windows.push([start, performance.now()]);
+    return out;
+  }
+}
+
+test('manual_gc: every step runs a young-generation collection while its all-reduce is in flight, without --expose-gc', async () => {
+  assert.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined', 'the test process must not have --expose-gc');
+  const minor: number[] = [];
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries())
+      if ((e as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR)
+        minor.push(e.startTime);
+  });
+  observer.observe({ entryTypes: ['gc'] });
+  const model = new HarDNet('HarDNet39ds', 10, 0);
+  const params = new FlatParameters(model.weights);
+  const group = new SlowSoloGroup();
+  const parts: StepParts = {
+    model,
+    optimizer: new Momentum(params, { momentum: 0.9, l2Decay: 1e-4 }),
+    parameters: params,
+    group,
+    seed: 1,
+    labelSmoothing: 0,
+    temperature: 1,
+    bnGroupSize: 0,
+    topk: 5,
+    manualGc: true,
+  };
+  const labels = Int32Array.from([0, 1]);
+  try {
+    for (let iteration = 0; iteration < 3; iteration++)
+      await trainStep(parts, batchOf(new Float32Array(2 * 32 * 32 * 3).fill(0.5), labels, { count: 0 }), {
+        iteration,
+        lr: 0.01,
+        stopRequested: false,
+      });
+    await new Promise((r) => setTimeout(r, 50)); // GC entries are delivered asynchronously
+  } finally {
+    observer.disconnect();
+    model.dispose();
+  }
+  // the collection starts after the all-reduce was started and before it completes, once in every step
+  for (const [i, [from, to]] of group.windows.entries())
+    assert.ok(
+      minor.some((t) => t >= from && t <= to),
+      `no young-generation collection during step ${i}'s all-reduce (${from.toFixed(1)}-${to.toFixed(1)} ms; minor GCs at ${minor.map((t) => t.toFixed(1)).join(', ')})`,
+    );
+  assert.equal(group.windows.length, 3);
+  // the flag was only borrowed: code that runs later in a new context does not find gc there
+  assert.equal(vm.runInNewContext('typeof gc'), 'undefined');
 });

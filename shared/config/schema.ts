@@ -98,6 +98,12 @@ export interface TrainConfig {
    * are bit-identical to the unsharded update, checkpoints hold all velocities.
    */
   sharded_optimizer: boolean;
+  /**
+   * One young-generation collection per step, while the gradients' all-reduce is in flight (Megatron-LM's
+   * --manual-gc): every rank pauses for it at the same moment instead of in the middle of its own forward and
+   * backward pass, where a pause on one rank stalls all of them at the next all-reduce.
+   */
+  manual_gc: boolean;
   collective_timeout_s: number;
   metrics_file: string;
   /**
@@ -164,6 +170,7 @@ export const TOP_LEVEL_KEYS = [
   'strict_data',
   'allreduce_dtype',
   'sharded_optimizer',
+  'manual_gc',
   'collective_timeout_s',
   'metrics_file',
   'loss_temperature',

@@ -306,6 +306,7 @@ export function validate(
       'float32',
     ),
     sharded_optimizer: c.bool(raw.sharded_optimizer, 'sharded_optimizer', false),
+    manual_gc: c.bool(raw.manual_gc, 'manual_gc', true),
     collective_timeout_s: c.num(raw.collective_timeout_s, 'collective_timeout_s', { def: 300, positive: true }),
     metrics_file: c.str(raw.metrics_file, 'metrics_file', path.join(modelSaveDir, name, 'metrics.jsonl')),
     loss_temperature: c.num(raw.loss_temperature, 'loss_temperature', { def: 1, positive: true }),

@@ -13,6 +13,7 @@ import type { MixOperator } from '../data/mix.js';
 import type { BatchStats, HarDNet } from '../model/hardnet.js';
 import type { FlatParameters } from '../model/flat_params.js';
 import type { Optimizer } from '../optim/momentum.js';
+import { youngGc } from '../sys/young_gc.js';
 import { since, topkCorrect } from './metrics.js';
 
 /**
@@ -106,6 +107,8 @@ export interface StepParts {
   bnGroupSize: number;
   /** the second accuracy counted, top-k */
   topk: number;
+  /** a young-generation collection in every step, during the all-reduce (manual_gc; sys/young_gc.ts) */
+  manualGc: boolean;
 }
 
 /** Seconds of one step, by what the worker was doing (metrics.jsonl's data_s, compute_s, allreduce_s, optimizer_s). */
@@ -174,6 +177,9 @@ export async function trainStep(
   const localStart = performance.now();
   model.updateBatchNormStats(pass.batchStats);
   const correct = await topkCorrect(pass.logits, batch.labels, parts.topk);
+  // the step's tensors are disposed and its tape is garbage by now: the collection finds few survivors, and a
+  // rank that finished first would only wait for the others' data meanwhile
+  if (parts.manualGc) youngGc();
   const localS = since(localStart);
   const stop = ((await averaging) & STOP_REQUESTED) !== 0;
   let allreduceS = since(t0) - localS;

@@ -133,6 +133,7 @@ export async function train(options: TrainOptions): Promise<number> {
       temperature: cfg.loss_temperature,
       bnGroupSize: cfg.bn_virtual_batch_size,
       topk: cfg.topk,
+      manualGc: cfg.manual_gc,
     };
     const interrupt = stopOnSigint(log, cleanup);
 
