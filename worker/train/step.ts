@@ -177,7 +177,7 @@ export async function trainStep(
   const localStart = performance.now();
   model.updateBatchNormStats(pass.batchStats);
   const correct = await topkCorrect(pass.logits, batch.labels, parts.topk);
-  // the step's tensors are disposed and its tape is garbage by now: the collection finds few survivors, and a
+  // the pass's intermediate tensors are disposed and its tape is garbage by now: the collection finds few survivors, and a
   // rank that finished first would only wait for the others' data meanwhile
   if (parts.manualGc) youngGc();
   const localS = since(localStart);
