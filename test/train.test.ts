@@ -255,12 +255,9 @@ test('a checkpoint save killed by SIGKILL leaves the previous checkpoint intact 
 });
 
 /**
- * Train on `n` workers under the launcher until every worker logs a step of `epoch`, then Ctrl-C the launcher.
- * Returns its exit code and the workers' logs.
- */
-/**
- * Start a training job under the launcher and, once every worker has reached `epoch`, send SIGINT to the launcher
- * (a Ctrl-C) or, with `signalRank0`, to rank 0's worker process alone (a Ctrl-C that reached one node only).
+ * Train on `n` workers under the launcher until every worker logs a step of `epoch`, then send SIGINT to the
+ * launcher (a Ctrl-C) or, with `signalRank0`, to rank 0's worker process alone (a Ctrl-C that reached one node
+ * only). Returns the launcher's exit code and output and the workers' logs.
  */
 async function interruptAtEpoch(
   n: number,

@@ -177,8 +177,8 @@ export async function trainStep(
   const localStart = performance.now();
   model.updateBatchNormStats(pass.batchStats);
   const correct = await topkCorrect(pass.logits, batch.labels, parts.topk);
-  // the pass's intermediate tensors are disposed and its tape is garbage by now: the collection finds few survivors, and a
-  // rank that finished first would only wait for the others' data meanwhile
+  // the pass's intermediate tensors are disposed and its tape is garbage by now: the collection finds few
+  // survivors, and a rank that finished first would only wait for the others' data meanwhile
   if (parts.manualGc) youngGc();
   const localS = since(localStart);
   const stop = ((await averaging) & STOP_REQUESTED) !== 0;

@@ -6,6 +6,7 @@
  * one fused all-reduce per step, so the weights stay identical on every rank. Rank 0 writes checkpoints.
  * A step is step.ts's trainStep; its figures go to meter.ts, which writes the log lines and metrics.jsonl.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import path from 'node:path';
 import type winston from 'winston';
 import { readWorkerEnv } from '../../shared/env.js';
@@ -152,7 +153,7 @@ export async function train(options: TrainOptions): Promise<number> {
         if (stopped) break;
         // one turn of the event loop per step: with one worker and a warm decode cache nothing in a step does I/O,
         // every await above resolves as a microtask, and Node would never run the SIGINT handler (a Ctrl-C)
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await nextTurn();
         meter.startBatch();
       }
       if (stopped) {
@@ -160,7 +161,7 @@ export async function train(options: TrainOptions): Promise<number> {
         // once, and the stop travels in the all-reduce, whose reply may be read in the same turn of the event loop
         // as the signal. One more turn runs a pending handler before `cleanup` removes it (which would drop the
         // signal unseen); a rank that then still got none was stopped by another (a Ctrl-C on one node only).
-        if (!interrupt.requested) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (!interrupt.requested) await nextTurn();
         if (!interrupt.requested) log.warn('another worker was asked to stop: stopping after this step with it');
         const last = latestCheckpoint(runDir);
         log.warn(
