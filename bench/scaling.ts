@@ -14,6 +14,10 @@
  * 1-worker jobs at the same time (no collectives, nothing shared) and reports their summed images/s, the most that N
  * processes get from this machine, and each N-worker row as a share of it. On a VM whose cores slow each other
  * down (shared caches, memory bandwidth, host scheduling) that ceiling is well under N x one worker.
+ * With --repeat, each N-worker row also gives the ratio of every repetition's job to the independent jobs run right
+ * after it (paired by repetition): the two halves of a pair run within a minute of each other, so a drift between
+ * repetitions cancels in their ratio, and the spread of these ratios shows how far the machine moved within a pair,
+ * which the ratio of two medians hides.
  * --override passes config overrides to every job (`-o key=value` of `launch train`), e.g. sharded_optimizer=True.
  */
 import { Command } from 'commander';
@@ -47,6 +51,8 @@ const epochs = Number(o.epochs);
 interface Row {
   np: number;
   independent: boolean;
+  /** the repetition (0-based) this run belongs to */
+  rep: number;
   epoch: number;
   images_per_s: number;
   step_s: number;
@@ -56,7 +62,7 @@ interface Row {
 }
 
 /** One `launch --nproc_per_node np train` with `np` x the per-worker batch; resolves to its rows, one per epoch. */
-async function launchJob(np: number): Promise<Omit<Row, 'independent'>[]> {
+async function launchJob(np: number): Promise<Omit<Row, 'independent' | 'rep'>[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-scaling-'));
   const global = perWorker * np;
   const overrides = [
@@ -128,16 +134,17 @@ async function launchJob(np: number): Promise<Omit<Row, 'independent'>[]> {
  * --independent: `np` separate 1-worker jobs at the same time, no collectives between them. Their summed images/s
  * is what this machine gives np processes doing this work, the ceiling of any np-worker data-parallel run on it.
  */
-async function independentJobs(np: number): Promise<Row[]> {
+async function independentJobs(np: number, rep: number): Promise<Row[]> {
   // allSettled: when one job fails the others still run to their end, not on into the next measurement
   const settled = await Promise.allSettled(Array.from({ length: np }, () => launchJob(1)));
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
-  const jobs = settled.map((r) => (r as PromiseFulfilledResult<Omit<Row, 'independent'>[]>).value);
+  const jobs = settled.map((r) => (r as PromiseFulfilledResult<Omit<Row, 'independent' | 'rep'>[]>).value);
   return jobs[0].map((first, epoch) => ({
     ...first,
     np,
     independent: true,
+    rep,
     images_per_s: jobs.reduce((sum, job) => sum + job[epoch].images_per_s, 0),
   }));
 }
@@ -146,8 +153,8 @@ const runs: Row[] = [];
 const nps = String(o.np).split(',').map(Number);
 for (let rep = 0; rep < Number(o.repeat); rep++) {
   for (const np of nps) {
-    runs.push(...(await launchJob(np)).map((r) => ({ ...r, independent: false })));
-    if (o.independent && np > 1) runs.push(...(await independentJobs(np)));
+    runs.push(...(await launchJob(np)).map((r) => ({ ...r, independent: false, rep })));
+    if (o.independent && np > 1) runs.push(...(await independentJobs(np, rep)));
   }
 }
 // the run with the median images/s of each (worker count, mode, epoch)
@@ -171,17 +178,27 @@ for (const r of rows) {
     image_size: Number(o.image_size),
     speedup: r.images_per_s / base.images_per_s,
   };
-  const all = runs
-    .filter((x) => x.np === r.np && x.independent === r.independent && x.epoch === r.epoch)
-    .map((x) => x.images_per_s);
+  const same = runs.filter((x) => x.np === r.np && x.independent === r.independent && x.epoch === r.epoch);
+  const all = same.map((x) => x.images_per_s);
+  // each repetition's job against the independent jobs of the same repetition (run right after it)
+  const paired =
+    !r.independent && o.independent && r.np > 1
+      ? same.map((job) => {
+          const ind = runs.find((x) => x.np === r.np && x.independent && x.epoch === r.epoch && x.rep === job.rep)!;
+          return job.images_per_s / ind.images_per_s;
+        })
+      : [];
   if (o.json) {
-    console.log(JSON.stringify({ ...line, runs: all }));
+    console.log(JSON.stringify({ ...line, runs: all, ...(paired.length ? { paired_share: paired } : {}) }));
     continue;
   }
   const ceiling = rows.find((c) => c.np === r.np && c.independent && c.epoch === r.epoch);
   const ofCeiling =
     !r.independent && ceiling
-      ? `, ${((100 * r.images_per_s) / ceiling.images_per_s).toFixed(0)} % of ${r.np} independent jobs`
+      ? `, ${((100 * r.images_per_s) / ceiling.images_per_s).toFixed(0)} % of ${r.np} independent jobs` +
+        (paired.length > 1
+          ? ` (paired by repetition: ${paired.map((x) => (100 * x).toFixed(0)).join(', ')} %, median ${(100 * median(paired)).toFixed(0)} %)`
+          : '')
       : '';
   const name = r.independent ? `${r.np} x 1 independent` : `np ${r.np}`;
   console.log(
