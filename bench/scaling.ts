@@ -157,14 +157,15 @@ for (let rep = 0; rep < Number(o.repeat); rep++) {
     if (o.independent && np > 1) runs.push(...(await independentJobs(np, rep)));
   }
 }
+/** every repetition's row of one (worker count, mode, epoch), in the order they ran */
+const runsOf = (np: number, independent: boolean, epoch: number) =>
+  runs.filter((r) => r.np === np && r.independent === independent && r.epoch === epoch);
 // the run with the median images/s of each (worker count, mode, epoch)
 const rows: Row[] = [];
 for (const np of nps) {
   for (const independent of o.independent && np > 1 ? [false, true] : [false]) {
     for (let epoch = 0; epoch < epochs; epoch++) {
-      const same = runs
-        .filter((r) => r.np === np && r.independent === independent && r.epoch === epoch)
-        .sort((a, b) => a.images_per_s - b.images_per_s);
+      const same = runsOf(np, independent, epoch).sort((a, b) => a.images_per_s - b.images_per_s);
       rows.push(same[Math.floor(same.length / 2)]);
     }
   }
@@ -178,21 +179,16 @@ for (const r of rows) {
     image_size: Number(o.image_size),
     speedup: r.images_per_s / base.images_per_s,
   };
-  const same = runs.filter((x) => x.np === r.np && x.independent === r.independent && x.epoch === r.epoch);
+  const same = runsOf(r.np, r.independent, r.epoch);
   const all = same.map((x) => x.images_per_s);
+  const ceiling = rows.find((c) => c.np === r.np && c.independent && c.epoch === r.epoch);
   // each repetition's job against the independent jobs of the same repetition (run right after it)
-  const paired =
-    !r.independent && o.independent && r.np > 1
-      ? same.map((job) => {
-          const ind = runs.find((x) => x.np === r.np && x.independent && x.epoch === r.epoch && x.rep === job.rep)!;
-          return job.images_per_s / ind.images_per_s;
-        })
-      : [];
+  const independentRuns = !r.independent && ceiling ? runsOf(r.np, true, r.epoch) : [];
+  const paired = independentRuns.map((ind) => same.find((job) => job.rep === ind.rep)!.images_per_s / ind.images_per_s);
   if (o.json) {
     console.log(JSON.stringify({ ...line, runs: all, ...(paired.length ? { paired_share: paired } : {}) }));
     continue;
   }
-  const ceiling = rows.find((c) => c.np === r.np && c.independent && c.epoch === r.epoch);
   const ofCeiling =
     !r.independent && ceiling
       ? `, ${((100 * r.images_per_s) / ceiling.images_per_s).toFixed(0)} % of ${r.np} independent jobs` +
